@@ -1,0 +1,153 @@
+"""Decoding image files into the one form every encoder accepts: a fully loaded RGB image.
+
+Photo folders are messy (phone pictures rotated only by an EXIF tag, half-copied files, text
+files with a .jpg name), so every failure becomes an `ImageLoadError` with a reason short enough
+to print beside the file name in a skip list, instead of a PIL traceback in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from crossmodal.errors import ImageLoadError
+
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "is_image_file", "load_image"]
+
+#: Suffixes (lower case) that gallery scans and dataset folders treat as images.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+)
+
+#: Same as Pillow's own warning threshold (about 89.5 megapixels, a 1/4 GiB RGBA buffer x 3).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+# Everything Pillow's decoders are known to raise on damaged data. UnidentifiedImageError is an
+# OSError too, so it has to be caught before this tuple.
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    TypeError,
+    struct.error,
+    zlib.error,
+)
+
+
+def is_image_file(path: str | Path) -> bool:
+    """Whether a directory scan should try to load this file (by suffix; dot-files excluded)."""
+    p = Path(path)
+    return not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Fully decoded RGB image, upright as the camera meant it, or `ImageLoadError`.
+
+    EXIF orientation is applied because phones store portrait shots as rotated landscape
+    pixels, and an encoder shown a sideways photo retrieves badly. Only the first frame of
+    animated images is used. The whole file is decoded here (not lazily) so that truncated
+    files fail at load time, with their name, rather than later inside a batch. Transparent
+    pixels are laid over white, since "RGBA -> RGB" alone turns them black.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise ImageLoadError("file not found") from None
+    except OSError as e:
+        raise ImageLoadError(f"cannot read: {e.strerror or e}") from None
+    if not p.is_file():
+        raise ImageLoadError("not a regular file")
+    if st.st_size == 0:
+        raise ImageLoadError("empty file (0 bytes)")
+
+    im = _open(p, max_pixels)
+    try:
+        _check_size(im.size, max_pixels)
+        try:
+            im.load()
+        except Image.DecompressionBombError:
+            raise ImageLoadError(_too_large(im.size, max_pixels)) from None
+        except _DECODE_ERRORS as e:
+            raise ImageLoadError(f"truncated or corrupt: {e}") from None
+        try:
+            upright = ImageOps.exif_transpose(im)
+        except Exception:  # a broken EXIF block should not cost the pixels, which decoded fine
+            upright = im
+        return _to_rgb(upright)
+    finally:
+        im.close()
+
+
+def _open(p: Path, max_pixels: int) -> ImageFile.ImageFile:
+    """Image.open with our own messages, and without Pillow's hard limit overriding ours."""
+    try:
+        return Image.open(p)  # type: ignore[return-value]
+    except Image.DecompressionBombError:
+        # Pillow refuses images over 2x its global limit before we can see their size.
+        # Mutating Image.MAX_IMAGE_PIXELS would affect other threads, so read the header
+        # through the format plugins directly instead.
+        im = _open_unchecked(p)
+        if im is None:
+            raise ImageLoadError(f"too large: exceeds the limit of {max_pixels} pixels") from None
+        return im
+    except UnidentifiedImageError:
+        raise ImageLoadError("not an image (cannot identify format)") from None
+    except PermissionError as e:
+        raise ImageLoadError(f"cannot read: {e.strerror or e}") from None
+    except _DECODE_ERRORS as e:
+        raise ImageLoadError(f"truncated or corrupt: {e}") from None
+
+
+def _open_unchecked(p: Path) -> ImageFile.ImageFile | None:
+    """Image.open minus the decompression-bomb check; None when no plugin takes the file."""
+    Image.init()
+    fp = open(p, "rb")  # noqa: SIM115 -- handed over to the image, which closes it
+    try:
+        prefix = fp.read(16)
+        for fmt in Image.ID:
+            factory, accept = Image.OPEN[fmt]
+            try:
+                ok = accept(prefix) if accept else True
+                if ok and not isinstance(ok, str):
+                    fp.seek(0)
+                    im = factory(fp, os.fspath(p))
+                    im._exclusive_fp = True  # so that im.close() closes fp
+                    return im
+            except _DECODE_ERRORS:
+                continue
+    except BaseException:
+        fp.close()
+        raise
+    fp.close()
+    return None
+
+
+def _check_size(size: tuple[int, int], max_pixels: int) -> None:
+    w, h = size
+    if w * h > max_pixels:
+        raise ImageLoadError(_too_large(size, max_pixels))
+
+
+def _too_large(size: tuple[int, int], max_pixels: int) -> str:
+    return f"too large: {size[0]} x {size[1]} pixels exceeds the limit of {max_pixels}"
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """An RGB copy that no longer refers to the file (so the caller may close it)."""
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: convert("RGB") would clip everything above 255 to white.
+        im = im.point(lambda v: v / 256).convert("L")  # type: ignore[arg-type,operator]
+    return im.convert("RGB")

@@ -1,0 +1,27 @@
+"""One exception type per concern; the CLI and the web app turn them into one clear line / a 4xx."""
+
+from __future__ import annotations
+
+
+class CrossmodalError(Exception):
+    """Base class of every error crossmodal raises on purpose (bad input, missing files)."""
+
+
+class DatasetError(CrossmodalError):
+    """A dataset is missing, malformed, or refers to files that do not exist."""
+
+
+class ImageLoadError(CrossmodalError):
+    """An image file could not be decoded (corrupt, truncated, empty, not an image)."""
+
+
+class ModelNotAvailable(CrossmodalError):
+    """A model name is unknown, or its weights are not on this machine."""
+
+
+class ConfigError(CrossmodalError):
+    """A configuration value is unknown or impossible."""
+
+
+class CollectionError(CrossmodalError):
+    """A gallery collection is missing, locked, or was built with another model."""

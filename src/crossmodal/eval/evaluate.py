@@ -1,0 +1,123 @@
+"""`evaluate(model, dataset)`: embed a split (through the cache) and score both directions."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossmodal.data import ImageTextDataset
+from crossmodal.errors import DatasetError
+from crossmodal.eval.metrics import DEFAULT_KS, metrics_from_ranks, retrieval_ranks
+from crossmodal.models.base import Encoder
+from crossmodal.models.features import embed_image_files, embed_texts
+
+
+@dataclass
+class EmbeddedSplit:
+    """A split's embeddings with corrupt images (and their captions) dropped."""
+
+    image_paths: list[Path]
+    captions: list[str]
+    caption_image: np.ndarray
+    image_emb: np.ndarray
+    text_emb: np.ndarray
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def embed_split(
+    model: Encoder,
+    dataset: ImageTextDataset,
+    cache_dir: str | Path | None = None,
+    show_progress: bool = True,
+) -> EmbeddedSplit:
+    images = embed_image_files(
+        model, dataset.image_paths, cache_dir=cache_dir, show_progress=show_progress
+    )
+    keep = np.flatnonzero(images.ok)
+    if len(keep) == 0:
+        raise DatasetError(f"no image of {dataset.name} ({dataset.split}) could be decoded")
+    new_index = np.full(len(dataset.image_paths), -1, np.int64)
+    new_index[keep] = np.arange(len(keep))
+    caption_image = new_index[np.asarray(dataset.caption_image, np.int64)]
+    kept_captions = np.flatnonzero(caption_image >= 0)
+    captions = [dataset.captions[i] for i in kept_captions]
+    text_emb = embed_texts(model, captions, cache_dir=cache_dir, show_progress=show_progress)
+    return EmbeddedSplit(
+        image_paths=[dataset.image_paths[i] for i in keep],
+        captions=captions,
+        caption_image=caption_image[kept_captions],
+        image_emb=images.vectors,
+        text_emb=text_emb,
+        skipped=images.failures,
+    )
+
+
+def evaluate(
+    model: Encoder,
+    dataset: ImageTextDataset,
+    cache_dir: str | Path | None = None,
+    show_progress: bool = True,
+    ks: tuple[int, ...] = DEFAULT_KS,
+) -> dict[str, Any]:
+    """Evaluation JSON: model, dataset, split, counts, t2i and i2t metrics, seconds, skipped."""
+    start = time.perf_counter()
+    split = embed_split(model, dataset, cache_dir=cache_dir, show_progress=show_progress)
+    t2i, i2t = retrieval_ranks(split.image_emb, split.text_emb, split.caption_image)
+    return {
+        "model": model.name,
+        "dataset": dataset.name,
+        "split": dataset.split,
+        "n_images": len(split.image_paths),
+        "n_texts": len(split.captions),
+        "t2i": metrics_from_ranks(t2i, ks),
+        "i2t": metrics_from_ranks(i2t, ks),
+        "seconds": round(time.perf_counter() - start, 2),
+        "skipped": [{"path": str(p), "reason": r} for p, r in split.skipped],
+    }
+
+
+METRIC_COLUMNS = ("R@1", "R@5", "R@10", "MRR", "MedR")
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Plain-text table of one evaluation (also used in docs)."""
+    lines = [
+        f"{result['model']} on {result['dataset']} {result['split']}: "
+        f"{result['n_images']} images, {result['n_texts']} texts",
+        f"{'direction':<14}" + "".join(f"{c:>8}" for c in METRIC_COLUMNS),
+    ]
+    for key, label in (("t2i", "text->image"), ("i2t", "image->text")):
+        row = result[key]
+        cells = [
+            f"{row[c]:8.2f}"
+            if c.startswith("R@")
+            else (f"{row[c]:8.3f}" if c == "MRR" else f"{row[c]:8.1f}")
+            for c in METRIC_COLUMNS
+        ]
+        lines.append(f"{label:<14}" + "".join(cells))
+    if result.get("skipped"):
+        lines.append(f"skipped {len(result['skipped'])} unreadable image(s):")
+        lines += [f"  {s['path']}: {s['reason']}" for s in result["skipped"]]
+    return "\n".join(lines)
+
+
+def markdown_table(results: list[dict[str, Any]]) -> str:
+    head = "| model | T→I R@1 | R@5 | R@10 | MRR | MedR | I→T R@1 | R@5 | R@10 | MRR | MedR |"
+    rows = [head, "|" + "---|" * 11]
+    for r in results:
+        cells = []
+        for key in ("t2i", "i2t"):
+            m = r[key]
+            cells += [
+                f"{m['R@1']:.2f}",
+                f"{m['R@5']:.2f}",
+                f"{m['R@10']:.2f}",
+                f"{m['MRR']:.3f}",
+                f"{m['MedR']:.0f}",
+            ]
+        rows.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)

