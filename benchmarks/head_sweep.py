@@ -1,6 +1,6 @@
 """Model selection for the default model: tower sizes x head shapes, scored on Flickr8k *val*.
 
-Test is never looked at here: the winner is trained by `crossmodal train-heads` with the
+Test is never looked at here: the winner is trained by `crossmodal train` with the
 chosen flags and scored once on test by `crossmodal eval`. Writes docs/model-selection.md.
 
     python benchmarks/head_sweep.py [--root ../shared/data/flickr8k] [--quick]

@@ -123,9 +123,9 @@ def _check_writable(path: Path) -> None:
         )
 
 
-@app.command("train-heads")
+@app.command("train")
 @friendly_errors
-def train_heads_command(
+def train_command(
     out: Annotated[Path, typer.Option(help="run folder (best model in <out>/best)")] = Path(
         "runs/heads"
     ),
@@ -145,7 +145,8 @@ def train_heads_command(
     seed: Annotated[int, typer.Option()] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Train projection heads on frozen towers (features cached once); select on val."""
+    """Train a dual encoder; this version trains projection heads on frozen towers
+    (features cached once), early-stopped on the val split's mean recall."""
     from crossmodal.train.heads import HeadConfig, train_heads
 
     _setup_torch()

@@ -216,7 +216,7 @@ def fit_heads(
             optim.step()
             sched.step()
             model.clamp_logit_scale()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         metrics = evaluate_features(model, val)
         score = mean_recall(metrics)
         record = {
