@@ -20,12 +20,41 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The demo indexes the 1,000 Flickr8k test images with their captions into an ignored folder
+# (incremental: a second `make demo` only searches), then searches once in each direction.
+# With GALLERY pointing at a folder of your own photos it indexes that folder instead.
+DEMO_COLLECTION ?= $(VENV)/demo-collection
+DEMO_MODEL ?= default
+DEMO_CLI = $(BIN)/crossmodal
+DEMO_TEXT ?= a dog running through the grass
+DEMO_CAPTION_QUERY ?= two children playing in the water
+
 demo: $(STAMP)
-	@if [ ! -f "$(GALLERY)/captions.tsv" ]; then \
-	  echo "No Flickr8k copy at $(GALLERY). Point the demo at yours:"; \
-	  echo "  make demo GALLERY=/path/to/flickr8k   (a folder with images/ and captions.tsv or Flickr8k.token.txt)"; \
+	@if [ ! -d "$(GALLERY)" ]; then \
+	  echo "No photos at $(GALLERY). Point the demo at a folder of your own photos:"; \
+	  echo "  make demo GALLERY=~/Pictures"; \
+	  echo "(or at a Flickr8k copy: a folder with images/, captions.tsv and test.txt)"; \
 	  exit 2; fi
-	$(BIN)/crossmodal eval --model default --dataset flickr8k --root $(GALLERY) --split test --json $(VENV)/demo-eval.json
+	@set -e; \
+	if [ -f "$(GALLERY)/captions.tsv" ] && [ -f "$(GALLERY)/test.txt" ]; then \
+	  echo "== indexing the Flickr8k test split (1,000 images, 5 captions each) into $(DEMO_COLLECTION)"; \
+	  $(DEMO_CLI) index "$(GALLERY)/images" --only "$(GALLERY)/test.txt" \
+	    --captions "$(GALLERY)/captions.tsv" --collection "$(DEMO_COLLECTION)" --model "$(DEMO_MODEL)"; \
+	else \
+	  echo "== indexing your photos in $(GALLERY) into $(DEMO_COLLECTION)"; \
+	  $(DEMO_CLI) index "$(GALLERY)" --collection "$(DEMO_COLLECTION)" --model "$(DEMO_MODEL)"; \
+	fi; \
+	echo; echo "== text -> images: \"$(DEMO_TEXT)\""; \
+	$(DEMO_CLI) search "$(DEMO_TEXT)" -k 5 --collection "$(DEMO_COLLECTION)"; \
+	query_image="$$($(DEMO_CLI) search "$(DEMO_TEXT)" -k 1 --paths-only --collection "$(DEMO_COLLECTION)")"; \
+	echo; echo "== image -> images (the best hit above): $$query_image"; \
+	$(DEMO_CLI) search "$$query_image" -k 5 --collection "$(DEMO_COLLECTION)"; \
+	echo; echo "== image -> captions: $$query_image"; \
+	$(DEMO_CLI) search "$$query_image" --mode i2t -k 5 --collection "$(DEMO_COLLECTION)"; \
+	echo; echo "== text -> captions: \"$(DEMO_CAPTION_QUERY)\""; \
+	$(DEMO_CLI) search "$(DEMO_CAPTION_QUERY)" --mode t2t -k 5 --collection "$(DEMO_COLLECTION)"; \
+	echo; echo "== query arithmetic: \"$(DEMO_TEXT)\" + the image above - \"grass\""; \
+	$(DEMO_CLI) search "$(DEMO_TEXT)" + "$$query_image" - grass -k 5 --collection "$(DEMO_COLLECTION)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -20,7 +20,13 @@ import torch
 from crossmodal.data import load_dataset
 from crossmodal.models.dual import DualEncoder
 from crossmodal.models.features import default_cache_dir
-from crossmodal.train.heads import HeadConfig, fit_heads, model_config, split_features
+from crossmodal.train.heads import (
+    HeadConfig,
+    fit_heads,
+    model_config,
+    split_features,
+    text_tower_spec,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,6 +40,8 @@ def main() -> None:
     parser.add_argument("--dropout", default="0.1,0.3")
     parser.add_argument("--embed-dim", default="256")
     parser.add_argument("--lr", default="1e-3")
+    parser.add_argument("--wd", default="0.05")
+    parser.add_argument("--batch", default="256")
     parser.add_argument("--out", default=str(REPO / "docs" / "model-selection.md"))
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -42,7 +50,7 @@ def main() -> None:
     rows = []
     for tower, text in itertools.product(args.towers.split(","), args.texts.split(",")):
         base = HeadConfig(root=args.root, image_tower={"type": "efficientnet", "variant": tower},
-                          text_tower={"type": text})
+                          text_tower=text_tower_spec(text))
         probe = DualEncoder(model_config(base))
         train = split_features(probe, train_ds, default_cache_dir(), flip=True)
         val = split_features(probe, val_ds, default_cache_dir())
@@ -51,16 +59,18 @@ def main() -> None:
             [float(d) for d in args.dropout.split(",")],
             [int(e) for e in args.embed_dim.split(",")],
             [float(x) for x in args.lr.split(",")],
+            [float(x) for x in args.wd.split(",")],
+            [int(x) for x in args.batch.split(",")],
         )
-        for hidden, dropout, dim, lr in grid:
+        for hidden, dropout, dim, lr, wd, batch in grid:
             cfg = replace(base, image_hidden=hidden, text_hidden=hidden, dropout=dropout,
-                          embed_dim=dim, lr=lr)
+                          embed_dim=dim, lr=lr, weight_decay=wd, batch_size=batch)
             torch.manual_seed(cfg.seed)
             model = DualEncoder(model_config(cfg), build_towers=False)
             start = time.perf_counter()
             best = fit_heads(model, train, val, cfg, show_progress=False)
             row = {"image": tower, "text": text, "hidden": hidden, "dropout": dropout,
-                   "dim": dim, "lr": lr, "epoch": best["epoch"], "val_mean_recall": best["score"],
+                   "dim": dim, "lr": lr, "wd": wd, "batch": batch, "epoch": best["epoch"], "val_mean_recall": best["score"],
                    "t2i_R@1": best["val"]["t2i"]["R@1"], "i2t_R@1": best["val"]["i2t"]["R@1"],
                    "seconds": round(time.perf_counter() - start, 1)}
             rows.append(row)
@@ -75,16 +85,16 @@ def main() -> None:
         "",
         "    .venv/bin/python benchmarks/head_sweep.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if k in ("towers", "texts", "hidden", "dropout", "embed_dim", "lr")),
+            if k in ("towers", "texts", "hidden", "dropout", "embed_dim", "lr", "wd", "batch")),
         "",
-        "| image tower | text tower | head hidden | dropout | dim | lr | best epoch "
+        "| image tower | text tower | head hidden | dropout | dim | lr | wd | batch | best epoch "
         "| val mean R | val T→I R@1 | val I→T R@1 | fit s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['image']} | {r['text']} | {r['hidden']} | {r['dropout']} | {r['dim']} | "
-            f"{r['lr']} | {r['epoch']} | {r['val_mean_recall']:.2f} | {r['t2i_R@1']:.2f} | "
+            f"{r['lr']} | {r['wd']} | {r['batch']} | {r['epoch']} | {r['val_mean_recall']:.2f} | {r['t2i_R@1']:.2f} | "
             f"{r['i2t_R@1']:.2f} | {r['seconds']} |"
         )
     Path(args.out).write_text("\n".join(lines) + "\n")

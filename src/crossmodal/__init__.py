@@ -11,12 +11,25 @@ from crossmodal.errors import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # lazy: `import crossmodal` stays light (no numpy/faiss/PIL) for the CLI's --help
+    if name in ("Collection", "SearchHit", "IndexReport"):
+        from crossmodal import collection
+
+        return getattr(collection, name)
+    raise AttributeError(f"module 'crossmodal' has no attribute {name!r}")
+
+
 __all__ = [
+    "Collection",
     "CollectionError",
     "ConfigError",
     "CrossmodalError",
     "DatasetError",
     "ImageLoadError",
+    "IndexReport",
     "ModelNotAvailable",
+    "SearchHit",
     "__version__",
 ]

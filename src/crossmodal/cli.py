@@ -132,7 +132,7 @@ def train_command(
     dataset: Annotated[str, typer.Option()] = "flickr8k",
     root: Annotated[Path, typer.Option()] = Path("../shared/data/flickr8k"),
     image_tower: Annotated[str, typer.Option(help="lite0 | lite1 | lite2")] = "lite0",
-    text_tower: Annotated[str, typer.Option(help="minilm | use")] = "minilm",
+    text_tower: Annotated[str, typer.Option(help="minilm | use | minilm+use")] = "minilm",
     embed_dim: Annotated[int, typer.Option()] = 256,
     hidden: Annotated[int, typer.Option(help="MLP hidden width of both heads (0 = linear)")] = 1024,
     dropout: Annotated[float, typer.Option()] = 0.1,
@@ -147,7 +147,7 @@ def train_command(
 ) -> None:
     """Train a dual encoder; this version trains projection heads on frozen towers
     (features cached once), early-stopped on the val split's mean recall."""
-    from crossmodal.train.heads import HeadConfig, train_heads
+    from crossmodal.train.heads import HeadConfig, text_tower_spec, train_heads
 
     _setup_torch()
     cfg = HeadConfig(
@@ -155,7 +155,7 @@ def train_command(
         root=str(root),
         out=str(out),
         image_tower={"type": "efficientnet", "variant": image_tower},
-        text_tower={"type": text_tower},
+        text_tower=text_tower_spec(text_tower),
         embed_dim=embed_dim,
         image_hidden=hidden,
         text_hidden=hidden,
@@ -174,6 +174,153 @@ def train_command(
         f"best model: {best} (val mean recall {summary['score']:.2f}, "
         f"epoch {summary['epoch']}, {summary['seconds']:.0f} s)"
     )
+
+
+CollectionOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--collection",
+        "-c",
+        help="collection folder (default: $CROSSMODAL_COLLECTION, else "
+        "~/.local/share/crossmodal/default)",
+        show_default=False,
+    ),
+]
+
+
+def _read_only_list(path: Path) -> list[str]:
+    try:
+        lines = path.expanduser().read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CrossmodalError(f"cannot read the --only list {path}: {exc}") from None
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+@app.command("index")
+@friendly_errors
+def index_command(
+    directory: Annotated[Path, typer.Argument(help="folder of photos (searched recursively)")],
+    collection: CollectionOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="model of a new collection (default: 'default')"),
+    ] = None,
+    captions: Annotated[
+        Path | None,
+        typer.Option(help="captions.tsv / captions.json / Flickr8k token file, by file name"),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="images per batch (and per commit)")] = 32,
+    only: Annotated[
+        Path | None, typer.Option(help="file listing the file names to index, one per line")
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="retry files that failed before")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """Index a folder of photos incrementally: new, changed, moved and deleted files."""
+    from crossmodal.collection import Collection
+
+    only_names = _read_only_list(only) if only is not None else None
+    _setup_torch()
+    with Collection.open(collection, model=model, create=True) as col:
+        report = col.index(
+            directory,
+            captions=captions,
+            batch_size=batch_size,
+            show_progress=not quiet,
+            only=only_names,
+            retry_failed=retry_failed,
+        )
+    fresh = [f for f in report.failed if not f.remembered]
+    for failure in fresh:
+        typer.echo(failure.message, err=True)
+    remembered = len(report.failed) - len(fresh)
+    if remembered:
+        typer.echo(
+            f"{remembered} file(s) that failed on an earlier run and have not changed were "
+            "skipped again; --retry-failed retries them.",
+            err=True,
+        )
+    typer.echo(report.summary())
+
+
+@app.command("search")
+@friendly_errors
+def search_command(
+    query: Annotated[
+        list[str],
+        typer.Argument(
+            help='texts and image paths: "a dog" + beach.jpg - snow, 2:"golden retriever" '
+            "(put -- before a term that starts with -)",
+            show_default=False,
+        ),
+    ],
+    collection: CollectionOpt = None,
+    k: Annotated[int, typer.Option("-k", "--top", help="number of results")] = 10,
+    mode: Annotated[
+        str, typer.Option(help="auto | t2i | i2i | i2t | t2t (auto: t2i, or i2i with an image)")
+    ] = "auto",
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="default: the collection's model")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="a JSON list of hits")] = False,
+    paths_only: Annotated[
+        bool, typer.Option("--paths-only", help="absolute image paths only (for xargs)")
+    ] = False,
+) -> None:
+    """Search a collection by text, by image, or both combined."""
+    from crossmodal.collection import Collection, parse_query
+
+    terms = parse_query(query)
+    if not terms:
+        raise CrossmodalError("empty query: give a text, the path of an image, or both")
+    if k < 1:
+        raise CrossmodalError(f"-k must be a positive number of results (got {k})")
+    col = Collection.open(collection, model=model)
+    _setup_torch()
+    import torch
+
+    torch.set_num_threads(1)  # one query: a second thread only waits (docs/benchmarks.md)
+    hits = col.search(query=terms, k=k, mode=mode.strip().lower())
+    if as_json:
+        typer.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+    elif paths_only:
+        for path in dict.fromkeys(h.path for h in hits):
+            typer.echo(path)
+    else:
+        for hit in hits:
+            shown = hit.text if hit.kind == "text" else hit.path
+            typer.echo(f"{hit.score:.4f}\t{shown}")
+    if not hits:
+        what = "captions or annotations" if mode in ("i2t", "t2t") else "images"
+        typer.echo(f"no results: collection {col.path} holds no {what} yet", err=True)
+
+
+@app.command("stats")
+@friendly_errors
+def stats_command(
+    collection: CollectionOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="as JSON")] = False,
+) -> None:
+    """What a collection holds: images, texts, model, size on disk."""
+    from crossmodal.collection import Collection
+
+    with Collection.open(collection) as col:
+        info = col.stats()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        if key == "roots":
+            value = ", ".join(value) or "-"
+        typer.echo(f"{key}: {value}")
+
+
+# `crossmodal dogs …` lives in crossmodal/dogs/cli.py (its heavy imports are inside commands)
+from crossmodal.dogs.cli import dogs_app  # noqa: E402
+
+app.add_typer(dogs_app, name="dogs")
 
 
 def main() -> None:

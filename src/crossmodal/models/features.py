@@ -123,8 +123,13 @@ def _run_pipeline(
     desc: str,
     show_progress: bool,
     flip: bool,
+    on_batch: Callable[[dict[int, np.ndarray]], None] | None = None,
 ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
-    """Decode on worker threads while the model runs on the main thread."""
+    """Decode on worker threads while the model runs on the main thread.
+
+    `on_batch` sees each batch's vectors as soon as they exist, so a cache can persist them
+    and an interrupted run loses at most one batch of work.
+    """
     vectors: dict[int, np.ndarray] = {}
     errors: dict[int, str] = {}
     if not todo:
@@ -153,8 +158,10 @@ def _run_pipeline(
                     errors[i] = err
             if good:
                 out = compute([x for _, x in good])
-                for (i, _), vec in zip(good, out, strict=True):
-                    vectors[i] = vec
+                batch_vectors = {i: vec for (i, _), vec in zip(good, out, strict=True)}
+                vectors.update(batch_vectors)
+                if on_batch is not None:
+                    on_batch(batch_vectors)
             bar.update(len(loaded))
     bar.close()
     return vectors, errors
@@ -207,12 +214,16 @@ def embed_image_files(
             errors[i] = "file not found" if isinstance(exc, FileNotFoundError) else str(exc)
     hits = cache.get_many([k for k in keys if k]) if cache else {}
     todo = [i for i, k in enumerate(keys) if k is not None and k not in hits]
+
+    def persist(batch: dict[int, np.ndarray]) -> None:
+        if cache is not None:
+            cache.put_many((keys[i], v) for i, v in batch.items())  # type: ignore[misc]
+
     computed, failed = _run_pipeline(
-        paths, todo, transform, compute, batch_size, "embedding images", show_progress, flip
+        paths, todo, transform, compute, batch_size, "embedding images", show_progress, flip,
+        on_batch=persist,
     )
     errors.update(failed)
-    if cache and computed:
-        cache.put_many((keys[i], v) for i, v in computed.items())  # type: ignore[misc]
     if cache:
         cache.close()
     ok = np.array([i not in errors for i in range(len(paths))], dtype=bool)
@@ -307,12 +318,13 @@ def _cached_texts(
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         vecs = compute([texts[i] for i in chunk])
-        for i, v in zip(chunk, vecs, strict=True):
-            new[keys[i]] = v
+        batch = {keys[i]: v for i, v in zip(chunk, vecs, strict=True)}
+        new.update(batch)
+        if cache:
+            cache.put_many(batch.items())
         bar.update(len(chunk))
     bar.close()
     if cache:
-        cache.put_many(new.items())
         cache.close()
     table = {**hits, **new}
     if not texts:

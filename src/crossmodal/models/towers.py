@@ -100,6 +100,13 @@ class EfficientNetTower(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(n, 3, S, S) -> (n, 1280) average-pooled features."""
+        if not self.training and not torch.is_grad_enabled():
+            # inference: BN-folded channels_last (bf16 where native) copy, ~5x faster
+            from crossmodal.models.fast import fast_features
+
+            fast = fast_features(self, pixels)
+            if fast is not None:
+                return fast
         return self.feature_map(pixels).mean(dim=(2, 3))
 
     def classify(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -158,8 +165,14 @@ class MiniLMTower(nn.Module):
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         """Tokenised batch -> (n, 384) mean-pooled states, L2-normalised (as it was trained)."""
-        out = self.net(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
-        states = out.last_hidden_state
+        net = self.net
+        if not self.training and not torch.is_grad_enabled():
+            # inference: a bf16 copy where the CPU has native bf16, ~2x faster (see fast.py)
+            from crossmodal.models.fast import fast_text_net
+
+            net = fast_text_net(self) or net
+        out = net(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+        states = out.last_hidden_state.float()
         mask = tokens["attention_mask"].unsqueeze(-1).to(states.dtype)
         pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return F.normalize(pooled, dim=-1)
@@ -193,6 +206,29 @@ class USETower(nn.Module):
         return "multilingual-use-v3"
 
 
+class ConcatTextTower(nn.Module):
+    """Several text towers side by side: their unit-length features concatenated.
+
+    MiniLM and the multilingual USE were trained on different data and objectives; a head
+    over both sees more of each caption than over either alone.
+    """
+
+    def __init__(self, towers: list[nn.Module]) -> None:
+        super().__init__()
+        self.towers = nn.ModuleList(towers)
+        self.feature_dim = sum(int(t.feature_dim) for t in towers)  # type: ignore[arg-type]
+
+    def tokenize(self, texts: Sequence[str]) -> list[str]:
+        return list(texts)
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        parts = [F.normalize(t(t.tokenize(texts)).float(), dim=-1) for t in self.towers]
+        return torch.cat(parts, dim=-1)
+
+    def fingerprint(self) -> str:
+        return "concat(" + ",".join(t.fingerprint() for t in self.towers) + ")"  # type: ignore[operator]
+
+
 def tower_fingerprint(tower: nn.Module, weights_saved: bool) -> str:
     """Frozen pretrained towers are named by their package; fine-tuned ones by a weight hash."""
     base = tower.fingerprint()  # type: ignore[operator]
@@ -220,4 +256,6 @@ def build_text_tower(spec: dict[str, Any]) -> nn.Module:
         return MiniLMTower(max_length=int(spec.get("max_length", 64)))
     if kind == "use":
         return USETower()
-    raise ModelNotAvailable(f"unknown text tower type {kind!r} (known: minilm, use)")
+    if kind == "concat":
+        return ConcatTextTower([build_text_tower(t) for t in spec.get("towers", [])])
+    raise ModelNotAvailable(f"unknown text tower type {kind!r} (known: minilm, use, concat)")

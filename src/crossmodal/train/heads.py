@@ -66,7 +66,7 @@ def model_config(cfg: HeadConfig, name: str = "unnamed") -> dict[str, Any]:
     image_tower = dict(cfg.image_tower)
     image_tower.setdefault("feature_dim", 1280)
     text_tower = dict(cfg.text_tower)
-    text_tower.setdefault("feature_dim", 512 if text_tower.get("type") == "use" else 384)
+    text_tower.setdefault("feature_dim", text_feature_dim(text_tower))
     return {
         "name": name,
         "embed_dim": cfg.embed_dim,
@@ -75,6 +75,21 @@ def model_config(cfg: HeadConfig, name: str = "unnamed") -> dict[str, Any]:
         "image_head": {"hidden": cfg.image_hidden, "dropout": cfg.dropout},
         "text_head": {"hidden": cfg.text_hidden, "dropout": cfg.dropout},
     }
+
+
+def text_feature_dim(spec: dict[str, Any]) -> int:
+    kind = spec.get("type", "minilm")
+    if kind == "concat":
+        return sum(text_feature_dim(t) for t in spec.get("towers", []))
+    return 512 if kind == "use" else 384
+
+
+def text_tower_spec(name: str) -> dict[str, Any]:
+    """CLI shorthand: 'minilm', 'use', or 'minilm+use' (both, concatenated)."""
+    parts = [p.strip() for p in name.split("+") if p.strip()]
+    if len(parts) == 1:
+        return {"type": parts[0]}
+    return {"type": "concat", "towers": [{"type": p} for p in parts]}
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -224,7 +239,7 @@ def fit_heads(
             "loss": float(np.mean(losses)),
             "val_mean_recall": score,
             "val": metrics,
-            "temperature": float(1 / model.logit_scale.exp()),
+            "temperature": float(1 / model.logit_scale.detach().exp()),
         }
         if log is not None:
             log.write(json.dumps(record) + "\n")

@@ -1,0 +1,504 @@
+"""The SQLite catalogue of a collection: one row per indexed image, its texts, and its vector.
+
+Crash safety: every vector lives in SQLite (float32 blob) in the same row - and so the same
+transaction - as the file it describes. The FAISS files beside the catalogue are caches that can
+always be rebuilt from it: each is named after the catalogue's *generation* counter (one for
+image vectors, one for text vectors) at the time it was written, the counter is bumped in every
+transaction that changes vectors, and a store whose file does not carry the current generation
+is rebuilt from the blobs on open. So a process killed at any point (even `kill -9`, mid-batch)
+leaves a catalogue that is one of its committed states, and vectors that agree with it.
+
+SQLite runs in WAL mode with `synchronous=NORMAL`: a killed process loses nothing committed; a
+power cut may lose the last few commits but never corrupts the file.
+
+The schema is versioned like rclip's `db.py`: `SCHEMA_VERSION` plus an ordered list of
+migrations, each taking a catalogue from version i to i + 1, run in one transaction on open.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypedDict
+
+import numpy as np
+
+from crossmodal.errors import CollectionError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Catalog", "FailureRow", "ImageRow", "TextRow"]
+
+#: Bump with every schema change, and append the migration that gets there to MIGRATIONS.
+SCHEMA_VERSION = 1
+
+TEXT_KINDS = ("caption", "annotation")
+
+
+class ImageRow(TypedDict):
+    id: int
+    root_id: int
+    relpath: str
+    hash: str
+    size: int
+    mtime_ns: int
+    width: int | None
+    height: int | None
+    indexed_at: float
+
+
+class TextRow(TypedDict):
+    id: int
+    image_id: int
+    kind: str
+    text: str
+    created_at: float
+
+
+class FailureRow(TypedDict):
+    root_id: int
+    relpath: str
+    size: int
+    mtime_ns: int
+    reason: str
+    failed_at: float
+
+
+def _run_script(con: sqlite3.Connection, script: str) -> None:
+    """Statements one by one: `executescript` would COMMIT the migration's transaction first."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    for statement in "\n".join(lines).split(";"):
+        if statement.strip():
+            con.execute(statement)
+
+
+def _to_v1(con: sqlite3.Connection) -> None:
+    _run_script(
+        con,
+        """
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        -- folders that were indexed; image paths are stored relative to one of them so that a
+        -- whole photo library can move (re-index it from its new place: files are re-pathed
+        -- by content hash, not re-embedded)
+        CREATE TABLE roots (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            added_at REAL NOT NULL
+        );
+        -- AUTOINCREMENT: ids are never reused, so an id held by a web page or a FAISS cache can
+        -- never point at another photo later
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            root_id INTEGER NOT NULL REFERENCES roots(id),
+            relpath TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            width INTEGER,
+            height INTEGER,
+            indexed_at REAL NOT NULL,
+            vector BLOB NOT NULL,
+            UNIQUE (root_id, relpath)
+        );
+        CREATE INDEX images_hash ON images(hash);
+        CREATE TABLE texts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('caption', 'annotation')),
+            text TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            vector BLOB NOT NULL
+        );
+        CREATE INDEX texts_image ON texts(image_id);
+        -- files that could not be decoded, so that they are not retried every run unless they
+        -- change (size or mtime)
+        CREATE TABLE failures (
+            root_id INTEGER NOT NULL REFERENCES roots(id),
+            relpath TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            failed_at REAL NOT NULL,
+            PRIMARY KEY (root_id, relpath)
+        );
+        """,
+    )
+
+
+#: MIGRATIONS[i] takes a catalogue from schema version i to i + 1 (0 = empty file).
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+def vector_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def _chunks(items: Sequence[Any], size: int = 900) -> Iterator[Sequence[Any]]:
+    # SQLite limits the number of bound parameters per statement (999 in old builds)
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Catalog:
+    """One SQLite file; every method is safe to call from several threads (one lock)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._con = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            self._con.row_factory = sqlite3.Row
+            self._con.execute("PRAGMA journal_mode=WAL")
+            self._con.execute("PRAGMA synchronous=NORMAL")
+            self._con.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise CollectionError(f"cannot open catalogue {self.path}: {exc}") from exc
+        self._lock = threading.RLock()
+        self._depth = 0
+        self.ensure_version()
+
+    # ---- schema ---------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        try:
+            row = self._con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError:  # no meta table: an empty (new) file
+            return 0
+        return int(row[0]) if row else 0
+
+    def ensure_version(self) -> None:
+        """Run the migrations this file has not seen, in order, in one transaction."""
+        try:
+            with self.transaction():
+                version = self.schema_version()
+                if version > SCHEMA_VERSION:
+                    raise CollectionError(
+                        f"{self.path} was written by a newer crossmodal (catalogue schema "
+                        f"{version}, this one reads up to {SCHEMA_VERSION}): upgrade crossmodal"
+                    )
+                for step in range(version, SCHEMA_VERSION):
+                    MIGRATIONS[step](self._con)
+                if version != SCHEMA_VERSION:
+                    self.set_meta("schema_version", str(SCHEMA_VERSION))
+        except sqlite3.DatabaseError as exc:
+            raise CollectionError(f"{self.path} is not a crossmodal catalogue: {exc}") from exc
+
+    # ---- transactions ---------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); nested calls join the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._con
+                finally:
+                    self._depth -= 1
+                return
+            self._con.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self._con
+            except BaseException:
+                self._depth = 0
+                self._con.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self._con.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees one committed state."""
+        with self._lock:
+            if self._depth:
+                yield self._con
+                return
+            self._con.execute("BEGIN")
+            self._depth = 1
+            try:
+                yield self._con
+            finally:
+                self._depth = 0
+                self._con.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    # ---- meta -----------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        with self._lock:
+            row = self._con.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def meta(self) -> dict[str, str]:
+        with self._lock:
+            return {k: v for k, v in self._con.execute("SELECT key, value FROM meta")}
+
+    def generation(self, table: str) -> int:
+        """Counter bumped by every committed change to the vectors of `images` or `texts`."""
+        return int(self.get_meta(f"{table}_generation", "0") or 0)
+
+    def bump_generation(self, table: str) -> int:
+        with self.transaction():
+            value = self.generation(table) + 1
+            self.set_meta(f"{table}_generation", str(value))
+        return value
+
+    # ---- roots ----------------------------------------------------------------------------
+    def roots(self) -> dict[int, str]:
+        with self._lock:
+            return {r[0]: r[1] for r in self._con.execute("SELECT id, path FROM roots")}
+
+    def add_root(self, path: str) -> int:
+        with self.transaction():
+            self._con.execute(
+                "INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)", (path, time.time())
+            )
+            return int(
+                self._con.execute("SELECT id FROM roots WHERE path=?", (path,)).fetchone()[0]
+            )
+
+    def merge_root(self, child_id: int, parent_id: int, prefix: str) -> int:
+        """Re-home the rows of root `child_id` under `parent_id`, paths prefixed with `prefix/`.
+
+        Rows the parent already has for the same file are dropped from the child (with their
+        texts); returns how many were dropped.
+        """
+        with self.transaction():
+            for table in ("images", "failures"):
+                self._con.execute(
+                    f"UPDATE OR IGNORE {table} SET root_id=?, relpath=? || '/' || relpath "
+                    "WHERE root_id=?",
+                    (parent_id, prefix, child_id),
+                )
+            left = [
+                r[0]
+                for r in self._con.execute("SELECT id FROM images WHERE root_id=?", (child_id,))
+            ]
+            self.delete_images(left)
+            self._con.execute("DELETE FROM failures WHERE root_id=?", (child_id,))
+            self._con.execute("DELETE FROM roots WHERE id=?", (child_id,))
+        return len(left)
+
+    # ---- images ---------------------------------------------------------------------------
+    _IMAGE_COLS = "id, root_id, relpath, hash, size, mtime_ns, width, height, indexed_at"
+
+    def images_under(self, root_id: int, prefix: str = "") -> dict[str, ImageRow]:
+        """relpath -> row for the images of one root (below `prefix/` when given)."""
+        sql = f"SELECT {self._IMAGE_COLS} FROM images WHERE root_id=?"
+        args: tuple[Any, ...] = (root_id,)
+        if prefix:
+            sql += " AND substr(relpath, 1, ?) = ?"
+            args += (len(prefix) + 1, prefix + "/")
+        with self._lock:
+            return {r["relpath"]: ImageRow(**dict(r)) for r in self._con.execute(sql, args)}  # type: ignore[typeddict-item]
+
+    def get_images(self, ids: Sequence[int]) -> dict[int, ImageRow]:
+        out: dict[int, ImageRow] = {}
+        with self._lock:
+            for chunk in _chunks(list(ids)):
+                marks = ",".join("?" * len(chunk))
+                for r in self._con.execute(
+                    f"SELECT {self._IMAGE_COLS} FROM images WHERE id IN ({marks})", tuple(chunk)
+                ):
+                    out[r["id"]] = ImageRow(**dict(r))  # type: ignore[typeddict-item]
+        return out
+
+    def image_vector(self, image_id: int) -> np.ndarray | None:
+        with self._lock:
+            row = self._con.execute("SELECT vector FROM images WHERE id=?", (image_id,)).fetchone()
+        return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
+
+    def insert_image(
+        self,
+        root_id: int,
+        relpath: str,
+        digest: str,
+        size: int,
+        mtime_ns: int,
+        width: int | None,
+        height: int | None,
+        vector: np.ndarray,
+    ) -> int:
+        with self.transaction():
+            cur = self._con.execute(
+                "INSERT INTO images(root_id, relpath, hash, size, mtime_ns, width, height, "
+                "indexed_at, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    root_id,
+                    relpath,
+                    digest,
+                    size,
+                    mtime_ns,
+                    width,
+                    height,
+                    time.time(),
+                    vector_blob(vector),
+                ),
+            )
+            return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def replace_image(
+        self,
+        image_id: int,
+        digest: str,
+        size: int,
+        mtime_ns: int,
+        width: int | None,
+        height: int | None,
+        vector: np.ndarray,
+    ) -> None:
+        """New content at the same path: same id (annotations stay), new vector."""
+        with self.transaction():
+            self._con.execute(
+                "UPDATE images SET hash=?, size=?, mtime_ns=?, width=?, height=?, indexed_at=?, "
+                "vector=? WHERE id=?",
+                (digest, size, mtime_ns, width, height, time.time(), vector_blob(vector), image_id),
+            )
+
+    def touch_image(self, image_id: int, size: int, mtime_ns: int) -> None:
+        """Same content, new stat (a `touch`, a copy that kept the bytes)."""
+        with self.transaction():
+            self._con.execute(
+                "UPDATE images SET size=?, mtime_ns=? WHERE id=?", (size, mtime_ns, image_id)
+            )
+
+    def move_image(
+        self, image_id: int, root_id: int, relpath: str, size: int, mtime_ns: int
+    ) -> None:
+        with self.transaction():
+            self._con.execute(
+                "UPDATE images SET root_id=?, relpath=?, size=?, mtime_ns=? WHERE id=?",
+                (root_id, relpath, size, mtime_ns, image_id),
+            )
+
+    def delete_images(self, ids: Sequence[int]) -> list[int]:
+        """Delete images and their texts; returns the ids of the texts that went with them."""
+        text_ids: list[int] = []
+        with self.transaction():
+            for chunk in _chunks(list(ids)):
+                marks = ",".join("?" * len(chunk))
+                text_ids += [
+                    r[0]
+                    for r in self._con.execute(
+                        f"SELECT id FROM texts WHERE image_id IN ({marks})", tuple(chunk)
+                    )
+                ]
+                self._con.execute(f"DELETE FROM texts WHERE image_id IN ({marks})", tuple(chunk))
+                self._con.execute(f"DELETE FROM images WHERE id IN ({marks})", tuple(chunk))
+        return text_ids
+
+    def count(self, table: str) -> int:
+        assert table in ("images", "texts", "failures", "roots")
+        with self._lock:
+            return int(self._con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    def load_vectors(self, table: str, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """(generation, ids, vectors) of `images` or `texts`, read in one snapshot."""
+        assert table in ("images", "texts")
+        with self.snapshot() as con:
+            generation = self.generation(table)
+            n = int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            ids = np.empty(n, np.int64)
+            vectors = np.empty((n, dim), np.float32)
+            i = 0
+            for row_id, blob in con.execute(f"SELECT id, vector FROM {table} ORDER BY id"):
+                ids[i] = row_id
+                vectors[i] = np.frombuffer(blob, dtype=np.float32)
+                i += 1
+        return generation, ids[:i], vectors[:i]
+
+    # ---- texts ----------------------------------------------------------------------------
+    def add_texts(
+        self, image_id: int, kind: str, texts: Sequence[str], vectors: np.ndarray
+    ) -> list[int]:
+        assert kind in TEXT_KINDS
+        ids: list[int] = []
+        now = time.time()
+        with self.transaction():
+            for text, vec in zip(texts, vectors, strict=True):
+                cur = self._con.execute(
+                    "INSERT INTO texts(image_id, kind, text, created_at, vector) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (image_id, kind, text, now, vector_blob(vec)),
+                )
+                ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
+        return ids
+
+    def delete_texts(self, image_id: int, kind: str) -> list[int]:
+        with self.transaction():
+            ids = [
+                r[0]
+                for r in self._con.execute(
+                    "SELECT id FROM texts WHERE image_id=? AND kind=?", (image_id, kind)
+                )
+            ]
+            self._con.execute("DELETE FROM texts WHERE image_id=? AND kind=?", (image_id, kind))
+        return ids
+
+    def texts_of(self, image_ids: Sequence[int], kind: str | None = None) -> dict[int, list[str]]:
+        """image id -> its texts (of one kind, or all), in insertion order."""
+        out: dict[int, list[str]] = {}
+        with self._lock:
+            for chunk in _chunks(list(image_ids)):
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT image_id, text FROM texts WHERE image_id IN ({marks})"
+                args: tuple[Any, ...] = tuple(chunk)
+                if kind is not None:
+                    sql += " AND kind=?"
+                    args += (kind,)
+                for image_id, text in self._con.execute(sql + " ORDER BY id", args):
+                    out.setdefault(image_id, []).append(text)
+        return out
+
+    def get_texts(self, ids: Sequence[int]) -> dict[int, TextRow]:
+        out: dict[int, TextRow] = {}
+        with self._lock:
+            for chunk in _chunks(list(ids)):
+                marks = ",".join("?" * len(chunk))
+                for r in self._con.execute(
+                    f"SELECT id, image_id, kind, text, created_at FROM texts WHERE id IN ({marks})",
+                    tuple(chunk),
+                ):
+                    out[r["id"]] = TextRow(**dict(r))  # type: ignore[typeddict-item]
+        return out
+
+    def count_texts(self) -> dict[str, int]:
+        with self._lock:
+            found = dict(self._con.execute("SELECT kind, count(*) FROM texts GROUP BY kind"))
+        return {kind: int(found.get(kind, 0)) for kind in TEXT_KINDS}
+
+    # ---- failures -------------------------------------------------------------------------
+    def failures_under(self, root_id: int, prefix: str = "") -> dict[str, FailureRow]:
+        sql = "SELECT * FROM failures WHERE root_id=?"
+        args: tuple[Any, ...] = (root_id,)
+        if prefix:
+            sql += " AND substr(relpath, 1, ?) = ?"
+            args += (len(prefix) + 1, prefix + "/")
+        with self._lock:
+            return {r["relpath"]: FailureRow(**dict(r)) for r in self._con.execute(sql, args)}  # type: ignore[typeddict-item]
+
+    def set_failure(
+        self, root_id: int, relpath: str, size: int, mtime_ns: int, reason: str
+    ) -> None:
+        with self.transaction():
+            self._con.execute(
+                "INSERT OR REPLACE INTO failures(root_id, relpath, size, mtime_ns, reason, "
+                "failed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (root_id, relpath, size, mtime_ns, reason, time.time()),
+            )
+
+    def clear_failures(self, root_id: int, relpaths: Sequence[str]) -> None:
+        with self.transaction():
+            self._con.executemany(
+                "DELETE FROM failures WHERE root_id=? AND relpath=?",
+                [(root_id, r) for r in relpaths],
+            )

@@ -1,0 +1,178 @@
+"""Embedding image files batch by batch, decoding on threads while the model runs.
+
+Like `crossmodal.models.features.embed_image_files`, but as a generator over batches (so the
+collection can commit each batch as soon as it is embedded) that also returns what the
+catalogue needs about every file: its content hash and pixel size. Worker threads read, hash,
+decode and preprocess the next batches while the main thread runs the model on this one; JPEGs
+are decoded at reduced scale when the model would downscale them anyway (`draft_size`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from crossmodal.data import load_image
+from crossmodal.errors import ImageLoadError
+from crossmodal.models.base import Encoder
+
+__all__ = ["LoadedImage", "file_sha1", "image_size_of", "iter_embedded_batches"]
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def file_sha1(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def image_size_of(path: Path) -> tuple[int, int] | None:
+    """(width, height) as displayed (EXIF rotation applied), from the header alone."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # size is metadata only: never fail a file that decoded for it
+        return None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+@dataclass
+class LoadedImage:
+    """One input file after the worker thread: `error` is None when it decoded."""
+
+    index: int
+    digest: str | None = None
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+    item: Any = None  # the preprocessed tensor / PIL image, dropped after embedding
+
+
+def _model_input(model: Encoder) -> tuple[Callable[[Image.Image], Any] | None, int | None]:
+    """(preprocess run on worker threads, draft size) for this encoder."""
+    from crossmodal.models.dual import DualEncoder
+
+    if isinstance(model, DualEncoder) and model.image_tower is not None:
+        size = int(getattr(model.image_tower, "image_size", 0))
+        # JPEG DCT scaling down to exactly the model's size shifts embeddings by up to ~0.01
+        # in cosine (its box-like filter is not the bicubic of the reference path); stopping
+        # at twice the size keeps them within ~0.005 and still decodes a 12 MP photo at 1/4
+        # or 1/8 scale, several times faster than in full
+        return model.image_preprocess, 2 * size if size else None
+    return None, None
+
+
+def _embed(model: Encoder, items: list[Any]) -> np.ndarray:
+    from crossmodal.models.dual import DualEncoder
+
+    if isinstance(model, DualEncoder):
+        import torch
+
+        with torch.inference_mode():
+            return model.project_images(model.image_features(torch.stack(items))).numpy()
+    return model.encode_images(items, batch_size=len(items))
+
+
+def iter_embedded_batches(
+    model: Encoder,
+    paths: Sequence[Path],
+    batch_size: int = 32,
+    on_progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
+) -> Iterator[tuple[list[LoadedImage], np.ndarray]]:
+    """Yield `(loaded, vectors)` per batch of `paths`: `loaded[i]` for every file of the batch
+    (failed ones carry `error`), `vectors` rows for the ok ones, in order.
+
+    Never raises for a bad file: unreadable, empty, truncated or non-image files come back with
+    a one-line reason.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    preprocess, draft = _model_input(model)
+
+    def load(i: int) -> LoadedImage:
+        out = LoadedImage(index=i)
+        path = paths[i]
+        try:
+            out.digest = file_sha1(path)
+            image = load_image(path, draft_size=draft)
+        except ImageLoadError as exc:
+            out.error = str(exc)
+            return out
+        except OSError as exc:  # vanished or unreadable between the scan and now
+            out.error = (
+                "file not found"
+                if isinstance(exc, FileNotFoundError)
+                else (f"cannot read: {exc.strerror or exc}")
+            )
+            return out
+        size = image_size_of(path)
+        out.width, out.height = size if size else image.size
+        out.item = preprocess(image) if preprocess is not None else image
+        return out
+
+    chunks = [
+        list(range(s, min(s + batch_size, len(paths)))) for s in range(0, len(paths), batch_size)
+    ]
+    if not chunks:
+        return
+
+    import torch
+
+    # The model runs as `n_model` independent single-threaded batches at once rather than one
+    # batch on `n_model` intra-op threads: small convolutions split across threads spend their
+    # time at barriers, and whenever a decoder thread (or another process) takes a core the
+    # other thread spins. Measured on 2 cores: ~3x the throughput (docs/benchmarks.md).
+    threads_before = torch.get_num_threads()
+    n_model = max(1, threads_before)
+    n_decode = workers or max(2, min(8, os.cpu_count() or 2))
+
+    def embed(futures: list[Future[LoadedImage]]) -> tuple[list[LoadedImage], np.ndarray]:
+        loaded = [f.result() for f in futures]
+        good = [x for x in loaded if x.error is None]
+        if good:
+            vectors = np.asarray(_embed(model, [x.item for x in good]), dtype=np.float32)
+        else:
+            vectors = np.zeros((0, model.dim), np.float32)
+        for x in good:
+            x.item = None  # the decoded pixels are not needed any more
+        return loaded, vectors
+
+    torch.set_num_threads(1)
+    try:
+        with (
+            ThreadPoolExecutor(max_workers=n_decode, thread_name_prefix="decode") as decoders,
+            ThreadPoolExecutor(max_workers=n_model, thread_name_prefix="embed") as embedders,
+        ):
+            # decode runs one batch ahead of the batches being embedded; what is in flight is
+            # bounded, so memory stays at a few batches of decoded images
+            decoding = deque([decoders.submit(load, i) for i in c] for c in chunks[: n_model + 1])
+            embedding: deque[Future[tuple[list[LoadedImage], np.ndarray]]] = deque()
+            next_chunk = len(decoding)
+            while decoding and len(embedding) < n_model:
+                embedding.append(embedders.submit(embed, decoding.popleft()))
+            while embedding:
+                loaded, vectors = embedding.popleft().result()
+                if next_chunk < len(chunks):
+                    decoding.append([decoders.submit(load, i) for i in chunks[next_chunk]])
+                    next_chunk += 1
+                if decoding:
+                    embedding.append(embedders.submit(embed, decoding.popleft()))
+                if on_progress is not None:
+                    on_progress(len(loaded))
+                yield loaded, vectors
+    finally:
+        torch.set_num_threads(threads_before)

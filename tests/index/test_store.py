@@ -1,0 +1,74 @@
+"""FlatIPStore: the exact FAISS store behind the VectorStore interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from crossmodal.errors import CollectionError
+from crossmodal.index import FlatIPStore, VectorStore
+
+
+def unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_blas_threshold_is_low():
+    # the default (128000) keeps batched flat search on the slow one-query loop
+    assert faiss.cvar.distance_compute_blas_threshold <= 16
+
+
+def test_add_search_remove_exact():
+    vecs = unit(50, 8)
+    ids = np.arange(100, 150)
+    store: VectorStore = FlatIPStore(8)
+    store.add(ids, vecs)
+    assert len(store) == 50
+    scores, found = store.search(vecs[:3], k=5)
+    assert scores.shape == found.shape == (3, 5)
+    assert list(found[:, 0]) == [100, 101, 102]
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    expected = np.argsort(-(vecs @ vecs[7]))[:5] + 100
+    assert list(store.search(vecs[7], 5)[1][0]) == list(expected)
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+    assert store.remove([100, 101, 999]) == 2
+    assert len(store) == 48
+    assert 100 not in store.search(vecs[0], 48)[1][0]
+
+
+def test_k_larger_than_store_and_empty_store():
+    store = FlatIPStore(4)
+    scores, ids = store.search(unit(2, 4), 10)
+    assert scores.shape == ids.shape == (2, 0)
+    store.add([1, 2], unit(2, 4))
+    assert store.search(unit(1, 4), 10)[1].shape == (1, 2)
+
+
+def test_dimension_checked():
+    store = FlatIPStore(4)
+    with pytest.raises(ValueError):
+        store.add([1], unit(1, 5))
+    with pytest.raises(ValueError):
+        store.add([1, 2], unit(1, 4))
+
+
+def test_save_load_round_trip(tmp_path: Path):
+    store = FlatIPStore(8)
+    store.add(np.arange(20), unit(20, 8))
+    store.save(tmp_path / "x.faiss")
+    back = FlatIPStore.load(tmp_path / "x.faiss")
+    assert len(back) == 20 and back.dim == 8
+    assert sorted(back.ids()) == list(range(20))
+    q = unit(3, 8, seed=1)
+    np.testing.assert_array_equal(store.search(q, 5)[1], back.search(q, 5)[1])
+    assert [p.name for p in tmp_path.iterdir()] == ["x.faiss"]  # no temporary left behind
+
+
+def test_damaged_file_is_a_collection_error(tmp_path: Path):
+    (tmp_path / "bad.faiss").write_bytes(b"not an index")
+    with pytest.raises(CollectionError):
+        FlatIPStore.load(tmp_path / "bad.faiss")
