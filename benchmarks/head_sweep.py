@@ -49,8 +49,11 @@ def main() -> None:
     val_ds = load_dataset("flickr8k", args.root, split="val")
     rows = []
     for tower, text in itertools.product(args.towers.split(","), args.texts.split(",")):
-        base = HeadConfig(root=args.root, image_tower={"type": "efficientnet", "variant": tower},
-                          text_tower=text_tower_spec(text))
+        base = HeadConfig(
+            root=args.root,
+            image_tower={"type": "efficientnet", "variant": tower},
+            text_tower=text_tower_spec(text),
+        )
         probe = DualEncoder(model_config(base))
         train = split_features(probe, train_ds, default_cache_dir(), flip=True)
         val = split_features(probe, val_ds, default_cache_dir())
@@ -63,16 +66,35 @@ def main() -> None:
             [int(x) for x in args.batch.split(",")],
         )
         for hidden, dropout, dim, lr, wd, batch in grid:
-            cfg = replace(base, image_hidden=hidden, text_hidden=hidden, dropout=dropout,
-                          embed_dim=dim, lr=lr, weight_decay=wd, batch_size=batch)
+            cfg = replace(
+                base,
+                image_hidden=hidden,
+                text_hidden=hidden,
+                dropout=dropout,
+                embed_dim=dim,
+                lr=lr,
+                weight_decay=wd,
+                batch_size=batch,
+            )
             torch.manual_seed(cfg.seed)
             model = DualEncoder(model_config(cfg), build_towers=False)
             start = time.perf_counter()
             best = fit_heads(model, train, val, cfg, show_progress=False)
-            row = {"image": tower, "text": text, "hidden": hidden, "dropout": dropout,
-                   "dim": dim, "lr": lr, "wd": wd, "batch": batch, "epoch": best["epoch"], "val_mean_recall": best["score"],
-                   "t2i_R@1": best["val"]["t2i"]["R@1"], "i2t_R@1": best["val"]["i2t"]["R@1"],
-                   "seconds": round(time.perf_counter() - start, 1)}
+            row = {
+                "image": tower,
+                "text": text,
+                "hidden": hidden,
+                "dropout": dropout,
+                "dim": dim,
+                "lr": lr,
+                "wd": wd,
+                "batch": batch,
+                "epoch": best["epoch"],
+                "val_mean_recall": best["score"],
+                "t2i_R@1": best["val"]["t2i"]["R@1"],
+                "i2t_R@1": best["val"]["i2t"]["R@1"],
+                "seconds": round(time.perf_counter() - start, 1),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     rows.sort(key=lambda r: -r["val_mean_recall"])
@@ -83,9 +105,12 @@ def main() -> None:
         "augmentation), early-stopped and ranked on **val** mean recall (mean of R@1/5/10 in",
         "both directions). Test is not used here. Produced by:",
         "",
-        "    .venv/bin/python benchmarks/head_sweep.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if k in ("towers", "texts", "hidden", "dropout", "embed_dim", "lr", "wd", "batch")),
+        "    .venv/bin/python benchmarks/head_sweep.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in vars(args).items()
+            if k in ("towers", "texts", "hidden", "dropout", "embed_dim", "lr", "wd", "batch")
+        ),
         "",
         "| image tower | text tower | head hidden | dropout | dim | lr | wd | batch | best epoch "
         "| val mean R | val T→I R@1 | val I→T R@1 | fit s |",
@@ -94,8 +119,9 @@ def main() -> None:
     for r in rows:
         lines.append(
             f"| {r['image']} | {r['text']} | {r['hidden']} | {r['dropout']} | {r['dim']} | "
-            f"{r['lr']} | {r['wd']} | {r['batch']} | {r['epoch']} | {r['val_mean_recall']:.2f} | {r['t2i_R@1']:.2f} | "
-            f"{r['i2t_R@1']:.2f} | {r['seconds']} |"
+            f"{r['lr']} | {r['wd']} | {r['batch']} | {r['epoch']} | "
+            f"{r['val_mean_recall']:.2f} | {r['t2i_R@1']:.2f} | {r['i2t_R@1']:.2f} | "
+            f"{r['seconds']} |"
         )
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

@@ -115,6 +115,118 @@ def eval_command(
         json_out.write_text(json.dumps(result, indent=2) + "\n")
 
 
+def _parse_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.replace(" ", "").split(",") if s)
+    except ValueError:
+        raise CrossmodalError(
+            f"--gallery-sizes takes comma-separated numbers of images, e.g. 100,250 (got {text!r})"
+        ) from None
+    return sizes
+
+
+@app.command("report")
+@friendly_errors
+def report_command(
+    model: Annotated[
+        list[str],
+        typer.Option(
+            "--model", "-m", help="model name or folder; repeat for side-by-side comparison"
+        ),
+    ] = ["default"],  # noqa: B006 (Typer needs a literal list default for a repeatable option)
+    dataset: Annotated[
+        str, typer.Option(help="flickr8k | captions-json | captions-tsv")
+    ] = "flickr8k",
+    root: Annotated[Path, typer.Option(help="dataset folder")] = Path("../shared/data/flickr8k"),
+    split: Annotated[str, typer.Option(help="train | val | test | all")] = "test",
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("report"),
+    gallery_sizes: Annotated[
+        str, typer.Option(help="comma-separated gallery sizes for the recall-vs-size curve")
+    ] = "100,250,500,1000",
+    trials: Annotated[int, typer.Option(help="random galleries per size")] = 5,
+    seed: Annotated[int, typer.Option(help="seed of every random sample in the report")] = 0,
+    tsne_images: Annotated[int, typer.Option(help="images (with their captions) in t-SNE")] = 150,
+    heatmap_images: Annotated[int, typer.Option(help="images in the similarity heatmap")] = 20,
+    examples: Annotated[int, typer.Option(help="queries per top-K grid")] = 4,
+    top_k: Annotated[int, typer.Option("--top-k", help="results shown per query")] = 5,
+    prompt_captions: Annotated[
+        int, typer.Option(help="captions in the prompt study, a seeded sample (0 = all)")
+    ] = 1000,
+    no_photos: Annotated[
+        bool,
+        typer.Option(
+            "--no-photos",
+            help="grey placeholders instead of photo thumbnails (for a copy you may share)",
+        ),
+    ] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="embedding cache folder")] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="use a throw-away cache for this run only")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """Write report.md, a self-contained report.html, metrics.json and figures for one or
+    more models on an image-text split (tables and curves side by side)."""
+    from crossmodal.data import ImageTextDataset, load_dataset
+    from crossmodal.errors import DatasetError
+    from crossmodal.eval import format_table
+    from crossmodal.eval.report import (
+        ReportOptions,
+        build_report,
+        check_gallery_sizes,
+        prepare_out_dir,
+    )
+    from crossmodal.models import load_model
+    from crossmodal.models.features import default_cache_dir
+
+    sizes = _parse_sizes(gallery_sizes)
+    for name, value in (
+        ("--trials", trials),
+        ("--tsne-images", tsne_images),
+        ("--heatmap-images", heatmap_images),
+        ("--examples", examples),
+        ("--top-k", top_k),
+    ):
+        if value < 1:
+            raise CrossmodalError(f"{name} must be at least 1 (got {value})")
+    # Cheap checks first, so a typo costs no model loading or embedding.
+    ds = load_dataset(dataset, root, split=split)
+    if not isinstance(ds, ImageTextDataset):
+        raise DatasetError(f"{dataset} has labels, not captions: use it with `crossmodal dogs`")
+    check_gallery_sizes(len(ds), sizes, ds.split)
+    prepare_out_dir(out)
+    _setup_torch()
+    encoders = [load_model(name) for name in dict.fromkeys(model)]
+    options = ReportOptions(
+        gallery_sizes=sizes,
+        trials=trials,
+        seed=seed,
+        tsne_images=tsne_images,
+        heatmap_images=heatmap_images,
+        examples=examples,
+        top_k=top_k,
+        prompt_captions=prompt_captions,
+        photos=not no_photos,
+        command=" ".join(
+            [
+                "crossmodal report",
+                *(f"--model {m}" for m in dict.fromkeys(model)),
+                f"--dataset {dataset} --root {root} --split {split} --out {out}",
+                *(["--no-photos"] if no_photos else []),
+            ]
+        ),
+    )
+    cache = None if no_cache else (cache_dir or default_cache_dir())
+    result = build_report(
+        encoders, ds, out, cache_dir=cache, options=options, show_progress=not quiet
+    )
+    for r in result.metrics:
+        typer.echo(format_table(r))
+    typer.echo(
+        f"report written to {out / 'report.html'} and {out / 'report.md'} ({result.seconds:.1f} s)"
+    )
+
+
 def _check_writable(path: Path) -> None:
     parent = path.expanduser().resolve().parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
@@ -196,6 +308,28 @@ def _read_only_list(path: Path) -> list[str]:
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
+@app.command("train-multilingual")
+@friendly_errors
+def train_multilingual_command(
+    model: Annotated[Path, typer.Option("--model", "-m", help="saved model folder to extend")],
+    out: Annotated[Path, typer.Option(help="where to save the extended model")],
+    dataset: Annotated[str, typer.Option()] = "flickr8k",
+    root: Annotated[Path, typer.Option()] = Path("../shared/data/flickr8k"),
+    seed: Annotated[int, typer.Option()] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Add a Chinese/multilingual query path (USE tower + a head distilled from the model's
+    English text path on the dataset's captions; no Chinese training data needed)."""
+    from crossmodal.train.multilingual import add_multilingual_head
+
+    _setup_torch()
+    saved = add_multilingual_head(model, out, dataset=dataset, root=root, seed=seed,
+                                  show_progress=not quiet)
+    summary = json.loads((out / "multilingual_summary.json").read_text())
+    typer.echo(f"saved {saved} (val cosine {summary['val_cosine']:.4f}, "
+               f"epoch {summary['epoch']}, {summary['seconds']:.0f} s)")
+
+
 @app.command("index")
 @friendly_errors
 def index_command(
@@ -216,6 +350,10 @@ def index_command(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="retry files that failed before")
     ] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(help="vector store of a new collection: flat (exact) | flat-fp16 (2x faster)"),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """Index a folder of photos incrementally: new, changed, moved and deleted files."""
@@ -223,7 +361,7 @@ def index_command(
 
     only_names = _read_only_list(only) if only is not None else None
     _setup_torch()
-    with Collection.open(collection, model=model, create=True) as col:
+    with Collection.open(collection, model=model, create=True, store=store) as col:
         report = col.index(
             directory,
             captions=captions,
@@ -321,6 +459,11 @@ def stats_command(
 from crossmodal.dogs.cli import dogs_app  # noqa: E402
 
 app.add_typer(dogs_app, name="dogs")
+
+# `crossmodal serve` lives in crossmodal/web/cli.py (FastAPI is imported when it runs)
+from crossmodal.web.cli import register as _register_serve  # noqa: E402
+
+_register_serve(app)
 
 
 def main() -> None:

