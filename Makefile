@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 DATA ?= ../shared/data
 GALLERY ?= $(DATA)/flickr8k
 
-.PHONY: demo test lint setup clean-venv
+.PHONY: demo test lint setup clean-venv browser
 
 setup: $(STAMP)
 
@@ -21,13 +21,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The demo indexes the 1,000 Flickr8k test images with their captions into an ignored folder
-# (incremental: a second `make demo` only searches), then searches once in each direction.
+# (incremental: a second `make demo` only searches; --rebuild re-embeds it when the default
+# model has been retrained since), then searches once in each direction.
 # With GALLERY pointing at a folder of your own photos it indexes that folder instead.
 DEMO_COLLECTION ?= $(VENV)/demo-collection
 DEMO_MODEL ?= default
 DEMO_CLI = $(BIN)/crossmodal
 DEMO_TEXT ?= a dog running through the grass
 DEMO_CAPTION_QUERY ?= two children playing in the water
+DEMO_PORT ?= 8000
+DEMO_SERVE ?= 1
 
 demo: $(STAMP)
 	@if [ ! -d "$(GALLERY)" ]; then \
@@ -39,10 +42,10 @@ demo: $(STAMP)
 	if [ -f "$(GALLERY)/captions.tsv" ] && [ -f "$(GALLERY)/test.txt" ]; then \
 	  echo "== indexing the Flickr8k test split (1,000 images, 5 captions each) into $(DEMO_COLLECTION)"; \
 	  $(DEMO_CLI) index "$(GALLERY)/images" --only "$(GALLERY)/test.txt" \
-	    --captions "$(GALLERY)/captions.tsv" --collection "$(DEMO_COLLECTION)" --model "$(DEMO_MODEL)"; \
+	    --captions "$(GALLERY)/captions.tsv" --collection "$(DEMO_COLLECTION)" --model "$(DEMO_MODEL)" --rebuild; \
 	else \
 	  echo "== indexing your photos in $(GALLERY) into $(DEMO_COLLECTION)"; \
-	  $(DEMO_CLI) index "$(GALLERY)" --collection "$(DEMO_COLLECTION)" --model "$(DEMO_MODEL)"; \
+	  $(DEMO_CLI) index "$(GALLERY)" --collection "$(DEMO_COLLECTION)" --model "$(DEMO_MODEL)" --rebuild; \
 	fi; \
 	echo; echo "== text -> images: \"$(DEMO_TEXT)\""; \
 	$(DEMO_CLI) search "$(DEMO_TEXT)" -k 5 --collection "$(DEMO_COLLECTION)"; \
@@ -55,9 +58,25 @@ demo: $(STAMP)
 	$(DEMO_CLI) search "$(DEMO_CAPTION_QUERY)" --mode t2t -k 5 --collection "$(DEMO_COLLECTION)"; \
 	echo; echo "== query arithmetic: \"$(DEMO_TEXT)\" + the image above - \"grass\""; \
 	$(DEMO_CLI) search "$(DEMO_TEXT)" + "$$query_image" - grass -k 5 --collection "$(DEMO_COLLECTION)"
+# last: serve the collection in a browser until Ctrl-C (DEMO_SERVE=0 skips it)
+	@if [ "$(DEMO_SERVE)" != 0 ]; then \
+	  echo; echo "== the web app: search four ways, drop a photo, ask the dog chat (Ctrl-C stops it)"; \
+	  echo "open http://127.0.0.1:$(DEMO_PORT)"; \
+	  exec $(DEMO_CLI) serve --collection "$(DEMO_COLLECTION)" --port $(DEMO_PORT); fi
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The browser tests (tests/web) drive Debian's chromium; a new machine has only what the
+# project installs, so install it when it is missing and we can (root with apt-get). Elsewhere
+# those tests skip with a message. Never `playwright install`: it downloads its own build.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "== installing Debian's chromium for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	    >/dev/null) || echo "could not install chromium: the browser tests will skip"; \
+	else echo "no chromium (and not root with apt-get): the browser tests will skip"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

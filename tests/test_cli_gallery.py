@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from crossmodal.cli import app
-from tests.index.helpers import make_photos, tiny_model_dir
+from tests.index.helpers import make_photos, one_torch_thread, tiny_model_dir
 
 runner = CliRunner()
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread() -> Iterator[None]:
+    yield from one_torch_thread()
+
 
 
 @pytest.fixture(scope="module")

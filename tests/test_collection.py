@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,12 @@ from crossmodal.collection import default_collection_path, parse_query
 from crossmodal.errors import CollectionError, CrossmodalError, ImageLoadError
 from crossmodal.models import load_model
 from crossmodal.models.base import Encoder
-from tests.index.helpers import make_pattern, make_photos, tiny_model_dir
+from tests.index.helpers import make_pattern, make_photos, one_torch_thread, tiny_model_dir
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread() -> Iterator[None]:
+    yield from one_torch_thread()
 
 
 @pytest.fixture(scope="session")
@@ -158,6 +164,26 @@ def test_model_mismatch_is_refused(tmp_path: Path, tiny_name: str, tiny: Encoder
     # no model given: the collection's own is used
     again = Collection.open(tmp_path / "col")
     assert again.model.fingerprint == tiny.fingerprint
+    again.close()
+    # --rebuild: the vectors of the other model are dropped and everything is re-embedded
+    rebuilt = Collection.open(tmp_path / "col", model=other, rebuild=True)
+    assert len(rebuilt) == 0 and rebuilt.stats()["model"] == other
+    assert rebuilt.index(tmp_path / "photos", show_progress=False).added == 1
+    rebuilt.close()
+
+
+def test_retrained_model_of_the_same_name(tmp_path: Path, tiny_name: str):
+    make_photos(tmp_path / "photos", 2)
+    col = Collection.open(tmp_path / "col", model=tiny_name, create=True)
+    col.index(tmp_path / "photos", show_progress=False)
+    col.catalog.set_meta("model_fingerprint", "dual:older-version")  # as after a retrain
+    col.close()
+    with pytest.raises(CollectionError, match=r"another version of model .*--rebuild"):
+        Collection.open(tmp_path / "col").search(text="x")
+    col = Collection.open(tmp_path / "col", rebuild=True)
+    assert len(col) == 0
+    report = col.index(tmp_path / "photos", show_progress=False)
+    assert report.added == 2 and len(col.search(text="x", k=5)) == 2
 
 
 def test_missing_collection_message(tmp_path: Path):
@@ -304,10 +330,26 @@ def test_stores_are_caches_rebuilt_from_the_catalogue(tmp_path: Path, tiny: Enco
     assert third._store_gen["images"] == third.catalog.generation("images")
 
 
+def test_fp16_store_collection(tmp_path: Path, tiny: Encoder):
+    files = make_photos(tmp_path / "photos", 4)
+    col = Collection.open(tmp_path / "col", model=tiny, create=True, store="flat-fp16")
+    col.index(tmp_path / "photos", show_progress=False)
+    hit = col.search(image=files[2], k=1)[0]
+    assert hit.path == str(files[2]) and hit.score == pytest.approx(1.0, abs=3e-3)
+    assert col.stats()["store"] == "flat-fp16" and col._store("images").kind == "flat-fp16"
+    col.close()
+    reopened = Collection.open(tmp_path / "col")
+    assert reopened._store("images").kind == "flat-fp16"
+    with pytest.raises(CollectionError, match="flat-fp16"):
+        Collection.open(tmp_path / "col", store="flat")
+    with pytest.raises(CollectionError, match="unknown store"):
+        Collection.open(tmp_path / "other", create=True, store="hnsw")
+
+
 def test_stats(gallery: Collection):
     info = gallery.stats()
     assert info["images"] == 12 and info["captions"] == 4 and info["annotations"] == 0
-    assert info["dim"] == 32 and info["schema_version"] >= 1
+    assert info["dim"] == 32 and info["schema_version"] >= 1 and info["store"] == "flat"
     assert info["model_fingerprint"].startswith("dual:")
 
 

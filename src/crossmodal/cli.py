@@ -354,6 +354,12 @@ def index_command(
         str | None,
         typer.Option(help="vector store of a new collection: flat (exact) | flat-fp16 (2x faster)"),
     ] = None,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild", help="collection built with another model (version)? re-embed it all"
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """Index a folder of photos incrementally: new, changed, moved and deleted files."""
@@ -361,7 +367,9 @@ def index_command(
 
     only_names = _read_only_list(only) if only is not None else None
     _setup_torch()
-    with Collection.open(collection, model=model, create=True, store=store) as col:
+    with Collection.open(
+        collection, model=model, create=True, store=store, rebuild=rebuild
+    ) as col:
         report = col.index(
             directory,
             captions=captions,

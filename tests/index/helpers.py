@@ -6,6 +6,7 @@ import atexit
 import functools
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,17 @@ def tiny_model_dir(seed: int = 0) -> Path:
     return DualEncoder({**TINY_CONFIG, "name": f"tiny{seed}"}).save(folder / "model")
 
 
+def one_torch_thread() -> Iterator[None]:
+    """For a module-scoped autouse fixture: these tests run small batches, which gain nothing
+    from a second intra-op thread and lose a lot when the machine is busy (barrier waits)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_pattern(path: Path, n: int, size: tuple[int, int] = (64, 48)) -> Path:
     """Image number n: a colour and a stripe pattern, so images embed apart from each other."""
     w, h = size
@@ -66,4 +78,12 @@ def make_photos(folder: Path, count: int) -> list[Path]:
     return [make_pattern(folder / f"d{i % 3}" / f"p{i:03d}.jpg", i) for i in range(count)]
 
 
-__all__ = ["COLORS", "TINY_CONFIG", "make_image", "make_pattern", "make_photos", "tiny_model_dir"]
+__all__ = [
+    "COLORS",
+    "TINY_CONFIG",
+    "make_image",
+    "make_pattern",
+    "make_photos",
+    "one_torch_thread",
+    "tiny_model_dir",
+]

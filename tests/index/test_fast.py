@@ -4,6 +4,7 @@ embeddings materially: cosine >= 0.99 to the reference path on real photographs.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,12 @@ from crossmodal.models import load_model
 from crossmodal.models.dual import DualEncoder
 from crossmodal.models.fast import FastEfficientNet, fast_features, fast_mode
 from tests.conftest import FLICKR8K, sample_photo
-from tests.index.helpers import tiny_model_dir
+from tests.index.helpers import one_torch_thread, tiny_model_dir
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread() -> Iterator[None]:
+    yield from one_torch_thread()
 
 
 @pytest.fixture(scope="module")

@@ -72,3 +72,21 @@ def test_damaged_file_is_a_collection_error(tmp_path: Path):
     (tmp_path / "bad.faiss").write_bytes(b"not an index")
     with pytest.raises(CollectionError):
         FlatIPStore.load(tmp_path / "bad.faiss")
+
+
+def test_fp16_store_scans_everything_with_near_exact_scores(tmp_path: Path):
+    vecs = unit(500, 32, seed=3)
+    exact, half = FlatIPStore(32), FlatIPStore.of_kind("flat-fp16", 32)
+    for store in (exact, half):
+        store.add(np.arange(500), vecs)
+    assert (exact.kind, half.kind) == ("flat", "flat-fp16")
+    q = unit(5, 32, seed=4)
+    s1, i1 = exact.search(q, 10)
+    s2, i2 = half.search(q, 10)
+    np.testing.assert_allclose(s1, s2, atol=2e-3)
+    assert (i1[:, 0] == i2[:, 0]).all()
+    assert half.remove([int(i2[0, 0])]) == 1 and len(half) == 499
+    half.save(tmp_path / "h.faiss")
+    assert FlatIPStore.load(tmp_path / "h.faiss").kind == "flat-fp16"
+    with pytest.raises(CollectionError):
+        FlatIPStore.of_kind("hnsw", 32)

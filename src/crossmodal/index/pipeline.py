@@ -92,9 +92,12 @@ def iter_embedded_batches(
     batch_size: int = 32,
     on_progress: Callable[[int], None] | None = None,
     workers: int | None = None,
-) -> Iterator[tuple[list[LoadedImage], np.ndarray]]:
-    """Yield `(loaded, vectors)` per batch of `paths`: `loaded[i]` for every file of the batch
-    (failed ones carry `error`), `vectors` rows for the ok ones, in order.
+    texts_for: Callable[[int], Sequence[str]] | None = None,
+) -> Iterator[tuple[list[LoadedImage], np.ndarray, np.ndarray]]:
+    """Yield `(loaded, vectors, text_vectors)` per batch of `paths`: `loaded[i]` for every file
+    of the batch (failed ones carry `error`), `vectors` rows for the ok ones, in order, and
+    `text_vectors` rows for `texts_for(index)` of each ok file, concatenated in the same order
+    (captions are embedded by the same workers as their images).
 
     Never raises for a bad file: unreadable, empty, truncated or non-image files come back with
     a one-line reason.
@@ -140,16 +143,20 @@ def iter_embedded_batches(
     n_model = max(1, threads_before)
     n_decode = workers or max(2, min(8, os.cpu_count() or 2))
 
-    def embed(futures: list[Future[LoadedImage]]) -> tuple[list[LoadedImage], np.ndarray]:
+    def embed(
+        futures: list[Future[LoadedImage]],
+    ) -> tuple[list[LoadedImage], np.ndarray, np.ndarray]:
         loaded = [f.result() for f in futures]
         good = [x for x in loaded if x.error is None]
+        empty = np.zeros((0, model.dim), np.float32)
+        vectors = empty
         if good:
             vectors = np.asarray(_embed(model, [x.item for x in good]), dtype=np.float32)
-        else:
-            vectors = np.zeros((0, model.dim), np.float32)
         for x in good:
             x.item = None  # the decoded pixels are not needed any more
-        return loaded, vectors
+        texts = [t for x in good for t in texts_for(x.index)] if texts_for else []
+        text_vectors = np.asarray(model.encode_texts(texts), np.float32) if texts else empty
+        return loaded, vectors, text_vectors
 
     torch.set_num_threads(1)
     try:
@@ -160,12 +167,13 @@ def iter_embedded_batches(
             # decode runs one batch ahead of the batches being embedded; what is in flight is
             # bounded, so memory stays at a few batches of decoded images
             decoding = deque([decoders.submit(load, i) for i in c] for c in chunks[: n_model + 1])
-            embedding: deque[Future[tuple[list[LoadedImage], np.ndarray]]] = deque()
+            embedding: deque[Future[tuple[list[LoadedImage], np.ndarray, np.ndarray]]]
+            embedding = deque()
             next_chunk = len(decoding)
             while decoding and len(embedding) < n_model:
                 embedding.append(embedders.submit(embed, decoding.popleft()))
             while embedding:
-                loaded, vectors = embedding.popleft().result()
+                loaded, vectors, text_vectors = embedding.popleft().result()
                 if next_chunk < len(chunks):
                     decoding.append([decoders.submit(load, i) for i in chunks[next_chunk]])
                     next_chunk += 1
@@ -173,6 +181,6 @@ def iter_embedded_batches(
                     embedding.append(embedders.submit(embed, decoding.popleft()))
                 if on_progress is not None:
                     on_progress(len(loaded))
-                yield loaded, vectors
+                yield loaded, vectors, text_vectors
     finally:
         torch.set_num_threads(threads_before)

@@ -200,11 +200,13 @@ class USETower(nn.Module):
         return list(texts)
 
     def forward(self, texts: list[str]) -> torch.Tensor:
-        # a few texts (a search query): one BLAS thread is faster, and a second one waiting on
-        # a busy machine turned 3 ms into 130 ms (docs/benchmarks.md, gallery section)
+        # BLAS threads follow torch's setting (the indexing workers run on one each), and a few
+        # texts (a search query) get one: a second thread waiting on a busy machine turned
+        # 3 ms into 130 ms (docs/benchmarks.md, gallery section)
         backend = getattr(self._use, "_model", None)
         if backend is not None and hasattr(backend, "threads"):
-            backend.threads = 1 if len(texts) <= 8 else self._threads
+            many = min(self._threads, torch.get_num_threads())
+            backend.threads = 1 if len(texts) <= 8 else many
         vectors = self._use.encode(list(texts))
         return torch.from_numpy(np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1))
 

@@ -1,0 +1,160 @@
+"""`create_app(collection, settings)`: the FastAPI app of `crossmodal serve`.
+
+Layout: `routes.py` (thin JSON routes) -> `service.py` (one call of the Python API each) ->
+`crossmodal.Collection` / `crossmodal.dogs`. This module wires them together with the page in
+`static/`, offline API docs, the upload size limit and the error replies, which are always
+`{"detail": "one line"}` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from crossmodal import __version__
+from crossmodal.collection import Collection
+from crossmodal.errors import CollectionError, CrossmodalError, ImageLoadError
+from crossmodal.web.errors import Rejected
+from crossmodal.web.routes import api_router, dogs_router, validation_line, write_router
+from crossmodal.web.service import WebService
+from crossmodal.web.settings import WebSettings
+from crossmodal.web.uploads import MULTIPART_SLACK, BodyLimitMiddleware
+
+__all__ = ["STATIC_DIR", "create_app"]
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+#: The page loads nothing from elsewhere; a CSP that says so also stops injected scripts.
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def create_app(
+    collection: Collection, settings: WebSettings | None = None, warm_up: bool | None = None
+) -> FastAPI:
+    """The web app over one open collection. `warm_up` (default: settings.warm_up) loads the
+    model now, so that a model mismatch fails here rather than on the first query."""
+    settings = settings or WebSettings()
+    service = WebService(collection, settings)
+    if settings.warm_up if warm_up is None else warm_up:
+        service.warm_up()
+    app = FastAPI(
+        title="crossmodal",
+        version=__version__,
+        description=(
+            "Search a photo collection four ways (text->image, text->text, image->image, "
+            "image->text) and, with the dog edition, ask about dog breeds. Errors are "
+            '`{"detail": "reason"}` with a 4xx status. Writes need `Authorization: Bearer '
+            "<token>` (the server's --token)."
+        ),
+        docs_url=None,  # served below from local assets: the default loads them from a CDN
+        redoc_url=None,
+        lifespan=_lifespan,
+    )
+    app.state.service = service
+    app.state.settings = settings
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
+    _add_error_handlers(app)
+    app.include_router(api_router)
+    if service.capabilities()["dogs"]:
+        app.include_router(dogs_router)
+    app.include_router(write_router)
+    _add_docs(app)
+    _add_page(app)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    app.state.service.close()  # stops the query-encoding threads
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Rejected)
+    async def rejected(request: Request, exc: Rejected) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _error(exc.status, exc.detail, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, validation_line(exc.errors()))
+
+    @app.exception_handler(ImageLoadError)
+    async def bad_image(request: Request, exc: ImageLoadError) -> JSONResponse:
+        return _error(422, str(exc))
+
+    @app.exception_handler(CollectionError)
+    async def collection_error(request: Request, exc: CollectionError) -> JSONResponse:
+        # "being changed by another process": a conflict the client may retry later
+        status = 409 if "another process" in str(exc) else 400
+        return _error(status, str(exc))
+
+    @app.exception_handler(CrossmodalError)
+    async def crossmodal_error(request: Request, exc: CrossmodalError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return _error(exc.status_code, detail, getattr(exc, "headers", None))
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the swagger-ui-bundle package's files (no network needed);
+    without that package /docs says where the schema is instead of showing a blank page."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - the package is a dependency
+        swagger_ui_path = None
+
+    if swagger_ui_path is not None:
+        app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if swagger_ui_path is None:
+            return HTMLResponse(
+                "<p>Swagger UI is not installed (pip install swagger-ui-bundle-v2). "
+                'The API schema is at <a href="/openapi.json">/openapi.json</a>.</p>'
+            )
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="crossmodal API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
+
+
+def _add_page(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    security = {
+        "Content-Security-Policy": PAGE_CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-cache",
+    }
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers=security)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Any:
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")

@@ -1,0 +1,81 @@
+"""`crossmodal serve`: the web app over one collection.
+
+`crossmodal.cli` calls `register(app)` at its end; FastAPI and the model are imported only
+when the command runs, so `crossmodal --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crossmodal.web.settings import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB
+
+__all__ = ["register", "serve_command"]
+
+
+def serve_command(
+    collection: Annotated[
+        Path | None,
+        typer.Option(
+            "--collection",
+            "-c",
+            help="collection folder (default: $CROSSMODAL_COLLECTION, else "
+            "~/.local/share/crossmodal/default)",
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CROSSMODAL_TOKEN",
+            help="bearer token that allows writes (index, annotate, delete); none: read-only",
+            show_default=False,
+        ),
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option(help="largest accepted upload, MB")
+    ] = DEFAULT_MAX_UPLOAD_MB,
+    max_pixels: Annotated[
+        int, typer.Option(help="largest accepted upload, pixels (decompression-bomb guard)")
+    ] = DEFAULT_MAX_PIXELS,
+    workers: Annotated[
+        int, typer.Option(help="server processes (each loads the model: ~0.8 GB apiece)")
+    ] = 1,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="default: the collection's model")
+    ] = None,
+    access_log: Annotated[bool, typer.Option(help="log every request")] = True,
+) -> None:
+    """Serve a collection as a web page and a JSON API (OpenAPI docs at /docs)."""
+    from crossmodal.errors import ConfigError
+    from crossmodal.web.server import serve
+    from crossmodal.web.settings import WebSettings
+
+    if max_upload_mb <= 0 or max_pixels <= 0:
+        raise ConfigError("--max-upload-mb and --max-pixels must be positive")
+    settings = WebSettings(
+        token=token or None,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        max_pixels=max_pixels,
+    )
+    serve(
+        collection,
+        host=host,
+        port=port,
+        settings=settings,
+        model=model,
+        workers=workers,
+        access_log=access_log,
+        announce=lambda line: typer.echo(f"crossmodal: {line}", err=True),
+    )
+
+
+def register(app: typer.Typer) -> None:
+    from crossmodal.cli import friendly_errors
+
+    app.command("serve")(friendly_errors(serve_command))

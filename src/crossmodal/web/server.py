@@ -1,0 +1,127 @@
+"""Running the app under uvicorn: one process, or several workers that each open the collection.
+
+Several workers need the app by import name (`app_from_env`), so the parent hands the
+collection and settings to them through environment variables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from crossmodal.errors import ConfigError, CrossmodalError
+from crossmodal.web.settings import WebSettings
+
+__all__ = ["app_from_env", "build_app", "check_port", "serve"]
+
+_ENV_COLLECTION = "CROSSMODAL_WEB_COLLECTION"
+_ENV_MODEL = "CROSSMODAL_WEB_MODEL"
+
+
+def setup_torch() -> None:
+    """One torch thread per request: a query is too small to gain from two, and concurrent
+    requests already keep every core busy (a second thread each only adds contention)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(1)
+    with contextlib.suppress(ImportError):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
+def build_app(  # type: ignore[no-untyped-def]
+    collection: str | Path | None,
+    model: str | None,
+    settings: WebSettings,
+    after_open: Callable[[], None] | None = None,
+):
+    """Open the collection and build the app; a missing collection or a model that does not
+    match it raises a `CrossmodalError` here, before the server starts listening.
+    `after_open` runs between opening and loading the model (a port check, say)."""
+    from crossmodal.collection import Collection
+    from crossmodal.web.app import create_app
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    col = Collection.open(collection, model=model)  # first: a missing one fails in a blink
+    if after_open is not None:
+        after_open()
+    setup_torch()
+    return create_app(col, settings)
+
+
+def app_from_env():  # type: ignore[no-untyped-def]
+    """The app of one uvicorn worker process (`uvicorn --factory`)."""
+    return build_app(
+        os.environ.get(_ENV_COLLECTION) or None,
+        os.environ.get(_ENV_MODEL) or None,
+        WebSettings.from_env(),
+    )
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail with one clear line when the address cannot be bound, instead of uvicorn's log."""
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port must be between 1 and 65535 (got {port})")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise CrossmodalError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                "pass another --port (or stop the server already there)"
+            ) from None
+
+
+def serve(
+    collection: str | Path | None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: WebSettings | None = None,
+    model: str | None = None,
+    workers: int = 1,
+    access_log: bool = True,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Serve until interrupted. The collection and model are checked before listening."""
+    import uvicorn
+
+    settings = settings or WebSettings()
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1 (got {workers})")
+    # validates the collection and model for the workers too
+    app = build_app(collection, model, settings, after_open=lambda: check_port(host, port))
+    shown = f"[{host}]" if ":" in host else host
+    service = app.state.service
+    announce(
+        f"serving {service.collection.path} ({len(service.collection)} images, model "
+        f"{service.collection.model_name}) at http://{shown}:{port}  (API docs: /docs)"
+    )
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+        return
+    del app, service  # each worker opens its own copy
+    folder = Path(collection).expanduser().absolute() if collection else None
+    os.environ[_ENV_COLLECTION] = str(folder) if folder else ""
+    os.environ[_ENV_MODEL] = model or ""
+    if settings.token:
+        os.environ["CROSSMODAL_TOKEN"] = settings.token
+    os.environ["CROSSMODAL_MAX_UPLOAD_MB"] = str(settings.max_upload_bytes / (1024 * 1024))
+    os.environ["CROSSMODAL_MAX_PIXELS"] = str(settings.max_pixels)
+    uvicorn.run(
+        "crossmodal.web.server:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        log_level="info",
+    )

@@ -1,0 +1,498 @@
+"""The functions the web routes call: one per endpoint, over the Python API.
+
+Nothing here ranks or filters: searching is `Collection.embed_query` + `Collection.search_vector`
+(the two halves of `Collection.search`, split so that query vectors can be cached), answering is
+`crossmodal.dogs.answer`. What this layer adds is what only a server needs: paging, a cache of
+query vectors and thumbnails, upload decoding, and turning "not found" into a status code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib
+import io
+import json
+import queue
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+import numpy as np
+from fastapi.concurrency import run_in_threadpool
+from PIL import Image
+
+from crossmodal.collection import Collection, SearchHit
+from crossmodal.data import load_image
+from crossmodal.errors import CollectionError, ImageLoadError
+from crossmodal.web.errors import Rejected
+from crossmodal.web.settings import WebSettings
+from crossmodal.web.uploads import decode_image, size_text
+
+__all__ = [
+    "LRU",
+    "MAX_OFFSET",
+    "Page",
+    "TextBatcher",
+    "Thumbnail",
+    "WebService",
+    "dogs_available",
+    "hit_to_dict",
+]
+
+TextMode = Literal["t2i", "t2t"]
+ImageMode = Literal["i2i", "i2t"]
+
+#: Deepest result a page may start at: paging is for browsing, and a deeper page costs a
+#: larger FAISS top-k for every page before it.
+MAX_OFFSET = 1000
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class LRU(Generic[K, V]):
+    """A small thread-safe LRU map (functools.lru_cache cannot key on bytes' digest cheaply
+    and cannot be sized per app instance)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._data.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
+        value = self.get(key)
+        if value is None:
+            # made outside the lock: two threads missing the same key both compute it, which
+            # is cheaper than making every other query wait behind one model forward
+            value = make()
+            self.put(key, value)
+        return value
+
+
+class TextBatcher:
+    """Encodes the text queries of concurrent requests together.
+
+    A text-tower forward over 16 short texts costs far less than 16 forwards over one (the
+    weights are read once), so under load, queries that arrive while a forward runs are
+    encoded together in the next one: with 50 clients sending new queries, 143 instead of 43
+    answers/s (docs/benchmarks.md, web section), and no query waits for more than the batch
+    before it. There is no timer: a lone query is encoded at once, as a batch of one.
+    `threads` forwards run at a time (one torch thread each: one per core).
+    """
+
+    def __init__(
+        self, encode: Callable[[list[str]], np.ndarray], max_batch: int = 16, threads: int = 2
+    ) -> None:
+        self._encode = encode
+        self.max_batch = max(1, max_batch)
+        self._queue: queue.SimpleQueue[tuple[str, Future[np.ndarray]] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"encode-{n}", daemon=True)
+            for n in range(max(1, threads))
+        ]
+        for thread in self._threads:
+            thread.start()
+        self.batches = 0
+        self.encoded = 0
+
+    def __call__(self, text: str) -> np.ndarray:
+        future: Future[np.ndarray] = Future()
+        self._queue.put((text, future))
+        return future.result()
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:  # closing: finish this batch, then stop
+                    self._queue.put(None)
+                    break
+                batch.append(more)
+            texts = list(dict.fromkeys(text for text, _ in batch))  # the same query once
+            try:
+                vectors = self._encode(texts)
+            except BaseException as exc:  # handed to the waiting requests, which answer it
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            by_text = dict(zip(texts, vectors, strict=True))
+            for text, future in batch:
+                future.set_result(by_text[text])
+            self.batches += 1
+            self.encoded += len(texts)
+
+
+class CatalogVersion:
+    """Changes whenever anyone commits to the collection's catalogue: this app's writer, an
+    `crossmodal index` run in another process, anything. SQLite's `PRAGMA data_version` on a
+    connection of our own, which never writes, tells exactly that, for ~10 us."""
+
+    def __init__(self, catalog_file: Path) -> None:
+        self._con = sqlite3.connect(
+            f"file:{catalog_file}?mode=ro", uri=True, check_same_thread=False
+        )
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            return int(self._con.execute("PRAGMA data_version").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+
+@dataclass
+class Page:
+    results: list[dict[str, Any]]
+    total: int
+    offset: int
+    next_offset: int | None
+    mode: str
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "results": self.results,
+            "total": self.total,
+            "offset": self.offset,
+            "next_offset": self.next_offset,
+        }
+
+
+@dataclass
+class Thumbnail:
+    etag: str
+    data: bytes | None  # None: the client's copy (If-None-Match) is current
+
+
+@functools.cache
+def dogs_available() -> bool:
+    """Whether the dog edition is installed: its question answering imports (0.2 s, once)."""
+    try:
+        importlib.import_module("crossmodal.dogs.qa")
+    except ImportError:
+        return False
+    return True
+
+
+def one_blas_thread_per_query(model: object) -> None:
+    """Pin the numpy (BLAS) text towers of a served model to one thread per forward.
+
+    The multilingual USE tower asks BLAS for min(4, cores) threads on every call. A server runs
+    one forward per core side by side already (`TextBatcher`), so each forward's extra BLAS
+    threads only contend for the same two cores (docs/benchmarks.md, web section). torch is
+    pinned to one thread by `server.setup_torch` for the same reason.
+    """
+    modules = getattr(model, "modules", None)
+    if not callable(modules):
+        return
+    for module in modules():
+        use = getattr(module, "_use", None)  # crossmodal.models.towers.USETower's encoder
+        if use is None or not hasattr(use, "threads"):
+            continue
+        use.threads = 1
+        backend = getattr(use, "_backend", None)  # built on first use, with the threads above
+        if backend is not None and hasattr(backend, "threads"):
+            backend.threads = 1
+
+
+_thread_state = threading.local()
+
+
+def one_openmp_thread() -> None:
+    """Run FAISS single-threaded in the calling thread (once per thread, then a no-op).
+
+    Routes run on a pool of threads, and OpenMP gives each new calling thread its own team of
+    (by default one per core) threads that spin-wait between searches: a cached search, 1 ms
+    of CPU on its own, cost 5-12 ms of CPU that way (docs/benchmarks.md, web section). One
+    query gains nothing from a second thread; concurrent requests use the cores instead.
+    `omp_set_num_threads` only affects the calling thread, hence once per thread.
+    """
+    if getattr(_thread_state, "openmp_pinned", False):
+        return
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+    except (ImportError, AttributeError):  # pragma: no cover - faiss is a dependency
+        pass
+    _thread_state.openmp_pinned = True
+
+
+def hit_to_dict(hit: SearchHit) -> dict[str, Any]:
+    out = hit.to_dict()
+    out["thumbnail"] = f"/api/thumbnail/{hit.id}"
+    return out
+
+
+class WebService:
+    """One collection served over HTTP. Thread-safe: routes run on a thread pool."""
+
+    def __init__(self, collection: Collection, settings: WebSettings) -> None:
+        self.collection = collection
+        self.settings = settings
+        self._vectors: LRU[tuple[str, str], np.ndarray] = LRU(settings.query_cache_size)
+        self._thumbs: LRU[tuple[int, str, int], bytes] = LRU(settings.thumbnail_cache_size)
+        # whole answers of text searches, as JSON, valid while the catalogue is unchanged
+        self._pages: LRU[tuple[str, str, int, int], tuple[int, bytes]] = LRU(
+            settings.page_cache_size
+        )
+        self._version = CatalogVersion(collection.catalog.path)
+        self._dogs = dogs_available()
+        self._writer: Collection | None = None
+        self._writing = threading.Lock()
+        self._batcher = (
+            TextBatcher(self._encode_texts, settings.max_batch, settings.encode_threads)
+            if settings.max_batch > 1
+            else None
+        )
+
+    # ---- start-up ---------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load the model (raising a model mismatch now, not on the first query) and run one
+        query, so that lazy initialisation is not paid by the first visitor."""
+        one_blas_thread_per_query(self.collection.model)
+        if len(self.collection):
+            self.search_text("a photo", "t2i", 1, 0)
+
+    # ---- read ---------------------------------------------------------------------------------
+    def capabilities(self) -> dict[str, Any]:
+        return {
+            "dogs": self._dogs,
+            "write": self.settings.token is not None,
+            "modes": ["t2i", "t2t", "i2i", "i2t"],
+            "max_upload_bytes": self.settings.max_upload_bytes,
+            "max_pixels": self.settings.max_pixels,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        out = self.collection.stats()
+        out["texts"] = out.get("captions", 0) + out.get("annotations", 0)
+        out["capabilities"] = self.capabilities()
+        out["query_cache"] = {"hits": self._vectors.hits, "misses": self._vectors.misses}
+        out["page_cache"] = {"hits": self._pages.hits, "misses": self._pages.misses}
+        if self._batcher is not None:
+            out["query_batches"] = {
+                "batches": self._batcher.batches,
+                "texts": self._batcher.encoded,
+            }
+        return out
+
+    def search_text(self, q: str, mode: TextMode, k: int, offset: int) -> Page:
+        text = _normalise_query(q)
+        vector = self._vectors.get_or_make(("text", text), lambda: self._embed_text(text))
+        return self._page(vector, mode, k, offset)
+
+    async def search_text_json(self, q: str, mode: TextMode, k: int, offset: int) -> bytes:
+        """`search_text` as JSON bytes. A query asked before, of a catalogue nobody has changed
+        since, is answered from memory on the event loop; anything else goes to the thread
+        pool (a search may wait on the catalogue or on the model)."""
+        key = (_normalise_query(q), mode, k, offset)
+        version = self._version()  # read first: a commit during the search makes it stale
+        cached = self._pages.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        page = await run_in_threadpool(self.search_text, q, mode, k, offset)
+        data = page.to_json()
+        self._pages.put(key, (version, data))
+        return data
+
+    def search_image(self, data: bytes, mode: ImageMode, k: int, offset: int) -> Page:
+        digest = hashlib.sha1(data).hexdigest()
+        # "load more" re-sends the same picture: its vector is cached by content
+        vector = self._vectors.get(("image", digest))
+        if vector is None:
+            image = self.decode_upload(data)
+            vector = self.collection.embed_query(image=image)[0]
+            self._vectors.put(("image", digest), vector)
+        return self._page(vector, mode, k, offset)
+
+    def search_by_id(self, image_id: int, mode: ImageMode, k: int, offset: int) -> Page:
+        self._record(image_id)
+        one_openmp_thread()
+        hits = self.collection.search_by_id(image_id, k=offset + k, mode=mode)
+        total = self._count("texts") if mode == "i2t" else max(0, self._count("images") - 1)
+        return self._shape(hits, mode, k, offset, total)
+
+    def thumbnail(self, image_id: int, size: int, if_none_match: str | None) -> Thumbnail:
+        record = self._record(image_id)
+        etag = f'"{record.hash[:16]}-{size}"'
+        if if_none_match and etag in {t.strip() for t in if_none_match.split(",")}:
+            return Thumbnail(etag, None)
+        key = (image_id, record.hash, size)
+        data = self._thumbs.get(key)
+        if data is None:
+            data = _make_thumbnail(Path(record.path), size)
+            self._thumbs.put(key, data)
+        return Thumbnail(etag, data)
+
+    def ask(self, question: str, lang: str | None, image: bytes | None) -> dict[str, Any]:
+        if not self._dogs:
+            raise Rejected(404, "the dog edition is not installed on this server")
+        from crossmodal.dogs import answer
+
+        picture = self.decode_upload(image) if image is not None else None
+        return answer(question, image=picture, lang=lang).to_dict()
+
+    # ---- write --------------------------------------------------------------------------------
+    def index_folder(self, folder: str, captions: str | None) -> dict[str, Any]:
+        if not folder.strip():
+            raise Rejected(422, "give the folder to index (a path on the server)")
+        if captions is not None and not Path(captions).expanduser().is_file():
+            raise Rejected(400, f"no captions file at {captions}")
+        with self._write() as writer:
+            report = writer.index(folder, captions=captions, show_progress=False)
+        out = report.to_dict()
+        out["failed"] = [f.message for f in report.failed]
+        return out
+
+    def annotate(self, image_id: int, text: str) -> dict[str, Any]:
+        self._record(image_id)
+        if not text.strip():
+            raise Rejected(422, "empty annotation: give the text to attach")
+        with self._write() as writer:
+            text_id = writer.annotate(image_id, text)
+        return {"id": image_id, "text_id": text_id, "text": text.strip()}
+
+    def delete(self, image_id: int) -> dict[str, Any]:
+        record = self._record(image_id)
+        with self._write() as writer:
+            removed = writer.remove([record.path])
+        return {"id": image_id, "removed": removed}
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+        if self._writer is not None:
+            self._writer.close()
+        self._version.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Collection]:
+        """The handle that writes, one request at a time (a second one gets 409, not a wait).
+
+        It is a second `Collection` on the same folder, sharing the loaded model: a
+        `Collection` holds its lock for the whole of an index run, and searches through
+        `self.collection` must not wait minutes for one. They see each committed batch, since
+        its vector stores follow the catalogue's generation.
+        """
+        if not self._writing.acquire(blocking=False):
+            raise Rejected(409, "the collection is being changed by another request: try later")
+        try:
+            if self._writer is None:
+                self._writer = Collection.open(self.collection.path, model=self.collection.model)
+            yield self._writer
+        finally:
+            self._writing.release()
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _embed_text(self, text: str) -> np.ndarray:
+        if self._batcher is None:
+            return self.collection.embed_query(text=text)[0]
+        return self._batcher(text)
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        """What `Collection.embed_query(text=t)` gives for each text, for many texts at once."""
+        vectors = np.asarray(self.collection.model.encode_texts(texts), np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
+
+    def decode_upload(self, data: bytes) -> Image.Image:
+        if len(data) > self.settings.max_upload_bytes:
+            limit = size_text(self.settings.max_upload_bytes)
+            raise Rejected(413, f"upload too large: the limit is {limit}")
+        return decode_image(data, self.settings.max_pixels, self._draft_size())
+
+    def _draft_size(self) -> int | None:
+        from crossmodal.index.pipeline import _model_input
+
+        return _model_input(self.collection.model)[1]
+
+    def _record(self, image_id: int) -> Any:
+        try:
+            return self.collection.get(image_id)
+        except CollectionError:
+            raise Rejected(404, f"no image with id {image_id} in this collection") from None
+
+    def _count(self, table: str) -> int:
+        return self.collection.catalog.count(table)
+
+    def _page(self, vector: np.ndarray, mode: str, k: int, offset: int) -> Page:
+        target = "images" if mode.endswith("i") else "texts"
+        one_openmp_thread()
+        hits = self.collection.search_vector(vector, offset + k, target)
+        return self._shape(hits, mode, k, offset, self._count(target))
+
+    @staticmethod
+    def _shape(hits: list[SearchHit], mode: str, k: int, offset: int, total: int) -> Page:
+        page = hits[offset : offset + k]
+        more = len(hits) >= offset + k and offset + k < total and offset + k <= MAX_OFFSET
+        return Page(
+            results=[hit_to_dict(h) for h in page],
+            total=total,
+            offset=offset,
+            next_offset=offset + k if more else None,
+            mode=mode,
+        )
+
+
+def _normalise_query(q: str) -> str:
+    text = " ".join(q.split())
+    if not text:
+        raise Rejected(422, "empty query: type a few words to search for")
+    return text
+
+
+def _make_thumbnail(path: Path, size: int) -> bytes:
+    try:
+        # the draft decodes a large JPEG at 1/2-1/8 scale: a thumbnail needs no more pixels
+        image = load_image(path, draft_size=size)
+    except ImageLoadError as exc:
+        raise Rejected(404, f"the image file is missing or unreadable: {exc}") from None
+    image.thumbnail((size, size), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=82, optimize=True)
+    return buf.getvalue()
