@@ -20,7 +20,7 @@ import pytest
 from crossmodal import Collection
 from tests.index.helpers import make_photos, tiny_model_dir
 
-N_IMAGES = 60
+N_IMAGES = 120
 
 
 def _indexed(catalog: Path) -> int:
@@ -43,7 +43,7 @@ def test_kill_minus_nine_then_resume(tmp_path: Path):
     model = str(tiny_model_dir(0))
     cmd = [
         sys.executable, "-m", "crossmodal", "index", str(photos),
-        "--collection", str(col_dir), "--model", model, "--batch-size", "3", "--quiet",
+        "--collection", str(col_dir), "--model", model, "--batch-size", "2", "--quiet",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     rng = random.Random(1234)
@@ -54,11 +54,12 @@ def test_kill_minus_nine_then_resume(tmp_path: Path):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 90
         # wait until this run has committed at least one batch, then kill at a random instant
+        # soon after (the fast image path indexes the whole folder in about a second)
         while proc.poll() is None and time.monotonic() < deadline:
             if _indexed(col_dir / "catalog.sqlite") > before:
                 break
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.6))
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.08))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -68,7 +69,7 @@ def test_kill_minus_nine_then_resume(tmp_path: Path):
 
     # the final, uninterrupted run (in this process: one interpreter start less)
     col = Collection.open(col_dir)
-    final = col.index(photos, batch_size=3, show_progress=False)
+    final = col.index(photos, batch_size=2, show_progress=False)
     assert (final.updated, final.removed, final.moved) == (0, 0, 0)
     assert final.added + final.unchanged == N_IMAGES and final.unchanged == progress[-1]
 
