@@ -485,7 +485,7 @@ def notes(results: dict[str, Any]) -> str:
         flat, half = queries["flat"], queries.get("flat-fp16", queries["flat"])
         dim = results.get("dim", 256)
         out.append(
-            f"- **A text query** is one pass of the text tower (MiniLM in bf16, on one thread: "
+            f"- **A text query** is one pass of the text tower (on one thread, MiniLM in bf16: "
             f"{flat['encode_text_p50']:.1f} ms p50) plus a scan of every vector "
             f"({flat['search_vector_p50']:.1f} ms with the catalogue lookups). The scan reads "
             f"{dim} x 4 bytes per vector ({dim * 4 * 100_000 / 1e6:.0f} MB at 100k), so it is "
