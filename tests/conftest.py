@@ -18,6 +18,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+#: Pretrained towers with random linear heads into 16-d: real mechanics, meaningless relevance.
+TINY_MODEL_CONFIG = {
+    "name": "tiny",
+    "embed_dim": 16,
+    "image_tower": {"type": "efficientnet", "variant": "lite0", "feature_dim": 1280},
+    "text_tower": {"type": "minilm", "feature_dim": 384},
+    "image_head": {"hidden": 0},
+    "text_head": {"hidden": 0},
+}
+
+
 def sample_photo(name: str) -> Path:
     """Real photographs that ship inside installed packages (no dataset needed)."""
     import matplotlib

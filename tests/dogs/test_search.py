@@ -9,17 +9,10 @@ import pytest
 
 from crossmodal.dogs.qa import DogQuestionError
 from crossmodal.dogs.search import dog_search, similar_dogs
-from tests.conftest import sample_photo
+from tests.conftest import TINY_MODEL_CONFIG, sample_photo
 
 BREEDS = {"n02085620": "Chihuahua", "n02099601": "golden_retriever", "n02110958": "pug"}
-TINY = {
-    "name": "tiny-dogs",
-    "embed_dim": 16,
-    "image_tower": {"type": "efficientnet", "variant": "lite0", "feature_dim": 1280},
-    "text_tower": {"type": "minilm", "feature_dim": 384},
-    "image_head": {"hidden": 0},
-    "text_head": {"hidden": 0},
-}
+TINY = {**TINY_MODEL_CONFIG, "name": "tiny-dogs"}
 
 
 @pytest.fixture(scope="module")

@@ -16,18 +16,11 @@ from typer.testing import CliRunner
 
 from crossmodal.cli import app
 from crossmodal.models.dual import DualEncoder
-from tests.conftest import make_image
+from tests.conftest import TINY_MODEL_CONFIG, make_image
 
 runner = CliRunner()
 
-TINY = {
-    "name": "tiny",
-    "embed_dim": 16,
-    "image_tower": {"type": "efficientnet", "variant": "lite0", "feature_dim": 1280},
-    "text_tower": {"type": "minilm", "feature_dim": 384},
-    "image_head": {"hidden": 0},
-    "text_head": {"hidden": 0},
-}
+TINY = TINY_MODEL_CONFIG
 
 # Eight images, two captions each, spread over the report's caption categories and lengths.
 RECORDS: list[tuple[tuple[int, int, int], list[str]]] = [

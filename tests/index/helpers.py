@@ -12,17 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.conftest import make_image
+from tests.conftest import TINY_MODEL_CONFIG, make_image
 
 #: Pretrained towers with random linear heads: real mechanics, meaningless relevance.
-TINY_CONFIG = {
-    "name": "tiny",
-    "embed_dim": 32,
-    "image_tower": {"type": "efficientnet", "variant": "lite0", "feature_dim": 1280},
-    "text_tower": {"type": "minilm", "feature_dim": 384},
-    "image_head": {"hidden": 0},
-    "text_head": {"hidden": 0},
-}
+TINY_CONFIG = {**TINY_MODEL_CONFIG, "embed_dim": 32}
 
 COLORS = [
     (230, 30, 30),

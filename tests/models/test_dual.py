@@ -13,15 +13,9 @@ from PIL import Image
 from crossmodal.errors import ModelNotAvailable
 from crossmodal.models import load_model
 from crossmodal.models.dual import LOGIT_SCALE_INIT, LOGIT_SCALE_MAX, DualEncoder
+from tests.conftest import TINY_MODEL_CONFIG
 
-TINY = {
-    "name": "tiny",
-    "embed_dim": 16,
-    "image_tower": {"type": "efficientnet", "variant": "lite0", "feature_dim": 1280},
-    "text_tower": {"type": "minilm", "feature_dim": 384},
-    "image_head": {"hidden": 32, "dropout": 0.0},
-    "text_head": {"hidden": 0},
-}
+TINY = {**TINY_MODEL_CONFIG, "image_head": {"hidden": 32, "dropout": 0.0}}
 
 
 @pytest.fixture(scope="module")
