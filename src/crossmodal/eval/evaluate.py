@@ -33,9 +33,18 @@ def embed_split(
     dataset: ImageTextDataset,
     cache_dir: str | Path | None = None,
     show_progress: bool = True,
+    features_only: bool = False,
+    multilingual: bool | None = None,
 ) -> EmbeddedSplit:
+    """Embed a split's images and captions; `features_only` keeps the dual encoder's tower
+    features (what head training needs), `multilingual` forces one text path as in
+    `embed_texts`."""
     images = embed_image_files(
-        model, dataset.image_paths, cache_dir=cache_dir, show_progress=show_progress
+        model,
+        dataset.image_paths,
+        cache_dir=cache_dir,
+        show_progress=show_progress,
+        features_only=features_only,
     )
     keep = np.flatnonzero(images.ok)
     if len(keep) == 0:
@@ -45,7 +54,14 @@ def embed_split(
     caption_image = new_index[np.asarray(dataset.caption_image, np.int64)]
     kept_captions = np.flatnonzero(caption_image >= 0)
     captions = [dataset.captions[i] for i in kept_captions]
-    text_emb = embed_texts(model, captions, cache_dir=cache_dir, show_progress=show_progress)
+    text_emb = embed_texts(
+        model,
+        captions,
+        cache_dir=cache_dir,
+        show_progress=show_progress,
+        features_only=features_only,
+        multilingual=multilingual,
+    )
     return EmbeddedSplit(
         image_paths=[dataset.image_paths[i] for i in keep],
         captions=captions,

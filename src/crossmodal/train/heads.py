@@ -18,9 +18,10 @@ from tqdm.auto import tqdm
 
 from crossmodal.data import ImageTextDataset, load_dataset
 from crossmodal.errors import ConfigError, DatasetError
+from crossmodal.eval.evaluate import embed_split
 from crossmodal.eval.metrics import metrics_from_ranks, retrieval_ranks
 from crossmodal.models.dual import DualEncoder
-from crossmodal.models.features import default_cache_dir, embed_image_files, embed_texts
+from crossmodal.models.features import default_cache_dir, embed_image_files
 from crossmodal.train.loss import ClipLoss, unique_image_batches
 
 
@@ -115,33 +116,19 @@ def split_features(
     flip: bool = False,
     show_progress: bool = True,
 ) -> SplitFeatures:
-    res = embed_image_files(
+    split = embed_split(
         model,
-        dataset.image_paths,
+        dataset,
         cache_dir=cache_dir,
-        features_only=True,
         show_progress=show_progress,
-    )
-    keep = np.flatnonzero(res.ok)
-    remap = np.full(len(dataset.image_paths), -1)
-    remap[keep] = np.arange(len(keep))
-    cap_img = remap[np.asarray(dataset.caption_image)]
-    cap_keep = np.flatnonzero(cap_img >= 0)
-    texts = [dataset.captions[i] for i in cap_keep]
-    text = embed_texts(
-        model,
-        texts,
-        cache_dir=cache_dir,
         features_only=True,
-        show_progress=show_progress,
         multilingual=False,
     )
     flipped = None
     if flip:
-        kept_paths = [dataset.image_paths[i] for i in keep]
         fl = embed_image_files(
             model,
-            kept_paths,
+            split.image_paths,
             cache_dir=cache_dir,
             features_only=True,
             flip=True,
@@ -149,11 +136,11 @@ def split_features(
         )
         flipped = torch.from_numpy(fl.vectors) if fl.ok.all() else None
     return SplitFeatures(
-        image=torch.from_numpy(res.vectors),
-        text=torch.from_numpy(text),
-        caption_image=torch.from_numpy(cap_img[cap_keep]).long(),
+        image=torch.from_numpy(split.image_emb),
+        text=torch.from_numpy(split.text_emb),
+        caption_image=torch.from_numpy(split.caption_image).long(),
         image_flip=flipped,
-        skipped=len(res.failures),
+        skipped=len(split.skipped),
     )
 
 
