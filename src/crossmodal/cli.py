@@ -235,57 +235,105 @@ def _check_writable(path: Path) -> None:
         )
 
 
+def _opt(help_text: str = "") -> Any:
+    return typer.Option(help=help_text, show_default=False)
+
+
 @app.command("train")
 @friendly_errors
 def train_command(
-    out: Annotated[Path, typer.Option(help="run folder (best model in <out>/best)")] = Path(
-        "runs/heads"
-    ),
-    dataset: Annotated[str, typer.Option()] = "flickr8k",
-    root: Annotated[Path, typer.Option()] = Path("../shared/data/flickr8k"),
-    image_tower: Annotated[str, typer.Option(help="lite0 | lite1 | lite2")] = "lite0",
-    text_tower: Annotated[str, typer.Option(help="minilm | use | minilm+use")] = "minilm",
-    embed_dim: Annotated[int, typer.Option()] = 256,
-    hidden: Annotated[int, typer.Option(help="MLP hidden width of both heads (0 = linear)")] = 1024,
-    dropout: Annotated[float, typer.Option()] = 0.1,
-    epochs: Annotated[int, typer.Option()] = 40,
-    batch_size: Annotated[int, typer.Option()] = 256,
-    lr: Annotated[float, typer.Option()] = 1e-3,
-    weight_decay: Annotated[float, typer.Option()] = 0.05,
-    patience: Annotated[int, typer.Option()] = 6,
-    flip_augment: Annotated[bool, typer.Option(help="use mirrored images as extra views")] = True,
-    seed: Annotated[int, typer.Option()] = 0,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file of settings (flags given here override it)")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="continue the killed run in --out")] = False,
+    out: Annotated[str | None, _opt("run folder (best model in <out>/best)")] = None,
+    dataset: Annotated[str | None, _opt("dataset format (default flickr8k)")] = None,
+    root: Annotated[str | None, _opt("dataset folder")] = None,
+    image_tower: Annotated[str | None, _opt("lite0 | lite1 | lite2 (default lite1)")] = None,
+    text_tower: Annotated[
+        str | None, _opt("minilm | use | minilm+use (default minilm+use)")
+    ] = None,
+    embed_dim: Annotated[int | None, _opt("shared space size (default 512)")] = None,
+    hidden: Annotated[int | None, _opt("MLP width of both heads (default 0 = linear)")] = None,
+    dropout: Annotated[float | None, _opt()] = None,
+    recipe: Annotated[str | None, _opt("auto | heads | finetune")] = None,
+    clip_model: Annotated[
+        str | None, _opt("hf:<folder> of a CLIP to fine-tune instead of our towers")
+    ] = None,
+    unfreeze_image: Annotated[int | None, _opt("train the top N image blocks (-1 = all)")] = None,
+    unfreeze_text: Annotated[int | None, _opt("train the top N text layers (-1 = all)")] = None,
+    lora_text: Annotated[int | None, _opt("LoRA rank on the text tower's attention")] = None,
+    epochs: Annotated[int | None, _opt()] = None,
+    batch_size: Annotated[int | None, _opt()] = None,
+    grad_accum: Annotated[int | None, _opt("gradient accumulation steps")] = None,
+    lr: Annotated[float | None, _opt("learning rate of heads + temperature")] = None,
+    image_lr: Annotated[float | None, _opt("learning rate of unfrozen image layers")] = None,
+    text_lr: Annotated[float | None, _opt("learning rate of unfrozen text layers")] = None,
+    lora_lr: Annotated[float | None, _opt()] = None,
+    max_minutes: Annotated[float | None, _opt("stop training after this many minutes")] = None,
+    weight_decay: Annotated[float | None, _opt()] = None,
+    patience: Annotated[int | None, _opt("epochs without val improvement before stopping")] = None,
+    precision: Annotated[str | None, _opt("auto | fp32 | bf16 | fp16")] = None,
+    device: Annotated[str | None, _opt("auto | cpu | cuda")] = None,
+    augment: Annotated[bool | None, _opt("random crop + colour jitter when fine-tuning")] = None,
+    flip_augment: Annotated[bool | None, _opt("mirrored images as extra views")] = None,
+    text_views: Annotated[bool | None, _opt("keyword views of captions as extra positives")] = None,
+    hard_negatives: Annotated[
+        float | None, _opt("share of batches built from last epoch's look-alike images")
+    ] = None,
+    max_train_images: Annotated[int | None, _opt("use only the first N train images")] = None,
+    seed: Annotated[int | None, _opt()] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Train a dual encoder; this version trains projection heads on frozen towers
-    (features cached once), early-stopped on the val split's mean recall."""
-    from crossmodal.train.heads import HeadConfig, text_tower_spec, train_heads
+    """Train a dual encoder. With no tower unfrozen it trains projection heads on cached
+    frozen-tower features (minutes on a CPU); with --unfreeze-image/--unfreeze-text/--lora-text
+    it fine-tunes end to end (a GPU is used when torch sees one). Early-stopped on the val
+    split's mean recall; the run folder holds config.toml, metrics.jsonl and best/."""
+    given = {
+        k: v
+        for k, v in locals().items()
+        if k not in ("config", "resume", "quiet") and v is not None
+    }
+    from crossmodal.train.config import make_config
+    from crossmodal.train.runner import run_training
 
     _setup_torch()
-    cfg = HeadConfig(
-        dataset=dataset,
-        root=str(root),
-        out=str(out),
-        image_tower={"type": "efficientnet", "variant": image_tower},
-        text_tower=text_tower_spec(text_tower),
-        embed_dim=embed_dim,
-        image_hidden=hidden,
-        text_hidden=hidden,
-        dropout=dropout,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        patience=patience,
-        flip_augment=flip_augment,
-        seed=seed,
-    )
-    best = train_heads(cfg, show_progress=not quiet)
-    summary = json.loads((out / "summary.json").read_text())
+    cfg = make_config(config, **given)
+    best = run_training(cfg, resume=resume, show_progress=not quiet)
+    summary = json.loads((Path(cfg.out) / "summary.json").read_text())
     typer.echo(
         f"best model: {best} (val mean recall {summary['score']:.2f}, "
         f"epoch {summary['epoch']}, {summary['seconds']:.0f} s)"
     )
+
+
+@app.command("train-ssl")
+@friendly_errors
+def train_ssl_command(
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file of SSLConfig settings (see recipes/ssl.toml)")
+    ] = None,
+    out: Annotated[str | None, _opt("run folder (best model in <out>/best)")] = None,
+    root: Annotated[str | None, _opt("dataset folder")] = None,
+    device: Annotated[str | None, _opt("auto | cpu | cuda")] = None,
+    max_train_images: Annotated[int | None, _opt("use only the first N train images")] = None,
+    seed: Annotated[int | None, _opt()] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train a small CLIP from scratch: SimSiam image pre-training, masked-language-model text
+    pre-training, then InfoNCE alignment (the self-supervised prototype; it scores far below
+    the pretrained towers, by design of the comparison)."""
+    given = {k: v for k, v in locals().items()
+             if k not in ("config", "quiet") and v is not None}
+    from crossmodal.train.config import build_config
+    from crossmodal.train.ssl import SSLConfig, train_ssl
+
+    _setup_torch()
+    cfg = build_config(SSLConfig, config, **given)
+    best = train_ssl(cfg, show_progress=not quiet)
+    summary = json.loads((Path(cfg.out) / "summary.json").read_text())
+    typer.echo(f"best model: {best} (val mean recall {summary['best_val_mean_recall']:.2f}, "
+               f"epoch {summary['best_epoch']})")
 
 
 CollectionOpt = Annotated[
@@ -316,6 +364,11 @@ def train_multilingual_command(
     dataset: Annotated[str, typer.Option()] = "flickr8k",
     root: Annotated[Path, typer.Option()] = Path("../shared/data/flickr8k"),
     seed: Annotated[int, typer.Option()] = 0,
+    input_noise: Annotated[
+        float, typer.Option(help="noise norm added to USE inputs in training (robustness to "
+                                 "the language shift; chosen on chinese_queries_val.json)")
+    ] = 0.0,
+    hidden: Annotated[int, typer.Option(help="MLP width of the head (0 = linear)")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Add a Chinese/multilingual query path (USE tower + a head distilled from the model's
@@ -323,11 +376,15 @@ def train_multilingual_command(
     from crossmodal.train.multilingual import add_multilingual_head
 
     _setup_torch()
-    saved = add_multilingual_head(model, out, dataset=dataset, root=root, seed=seed,
-                                  show_progress=not quiet)
+    saved = add_multilingual_head(
+        model, out, dataset=dataset, root=root, seed=seed, show_progress=not quiet,
+        input_noise=input_noise, hidden=hidden,
+    )
     summary = json.loads((out / "multilingual_summary.json").read_text())
-    typer.echo(f"saved {saved} (val cosine {summary['val_cosine']:.4f}, "
-               f"epoch {summary['epoch']}, {summary['seconds']:.0f} s)")
+    typer.echo(
+        f"saved {saved} (val cosine {summary['val_cosine']:.4f}, "
+        f"epoch {summary['epoch']}, {summary['seconds']:.0f} s)"
+    )
 
 
 @app.command("index")
@@ -367,9 +424,7 @@ def index_command(
 
     only_names = _read_only_list(only) if only is not None else None
     _setup_torch()
-    with Collection.open(
-        collection, model=model, create=True, store=store, rebuild=rebuild
-    ) as col:
+    with Collection.open(collection, model=model, create=True, store=store, rebuild=rebuild) as col:
         report = col.index(
             directory,
             captions=captions,

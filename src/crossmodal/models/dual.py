@@ -112,6 +112,9 @@ class DualEncoder(nn.Module, Encoder):
             )
         self.logit_scale = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
         self.saved_towers: set[str] = set(config.get("saved_towers", []))
+        # low-rank (LoRA) factors of fine-tuned tower weights, kept so a re-save stays small;
+        # the weights in memory already have them merged in
+        self.lora_factors: dict[str, torch.Tensor] = {}
         self.eval()
 
     # ---- towers -> features (the expensive part; cached by callers) ----------------------
@@ -208,11 +211,22 @@ class DualEncoder(nn.Module, Encoder):
         """Heads and temperature always; a tower only if it was fine-tuned (`saved_towers`)."""
         keep = ("image_head.", "text_head.", "multilingual_head.", "logit_scale")
         towers = tuple(f"{t}_tower." for t in self.saved_towers)
-        return {
-            k: v.detach().cpu().contiguous()
-            for k, v in self.state_dict().items()
-            if k.startswith(keep) or k.startswith(towers)
-        }
+        # partial fine-tuning saves only the tensors it changed; the rest of the tower comes
+        # from its package, which keeps a fine-tuned model small enough to ship
+        only = (
+            tuple(self.config["saved_tower_params"])
+            if "saved_tower_params" in self.config
+            else towers
+        )
+        half = self.config.get("tower_weights_dtype") == "float16"
+        state = {k: v.detach().cpu().contiguous() for k, v in self.lora_factors.items()}
+        for k, v in self.state_dict().items():
+            if k.startswith(keep):
+                state[k] = v.detach().cpu().contiguous()
+            elif k.startswith(towers) and k.startswith(only):
+                v = v.detach().cpu()
+                state[k] = (v.half() if half and v.is_floating_point() else v).contiguous()
+        return state
 
     def save(self, path: str | Path, extra_info: dict[str, Any] | None = None) -> Path:
         path = Path(path)
@@ -224,6 +238,22 @@ class DualEncoder(nn.Module, Encoder):
         (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
         self.config = config
         return path
+
+    def merge_lora_factors(self, factors: dict[str, torch.Tensor], scale: float) -> None:
+        """W <- W + scale * B @ A for each `<module>.lora_A` / `<module>.lora_B` pair."""
+        params = dict(self.named_parameters())
+        modules = sorted({k.rsplit(".", 1)[0] for k in factors})
+        for module in modules:
+            a, b = factors.get(f"{module}.lora_A"), factors.get(f"{module}.lora_B")
+            weight = params.get(f"{module}.weight")
+            if a is None or b is None or weight is None or (b.shape[0], a.shape[1]) != tuple(
+                weight.shape
+            ):
+                raise ModelNotAvailable(f"LoRA factors for {module} do not fit the model")
+            with torch.no_grad():
+                weight += scale * (b.float() @ a.float())
+        self.lora_factors = dict(factors)
+        self.config["lora_scale"] = scale
 
     @classmethod
     def load(cls, path: str | Path, name: str | None = None) -> DualEncoder:
@@ -245,7 +275,10 @@ class DualEncoder(nn.Module, Encoder):
         if name:
             config["name"] = name
         model = cls(config)
+        factors = {k: state.pop(k) for k in list(state) if k.endswith((".lora_A", ".lora_B"))}
         missing, unexpected = model.load_state_dict(state, strict=False)
+        if factors:
+            model.merge_lora_factors(factors, float(config.get("lora_scale", 1.0)))
         needed = [k for k in missing if not k.startswith(_TOWER_PREFIXES)]
         if needed or unexpected:
             raise ModelNotAvailable(

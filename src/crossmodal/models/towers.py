@@ -50,7 +50,9 @@ class EfficientNetTower(nn.Module):
 
     feature_dim = 1280
 
-    def __init__(self, variant: str = "lite0", pretrained: bool = True) -> None:
+    def __init__(
+        self, variant: str = "lite0", pretrained: bool = True, image_size: int | None = None
+    ) -> None:
         super().__init__()
         if variant not in EFFICIENTNET_VARIANTS:
             raise ModelNotAvailable(
@@ -60,7 +62,8 @@ class EfficientNetTower(nn.Module):
         arch = _require("efficientnet_lite_pytorch", "efficientnet-lite-pytorch")
         package, cls_name, resolution = EFFICIENTNET_VARIANTS[variant]
         self.variant = variant
-        self.image_size = resolution
+        # a smaller working size is for quick tests; the weights were trained at `resolution`
+        self.image_size = int(image_size or resolution)
         if pretrained:
             weights_cls = getattr(_require(package, package.replace("_", "-")), cls_name)
             weights = Path(weights_cls.get_model_file_path())
@@ -81,8 +84,8 @@ class EfficientNetTower(nn.Module):
         """The MBConv blocks, bottom to top (what partial unfreezing counts)."""
         return self.net._blocks
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """PIL image -> (3, S, S) float tensor in [-1, 1]: shorter side to S, centre crop."""
+    def resize(self, image: Image.Image) -> Image.Image:
+        """RGB, shorter side to S (bicubic), centre crop to S x S."""
         image = image.convert("RGB")
         size = self.image_size
         w, h = image.size
@@ -92,11 +95,38 @@ class EfficientNetTower(nn.Module):
             image = image.resize((nw, nh), Image.Resampling.BICUBIC)
             left, top = (nw - size) // 2, (nh - size) // 2
             image = image.crop((left, top, left + size, top + size))
-        array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+        return image
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """PIL image -> (3, S, S) float tensor in [-1, 1]: shorter side to S, centre crop."""
+        array = np.asarray(self.resize(image), dtype=np.float32) / 127.5 - 1.0
         return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
-    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(pixels.float())
+    def feature_map(self, pixels: torch.Tensor, first_trainable: int = 0) -> torch.Tensor:
+        """Last conv map. Blocks below `first_trainable` run without autograd (they are frozen
+        in partial fine-tuning, and keeping their activations would only cost memory)."""
+        net, pixels = self.net, pixels.float()
+        if first_trainable <= 0:
+            return net.extract_features(pixels)
+        blocks = net._blocks
+        grad = torch.is_grad_enabled()
+        with torch.no_grad():
+            x = net._swish(net._bn0(net._conv_stem(pixels)))
+        drop = net._global_params.drop_connect_rate or 0.0
+        for idx, block in enumerate(blocks):
+            with torch.set_grad_enabled(grad and idx >= first_trainable):
+                x = block(x, drop_connect_rate=drop * idx / len(blocks) if drop else drop)
+        return net._swish(net._bn1(net._conv_head(x)))
+
+    def trainable_modules(self, top_blocks: int) -> tuple[list[nn.Module], int]:
+        """Modules unfrozen by `--unfreeze-image N` (top N blocks + the head conv; -1 = all),
+        and the index of the first trainable block."""
+        net, n = self.net, len(self.blocks)
+        if top_blocks < 0 or top_blocks >= n:
+            # everything that feeds the pooled features; not the unused ImageNet classifier
+            return [net._conv_stem, net._bn0, *self.blocks, net._conv_head, net._bn1], 0
+        first = n - top_blocks
+        return [*list(self.blocks)[first:], net._conv_head, net._bn1], first
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(n, 3, S, S) -> (n, 1280) average-pooled features."""
@@ -114,7 +144,9 @@ class EfficientNetTower(nn.Module):
         return self.net(pixels.float())
 
     def fingerprint(self) -> str:
-        return f"efficientnet-{self.variant}@imagenet"
+        native = EFFICIENTNET_VARIANTS[self.variant][2]
+        size = "" if self.image_size == native else f"@{self.image_size}px"
+        return f"efficientnet-{self.variant}@imagenet{size}"
 
 
 def minilm_path() -> Path:
@@ -150,7 +182,15 @@ class MiniLMTower(nn.Module):
 
     @property
     def blocks(self) -> nn.ModuleList:
-        return self.net.encoder.layer
+        net = self.net.get_base_model() if hasattr(self.net, "get_base_model") else self.net
+        return net.encoder.layer
+
+    def trainable_modules(self, top_blocks: int) -> list[nn.Module]:
+        """Modules unfrozen by `--unfreeze-text N` (top N transformer layers; -1 = all,
+        word embeddings included)."""
+        if top_blocks < 0 or top_blocks >= len(self.blocks):
+            return [self.net]
+        return list(self.blocks)[len(self.blocks) - top_blocks :]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         return dict(
@@ -253,9 +293,15 @@ def build_image_tower(spec: dict[str, Any]) -> nn.Module:
     kind = spec.get("type", "efficientnet")
     if kind == "efficientnet":
         return EfficientNetTower(
-            spec.get("variant", "lite0"), pretrained=spec.get("pretrained", True)
+            spec.get("variant", "lite0"),
+            pretrained=spec.get("pretrained", True),
+            image_size=spec.get("image_size"),
         )
-    raise ModelNotAvailable(f"unknown image tower type {kind!r} (known: efficientnet)")
+    if kind == "small-cnn":  # trained from scratch by crossmodal.train.ssl
+        from crossmodal.models.small import build_small_cnn
+
+        return build_small_cnn(spec)
+    raise ModelNotAvailable(f"unknown image tower type {kind!r} (known: efficientnet, small-cnn)")
 
 
 def build_text_tower(spec: dict[str, Any]) -> nn.Module:
@@ -266,4 +312,10 @@ def build_text_tower(spec: dict[str, Any]) -> nn.Module:
         return USETower()
     if kind == "concat":
         return ConcatTextTower([build_text_tower(t) for t in spec.get("towers", [])])
-    raise ModelNotAvailable(f"unknown text tower type {kind!r} (known: minilm, use, concat)")
+    if kind == "small-transformer":  # trained from scratch by crossmodal.train.ssl
+        from crossmodal.models.small import build_small_transformer
+
+        return build_small_transformer(spec)
+    raise ModelNotAvailable(
+        f"unknown text tower type {kind!r} (known: minilm, use, concat, small-transformer)"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -51,6 +52,7 @@ class HeadConfig:
     seed: int = 0
     out: str = "runs/heads"
     cache_dir: str | None = None
+    max_train_images: int = 0  # 0 = all; N = the first N train images (data-size studies)
 
     def validate(self) -> None:
         if self.batch_size < 2:
@@ -164,8 +166,13 @@ def fit_heads(
     cfg: HeadConfig,
     log: Any = None,
     show_progress: bool = True,
+    checkpoint: Path | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train heads + temperature in place; keeps the best state by val mean recall."""
+    """Train heads + temperature in place; keeps the best state by val mean recall.
+
+    With `checkpoint`, the whole training state (heads, optimiser, schedule, sampler RNG, best
+    so far) is written there after every epoch, and `resume=True` continues from it."""
     generator = seed_everything(cfg.seed)
     if cfg.batch_size > len(train.image):
         raise ConfigError(
@@ -199,9 +206,31 @@ def fit_heads(
     loss_fn = ClipLoss()
     best: dict[str, Any] = {"score": -1.0}
     best_state: dict[str, torch.Tensor] | None = None
-    stale = 0
-    bar = tqdm(range(cfg.epochs), desc="training heads", unit="epoch", disable=not show_progress)
+    stale, first_epoch = 0, 0
+    head_keys = ("image_head.", "text_head.", "logit_scale")
+    if resume and checkpoint is not None:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"], strict=False)
+        optim.load_state_dict(state["optim"])
+        sched.load_state_dict(state["sched"])
+        generator.set_state(state["generator"])
+        best, best_state, stale, first_epoch = (
+            state["best"],
+            state["best_state"],
+            state["stale"],
+            state["epoch"],
+        )
+    bar = tqdm(
+        range(first_epoch, cfg.epochs),
+        desc="training heads",
+        unit="epoch",
+        initial=first_epoch,
+        total=cfg.epochs,
+        disable=not show_progress,
+    )
     for epoch in bar:
+        if stale >= cfg.patience:
+            break
         model.train()
         losses = []
         for batch in unique_image_batches(train.caption_image, cfg.batch_size, generator):
@@ -228,36 +257,69 @@ def fit_heads(
             "val": metrics,
             "temperature": float(1 / model.logit_scale.detach().exp()),
         }
-        if log is not None:
-            log.write(json.dumps(record) + "\n")
-            log.flush()
         bar.set_postfix(loss=f"{record['loss']:.3f}", val=f"{score:.2f}")
         if score > best["score"]:
             best = {"score": score, "epoch": epoch + 1, "val": metrics}
             best_state = {
                 k: v.detach().clone()
                 for k, v in model.state_dict().items()
-                if k.startswith(("image_head.", "text_head.", "logit_scale"))
+                if k.startswith(head_keys)
             }
             stale = 0
         else:
             stale += 1
-            if stale >= cfg.patience:
-                break
+        if log is not None:  # before the checkpoint: a resume trims lines past it
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        if checkpoint is not None:
+            tmp = checkpoint.with_suffix(".tmp")
+            torch.save(
+                {
+                    "epoch": epoch + 1,
+                    "model": {
+                        k: v for k, v in model.state_dict().items() if k.startswith(head_keys)
+                    },
+                    "optim": optim.state_dict(),
+                    "sched": sched.state_dict(),
+                    "generator": generator.get_state(),
+                    "best": best,
+                    "best_state": best_state,
+                    "stale": stale,
+                },
+                tmp,
+            )
+            os.replace(tmp, checkpoint)  # a kill mid-write keeps the previous checkpoint
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
     model.eval()
     return best
 
 
-def train_heads(cfg: HeadConfig, show_progress: bool = True) -> Path:
-    """Full run: load data, cache features, fit, save `<out>/best` + config + metrics log."""
+def train_heads(cfg: HeadConfig, show_progress: bool = True, resume: bool = False) -> Path:
+    """Full run: load data, cache features, fit, save `<out>/best` + config + metrics log.
+    `resume=True` continues a killed run from `<out>/checkpoint.pt`."""
     cfg.validate()
     start = time.perf_counter()
     out = Path(cfg.out)
+    checkpoint = out / "checkpoint.pt"
+    if resume:
+        if not checkpoint.is_file():
+            raise ConfigError(f"nothing to resume: {checkpoint} does not exist")
+        saved = json.loads((out / "train_config.json").read_text())
+        if saved != json.loads(json.dumps(asdict(cfg))):
+            changed = sorted(k for k, v in asdict(cfg).items() if saved.get(k) != v)
+            raise ConfigError(
+                f"--resume with different settings than the run in {out}: {', '.join(changed)}"
+            )
+    elif checkpoint.is_file():
+        raise ConfigError(
+            f"{out} already holds a run; pass --resume to continue it, or choose another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     train_ds = load_dataset(cfg.dataset, cfg.root, split=cfg.train_split)
+    if cfg.max_train_images > 0 and isinstance(train_ds, ImageTextDataset):
+        train_ds = train_ds.subset(range(min(cfg.max_train_images, len(train_ds.image_paths))))
     val_ds = load_dataset(cfg.dataset, cfg.root, split=cfg.val_split)
     for ds in (train_ds, val_ds):
         if not isinstance(ds, ImageTextDataset) or not ds.captions:
@@ -269,8 +331,27 @@ def train_heads(cfg: HeadConfig, show_progress: bool = True) -> Path:
         model, train_ds, cache, flip=cfg.flip_augment, show_progress=show_progress
     )
     val = split_features(model, val_ds, cache, show_progress=show_progress)
-    with open(out / "metrics.jsonl", "w") as log:
-        best = fit_heads(model, train, val, cfg, log=log, show_progress=show_progress)
+    log_path = out / "metrics.jsonl"
+    if resume and log_path.exists():
+        # keep the epochs the checkpoint covers; a kill after the checkpoint may have left one
+        done = torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]
+        lines = [
+            ln
+            for ln in log_path.read_text().splitlines()
+            if ln.strip() and json.loads(ln)["epoch"] <= done
+        ]
+        log_path.write_text("".join(ln + "\n" for ln in lines))
+    with open(log_path, "a" if resume else "w") as log:
+        best = fit_heads(
+            model,
+            train,
+            val,
+            cfg,
+            log=log,
+            show_progress=show_progress,
+            checkpoint=checkpoint,
+            resume=resume,
+        )
     seconds = round(time.perf_counter() - start, 1)
     model.save(
         out / "best",

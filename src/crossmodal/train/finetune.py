@@ -1,0 +1,685 @@
+"""End-to-end fine-tuning: pixels and tokens in, towers partly unfrozen or given LoRA adapters.
+
+Design choices, and why:
+- Images are decoded once into a uint8 tensor at the tower's resolution and augmented on the
+  training device (random resized crop + flip through one `grid_sample`, colour jitter as
+  tensor arithmetic): no torchvision (it breaks beside our torch wheel) and no per-epoch JPEG
+  decoding, which on a 2-core machine would cost more than the training step.
+- Frozen sub-towers (the multilingual USE next to MiniLM, or MiniLM itself when only the image
+  side learns) are run once per caption and cached, like the heads-only recipe.
+- Every epoch reseeds its sampler, augmentation and dropout from (seed, epoch), and the
+  checkpoint holds model, optimiser and scheduler state, so `--resume` after a kill lands on
+  the same final model as an uninterrupted run.
+- LoRA adapters (peft) are merged into the weights when the model is saved, so a saved model
+  loads without peft; only the tensors training changed are saved, in float16.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from crossmodal.data import ImageTextDataset
+from crossmodal.data.images import load_image
+from crossmodal.errors import ConfigError, DatasetError, ImageLoadError
+from crossmodal.eval.metrics import metrics_from_ranks, retrieval_ranks
+from crossmodal.models.dual import DualEncoder
+from crossmodal.models.features import FeatureCache, _cached_texts, default_cache_dir
+from crossmodal.models.registry import resolve_model_dir
+from crossmodal.models.towers import (
+    ConcatTextTower,
+    EfficientNetTower,
+    MiniLMTower,
+)
+from crossmodal.train.config import TrainConfig, to_toml
+from crossmodal.train.heads import text_feature_dim, text_tower_spec
+from crossmodal.train.loop import (
+    Step,
+    Trainer,
+    caption_splits,
+    fit,
+    open_run,
+    optimizer_steps_per_epoch,
+    warmup_cosine,
+)
+from crossmodal.train.loss import ClipLoss, unique_image_batches
+
+# words dropped from a caption's keyword view: articles, auxiliaries, prepositions, pronouns
+_STOPWORD_TEXT = (
+    "a an the is are was were be being been and or of to in on at by for with from into onto "
+    "over under near next while as its his her their this that these those some there here "
+    "it he she they them who which one two three four five"
+)
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+# ---- data -------------------------------------------------------------------------------
+@dataclasses.dataclass
+class SplitData:
+    """A split ready for training: decoded pixels and captions indexed by image."""
+
+    pixels: torch.Tensor  # (n_images, 3, S, S) uint8
+    captions: list[str]
+    caption_image: torch.Tensor  # (n_captions,) long
+    skipped: list[tuple[str, str]]
+
+
+def keyword_view(caption: str) -> str:
+    """'A dog runs on the beach .' -> 'dog runs beach': the seeds' keyword augmentation."""
+    words = re.findall(r"[a-z0-9']+", caption.lower())
+    kept = [w for w in words if w not in _STOPWORDS]
+    return " ".join(kept)
+
+
+def decode_split(
+    ds: ImageTextDataset,
+    tower: EfficientNetTower,
+    max_images: int,
+    workers: int,
+    show_progress: bool,
+    text_views: bool = False,
+) -> SplitData:
+    """Decode (and resize to the tower's size) every image once; unreadable ones are reported
+    and dropped together with their captions."""
+    n = len(ds.image_paths) if max_images <= 0 else min(max_images, len(ds.image_paths))
+    size = tower.image_size
+
+    def load(i: int) -> np.ndarray | str:
+        try:
+            image = load_image(ds.image_paths[i], draft_size=size)
+        except ImageLoadError as exc:
+            return str(exc)
+        return np.asarray(tower.resize(image), dtype=np.uint8)
+
+    arrays: list[np.ndarray | str] = []
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        bar = tqdm(
+            total=n, desc=f"decoding {ds.split} images", unit="img", disable=not show_progress
+        )
+        for result in pool.map(load, range(n)):
+            arrays.append(result)
+            bar.update()
+        bar.close()
+    keep = [i for i, a in enumerate(arrays) if not isinstance(a, str)]
+    skipped = [(str(ds.image_paths[i]), str(a)) for i, a in enumerate(arrays) if isinstance(a, str)]
+    remap = {old: new for new, old in enumerate(keep)}
+    captions, caption_image = [], []
+    for text, image in zip(ds.captions, ds.caption_image.tolist(), strict=True):
+        if image in remap:
+            captions.append(text)
+            caption_image.append(remap[image])
+    if text_views:
+        views = [(keyword_view(t), i) for t, i in zip(captions, caption_image, strict=True)]
+        for view, i in views:
+            if view:
+                captions.append(view)
+                caption_image.append(i)
+    if not keep or not captions:
+        raise DatasetError(f"{ds.name} {ds.split}: no readable image with a caption")
+    stacked = np.stack([arrays[i] for i in keep])  # type: ignore[misc]
+    return SplitData(
+        pixels=torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous(),
+        captions=captions,
+        caption_image=torch.tensor(caption_image, dtype=torch.long),
+        skipped=skipped,
+    )
+
+
+def augment(pixels: torch.Tensor, generator: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
+    """uint8 (n, 3, S, S) -> float in [-1, 1], with a random resized crop (area in
+    [crop_scale, 1], aspect 3/4..4/3), a horizontal flip and colour jitter per image."""
+    n = len(pixels)
+    x = pixels.float() / 255.0
+    if cfg.augment:
+        r = torch.rand(n, 8, generator=generator).to(pixels.device)
+        area = cfg.crop_scale + (1 - cfg.crop_scale) * r[:, 0]
+        log_ratio = (r[:, 1] * 2 - 1) * math.log(4 / 3)
+        w = torch.sqrt(area * log_ratio.exp()).clamp(max=1.0)
+        h = torch.sqrt(area / log_ratio.exp()).clamp(max=1.0)
+        cx = (r[:, 2] * 2 - 1) * (1 - w)
+        cy = (r[:, 3] * 2 - 1) * (1 - h)
+        flip = torch.where(r[:, 4] < 0.5, -1.0, 1.0) if cfg.flip_augment else torch.ones_like(w)
+        theta = torch.zeros(n, 2, 3, device=pixels.device)
+        theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
+        theta[:, 1, 1], theta[:, 1, 2] = h, cy
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        j = cfg.color_jitter
+        if j > 0:
+            bright = (1 + (r[:, 5] * 2 - 1) * j).view(n, 1, 1, 1)
+            contrast = (1 + (r[:, 6] * 2 - 1) * j).view(n, 1, 1, 1)
+            sat = (1 + (r[:, 7] * 2 - 1) * j).view(n, 1, 1, 1)
+            x = x * bright
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            x = (x - mean) * contrast + mean
+            gray = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+            x = ((x - gray) * sat + gray).clamp(0.0, 1.0)
+    elif cfg.flip_augment:
+        flip = torch.rand(n, generator=generator).to(pixels.device) < 0.5
+        x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
+    return x * 2.0 - 1.0
+
+
+def center(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 -> [-1, 1] exactly as `EfficientNetTower.preprocess` scales (x / 127.5 - 1)."""
+    return pixels.float() / 127.5 - 1.0
+
+
+# ---- text side ---------------------------------------------------------------------------
+class TextSide:
+    """Text features for caption indices: trainable sub-towers run on pre-tokenised captions,
+    frozen ones are looked up in features computed (and cached on disk) once."""
+
+    def __init__(
+        self,
+        tower: nn.Module,
+        texts: list[str],
+        trainable: bool,
+        cache_dir: Path | None,
+        device: torch.device,
+        show_progress: bool,
+    ) -> None:
+        self.concat = isinstance(tower, ConcatTextTower)
+        subtowers = list(tower.towers) if self.concat else [tower]  # type: ignore[union-attr]
+        self.parts: list[tuple[nn.Module, Any]] = []
+        for sub in subtowers:
+            if trainable and isinstance(sub, MiniLMTower):
+                tokens = sub.tokenize(texts)
+                payload: Any = (tokens["input_ids"].to(device), tokens["attention_mask"].to(device))
+            else:
+                payload = self._frozen(sub, texts, cache_dir, show_progress).to(device)
+            self.parts.append((sub, payload))
+
+    @staticmethod
+    def _frozen(
+        sub: nn.Module, texts: list[str], cache_dir: Path | None, show_progress: bool
+    ) -> torch.Tensor:
+        namespace = f"text-features:{sub.fingerprint()}"  # type: ignore[operator]
+        cache = FeatureCache(cache_dir, namespace) if cache_dir is not None else None
+
+        def compute(chunk: list[str]) -> np.ndarray:
+            with torch.inference_mode():
+                return sub(sub.tokenize(chunk)).float().cpu().numpy()  # type: ignore[operator]
+
+        feats = _cached_texts(texts, cache, compute, 256, show_progress, int(sub.feature_dim))  # type: ignore[arg-type]
+        return torch.from_numpy(feats)
+
+    def features(self, idx: torch.Tensor) -> torch.Tensor:
+        out = []
+        for sub, payload in self.parts:
+            if isinstance(payload, tuple):
+                ids, mask = payload[0][idx], payload[1][idx]
+                length = int(mask.sum(1).max())
+                feats = sub({"input_ids": ids[:, :length], "attention_mask": mask[:, :length]})
+            else:
+                feats = payload[idx]
+            out.append(F.normalize(feats.float(), dim=-1) if self.concat else feats.float())
+        return torch.cat(out, dim=-1) if len(out) > 1 else out[0]
+
+
+# ---- model set-up ------------------------------------------------------------------------
+def model_config(cfg: TrainConfig, name: str) -> dict[str, Any]:
+    image_tower: dict[str, Any] = {
+        "type": "efficientnet",
+        "variant": cfg.image_tower,
+        "feature_dim": 1280,
+    }
+    if cfg.image_size:
+        image_tower["image_size"] = cfg.image_size
+    text_tower = text_tower_spec(cfg.text_tower)
+    text_tower["feature_dim"] = text_feature_dim(text_tower)
+    return {
+        "name": name,
+        "embed_dim": cfg.embed_dim,
+        "image_tower": image_tower,
+        "text_tower": text_tower,
+        "image_head": {"hidden": cfg.hidden, "dropout": cfg.dropout},
+        "text_head": {"hidden": cfg.hidden, "dropout": cfg.dropout},
+    }
+
+
+def _minilm_parts(tower: nn.Module) -> list[tuple[str, MiniLMTower]]:
+    """(state-dict prefix inside the text tower, MiniLM) for every MiniLM in the text tower."""
+    if isinstance(tower, MiniLMTower):
+        return [("", tower)]
+    if isinstance(tower, ConcatTextTower):
+        return [
+            (f"towers.{i}.", t) for i, t in enumerate(tower.towers) if isinstance(t, MiniLMTower)
+        ]
+    return []
+
+
+@dataclasses.dataclass
+class Trainable:
+    """What learns in a run, and how to put the model in training mode."""
+
+    image_modules: list[nn.Module]
+    image_first_block: int
+    text_modules: list[nn.Module]
+    lora: bool
+
+    def train_mode(self, model: DualEncoder) -> None:
+        # frozen layers stay in eval mode: their BatchNorm statistics and dropout do not move
+        model.eval()
+        model.image_head.train()
+        model.text_head.train()
+        for module in self.image_modules + self.text_modules:
+            module.train()
+
+
+def prepare_model(model: DualEncoder, cfg: TrainConfig) -> Trainable:
+    """Freeze everything, then unfreeze / add adapters as the config says; impossible settings
+    fail here, before any data is loaded."""
+    image, text = model.image_tower, model.text_tower
+    assert image is not None and text is not None
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for module in (model.image_head, model.text_head):
+        for p in module.parameters():
+            p.requires_grad_(True)
+    model.logit_scale.requires_grad_(True)
+    image_modules: list[nn.Module] = []
+    first_block = len(image.blocks) if isinstance(image, EfficientNetTower) else 0
+    if cfg.unfreeze_image:
+        if not isinstance(image, EfficientNetTower):
+            raise ConfigError("unfreeze_image needs an EfficientNet image tower")
+        image_modules, first_block = image.trainable_modules(cfg.unfreeze_image)
+    minilms = _minilm_parts(text)
+    text_modules: list[nn.Module] = []
+    if (cfg.unfreeze_text or cfg.lora_text) and not minilms:
+        what = "LoRA (lora_text)" if cfg.lora_text else "unfreeze_text"
+        raise ConfigError(
+            f"{what} needs a text tower with attention layers; {cfg.text_tower!r} has none "
+            "(the USE tower is a frozen numpy model): use text_tower 'minilm' or 'minilm+use'"
+        )
+    if cfg.unfreeze_text:
+        for _, tower in minilms:
+            text_modules += tower.trainable_modules(cfg.unfreeze_text)
+    if cfg.lora_text:
+        from peft import LoraConfig, get_peft_model
+
+        for _, tower in minilms:
+            names = {n.rsplit(".", 1)[-1] for n, _ in tower.net.named_modules()}
+            missing = [t for t in cfg.lora_targets if t not in names]
+            if missing:
+                raise ConfigError(
+                    f"lora_targets {missing} are not modules of the text tower "
+                    f"(try query, key, value, dense)"
+                )
+            lora = LoraConfig(
+                r=cfg.lora_text,
+                lora_alpha=cfg.lora_alpha,
+                lora_dropout=cfg.lora_dropout,
+                target_modules=cfg.lora_targets,
+            )
+            tower.net = get_peft_model(tower.net, lora)
+            text_modules.append(tower.net)
+    for module in image_modules + (text_modules if cfg.unfreeze_text else []):
+        for p in module.parameters():
+            p.requires_grad_(True)
+    return Trainable(image_modules, first_block, text_modules, bool(cfg.lora_text))
+
+
+def _param_groups(model: DualEncoder, cfg: TrainConfig) -> list[dict[str, Any]]:
+    groups: dict[str, dict[str, list[nn.Parameter]]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith(("image_head.", "text_head.", "logit_scale")):
+            kind = "heads"
+        elif "lora_" in name:
+            kind = "lora"
+        else:
+            kind = "image" if name.startswith("image_tower.") else "text"
+        decay = "decay" if p.ndim >= 2 and "lora_" not in name else "no_decay"
+        groups.setdefault(kind, {}).setdefault(decay, []).append(p)
+    lr = {"heads": cfg.lr, "image": cfg.image_lr, "text": cfg.text_lr, "lora": cfg.lora_lr}
+    out = []
+    for kind, by_decay in groups.items():
+        for decay, params in by_decay.items():
+            out.append(
+                {
+                    "params": params,
+                    "lr": lr[kind],
+                    "name": f"{kind}/{decay}",
+                    "weight_decay": cfg.weight_decay if decay == "decay" else 0.0,
+                }
+            )
+    return out
+
+
+def resolve_device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' asked for, but torch sees no GPU here")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device) -> Any:
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext, None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+# ---- batches -----------------------------------------------------------------------------
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def hard_negative_batches(
+    caption_image: torch.Tensor,
+    image_emb: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+) -> list[torch.Tensor]:
+    """Batches whose images were close to each other in last epoch's space (harder negatives).
+
+    Each round of `unique_image_batches` (one caption per image) is ordered by a k-means
+    cluster of its images, then cut into batches, so look-alike images meet in one batch.
+    """
+    from sklearn.cluster import KMeans
+
+    n_images = len(image_emb)
+    k = max(1, n_images // batch_size)
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    labels = torch.from_numpy(
+        KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(image_emb.numpy())
+    )
+    plain = unique_image_batches(caption_image, batch_size, generator)
+    members = torch.cat(plain) if plain else torch.zeros(0, dtype=torch.long)
+    # rebuild rounds: captions of distinct images, grouped by cluster, cut into batches
+    out: list[torch.Tensor] = []
+    seen_round: dict[int, int] = {}
+    rounds: dict[int, list[int]] = {}
+    for c in members.tolist():
+        image = int(caption_image[c])
+        r = seen_round.get(image, 0)
+        seen_round[image] = r + 1
+        rounds.setdefault(r, []).append(c)
+    for r in sorted(rounds):
+        caps = torch.tensor(rounds[r])
+        jitter = torch.rand(len(caps), generator=generator)
+        order = torch.argsort(labels[caption_image[caps]].double() + jitter)
+        out += list(torch.split(caps[order], batch_size))
+    perm = torch.randperm(len(out), generator=generator)
+    return [out[i] for i in perm]
+
+
+def epoch_batches(
+    train: SplitData, cfg: TrainConfig, epoch: int, image_emb: torch.Tensor | None
+) -> tuple[list[torch.Tensor], torch.Generator]:
+    gen = epoch_generator(cfg.seed, epoch)
+    batches = unique_image_batches(train.caption_image, cfg.batch_size, gen)
+    if cfg.hard_negatives > 0 and image_emb is not None:
+        hard = hard_negative_batches(train.caption_image, image_emb, cfg.batch_size, gen)
+        n_hard = round(cfg.hard_negatives * len(batches))
+        # an epoch still shows every caption once: take the hard batches for a share of the
+        # epoch and the plain ones for the captions not yet covered
+        chosen = hard[:n_hard]
+        covered = torch.cat(chosen) if chosen else torch.zeros(0, dtype=torch.long)
+        mask = torch.ones(len(train.caption_image), dtype=torch.bool)
+        mask[covered] = False
+        rest = [b[mask[b]] for b in batches]
+        batches = chosen + [b for b in rest if len(b) >= 2]
+        perm = torch.randperm(len(batches), generator=gen)
+        batches = [batches[i] for i in perm]
+    return [b for b in batches if len(b) >= 2], gen
+
+
+# ---- evaluation --------------------------------------------------------------------------
+@contextlib.contextmanager
+def _no_fast_paths() -> Iterator[None]:
+    # the inference fast paths rebuild bf16 copies when weights change; during training the
+    # plain modules are both correct and cheaper than a copy per epoch
+    old = os.environ.get("CROSSMODAL_FAST")
+    os.environ["CROSSMODAL_FAST"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("CROSSMODAL_FAST", None)
+        else:
+            os.environ["CROSSMODAL_FAST"] = old
+
+
+def embed_split_tensors(
+    model: DualEncoder,
+    data: SplitData,
+    text: TextSide,
+    device: torch.device,
+    autocast: Any,
+    batch_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit vectors for every image (centre view) and caption of a split, on the CPU."""
+    model.eval()
+    images, texts = [], []
+    with torch.no_grad(), _no_fast_paths(), autocast():
+        for start in range(0, len(data.pixels), batch_size):
+            px = center(data.pixels[start : start + batch_size].to(device))
+            feats = model.image_tower.feature_map(px).mean(dim=(2, 3))  # type: ignore[union-attr]
+            images.append(model.project_images(feats.float()).float().cpu())
+        for start in range(0, len(data.captions), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(data.captions)), device=device)
+            texts.append(model.project_texts(text.features(idx)).float().cpu())
+    return torch.cat(images), torch.cat(texts)
+
+
+def evaluate(
+    image_emb: torch.Tensor, text_emb: torch.Tensor, caption_image: torch.Tensor
+) -> dict[str, dict[str, float]]:
+    t2i, i2t = retrieval_ranks(image_emb.numpy(), text_emb.numpy(), caption_image.numpy())
+    return {"t2i": metrics_from_ranks(t2i), "i2t": metrics_from_ranks(i2t)}
+
+
+# ---- checkpoints -------------------------------------------------------------------------
+def _changing_keys(model: DualEncoder, trainable: Trainable) -> list[str]:
+    """State-dict keys that training can change: parameters that learn, plus the BatchNorm
+    statistics of unfrozen image blocks."""
+    learn = {id(p) for p in model.parameters() if p.requires_grad}
+    keys = [k for k, p in model.named_parameters() if id(p) in learn]
+    names = {id(m) for m in trainable.image_modules}
+    for mname, module in model.named_modules():
+        if id(module) in names:
+            keys += [f"{mname}.{b}" for b, _ in module.named_buffers()]
+    return sorted(set(keys))
+
+
+def _state(model: DualEncoder, keys: Sequence[str]) -> dict[str, torch.Tensor]:
+    full = model.state_dict()
+    return {k: full[k].detach().cpu().clone() for k in keys}
+
+
+def train_finetune(cfg: TrainConfig, resume: bool = False, show_progress: bool = True) -> Path:
+    """Fine-tune towers + heads end to end; saves `<out>/best` (selected on val mean recall),
+    `<out>/config.toml`, `<out>/metrics.jsonl` and `<out>/checkpoint.pt` after every epoch."""
+    cfg.validate()
+    start_time = time.perf_counter()
+    out = Path(cfg.out)
+    ckpt = open_run(cfg, resume)
+    device = resolve_device(cfg)
+    autocast, scaler = autocast_for(cfg, device)
+
+    torch.manual_seed(cfg.seed)  # head initialisation and LoRA adapters
+    model = DualEncoder(model_config(cfg, name=str(out / "best")))
+    if cfg.init_from:
+        _init_heads(model, cfg.init_from)
+    trainable = prepare_model(model, cfg)
+    image_tower, text_tower = model.image_tower, model.text_tower
+    if not isinstance(image_tower, EfficientNetTower) or text_tower is None:
+        raise ConfigError("fine-tuning needs an EfficientNet image tower")
+    train_ds, val_ds = caption_splits(cfg)
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.toml").write_text(to_toml(cfg))
+    train = decode_split(train_ds, image_tower, cfg.max_train_images, cfg.workers,
+                         show_progress, text_views=cfg.text_views)
+    val = decode_split(val_ds, image_tower, cfg.max_val_images, cfg.workers, show_progress)
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    text_trainable = bool(cfg.unfreeze_text or cfg.lora_text)
+    train_text = TextSide(text_tower, train.captions, text_trainable, cache, device,
+                          show_progress)
+    val_text = TextSide(text_tower, val.captions, text_trainable, cache, device, show_progress)
+    model.to(device)
+    cpu_split = dataclasses.replace(train)
+    train.pixels = train.pixels.to(device)
+    train.caption_image = train.caption_image.to(device)
+
+    optim = torch.optim.AdamW(_param_groups(model, cfg))
+    sched = warmup_cosine(optim, optimizer_steps_per_epoch(cpu_split.caption_image, cfg),
+                          cfg.epochs, cfg.warmup_epochs)
+    keys = _changing_keys(model, trainable)
+    loss_fn = ClipLoss()
+
+    def batch_step(batch: torch.Tensor, gen: torch.Generator) -> Step:
+        batch = batch.to(device)
+        images = train.caption_image[batch]
+        with autocast():
+            px = augment(train.pixels[images], gen, cfg)
+            feats = image_tower.feature_map(px, trainable.image_first_block)
+            img = model.project_images(feats.mean(dim=(2, 3)).float())
+            txt = model.project_texts(train_text.features(batch))
+            loss = loss_fn(img.float(), txt.float(), model.logit_scale, group=images)
+        return Step(loss, images, img)
+
+    def evaluate_val() -> dict[str, dict[str, float]]:
+        val_img, val_txt = embed_split_tensors(model, val, val_text, device, autocast)
+        return evaluate(val_img, val_txt, val.caption_image)
+
+    trainer = Trainer(
+        model=model, optim=optim, sched=sched, scaler=scaler,
+        train_mode=lambda: trainable.train_mode(model),
+        batch_step=batch_step,
+        after_step=model.clamp_logit_scale,
+        evaluate_val=evaluate_val,
+        temperature=lambda: float(1 / model.logit_scale.detach().exp()),
+        learning_state=lambda: _state(model, keys),
+        make_batches=lambda epoch, emb: epoch_batches(cpu_split, cfg, epoch, emb),
+        n_images=len(train.pixels),
+        embed_dim=cfg.embed_dim,
+    )
+    best = fit(trainer, cfg, ckpt, show_progress=show_progress, start_time=start_time)
+    model.to("cpu")
+    seconds = round(time.perf_counter() - start_time, 1)
+    _save_best(model, trainable, cfg, out / "best", {
+        "trained_on": f"{cfg.dataset} {cfg.train_split} ({len(train.pixels)} images, "
+                      f"{len(train.captions)} captions)",
+        "selected_on": f"{cfg.val_split} mean recall {best['score']:.2f} at epoch "
+                       f"{best['epoch']}",
+        "recipe": _recipe_name(cfg),
+        "seed": cfg.seed,
+        "train_seconds": seconds,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+    })
+    summary = {**best, "seconds": seconds, "skipped_images": train.skipped + val.skipped}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return out / "best"
+
+
+def _recipe_name(cfg: TrainConfig) -> str:
+    parts = []
+    if cfg.unfreeze_image:
+        parts.append(
+            "image: all blocks"
+            if cfg.unfreeze_image < 0
+            else f"image: top {cfg.unfreeze_image} blocks"
+        )
+    if cfg.unfreeze_text:
+        parts.append(
+            "text: all layers" if cfg.unfreeze_text < 0 else f"text: top {cfg.unfreeze_text} layers"
+        )
+    if cfg.lora_text:
+        parts.append(f"text: LoRA r={cfg.lora_text} on {'/'.join(cfg.lora_targets)}")
+    return "fine-tune (" + "; ".join(parts) + ")" if parts else "heads only"
+
+
+def _init_heads(model: DualEncoder, source: str) -> None:
+    from crossmodal.models.registry import load_model
+
+    donor = load_model(source)
+    if not isinstance(donor, DualEncoder):
+        raise ConfigError(f"init_from {source!r} is not a crossmodal dual encoder")
+    state = {
+        k: v
+        for k, v in donor.state_dict().items()
+        if k.startswith(("image_head.", "text_head.", "logit_scale"))
+    }
+    mine = model.state_dict()
+    wrong = [k for k, v in state.items() if k not in mine or mine[k].shape != v.shape]
+    if wrong:
+        raise ConfigError(
+            f"init_from {source!r}: its heads do not fit this model's towers/size ({wrong[0]})"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def _save_best(
+    model: DualEncoder, trainable: Trainable, cfg: TrainConfig, path: Path, info: dict[str, Any]
+) -> None:
+    """Merge LoRA into the weights and save only the tower tensors that training changed."""
+    prefixes: list[str] = []
+    saved: set[str] = set()
+    if trainable.image_modules:
+        saved.add("image")
+        names = {id(m): n for n, m in model.named_modules()}
+        prefixes += [names[id(m)] + "." for m in trainable.image_modules]
+    if trainable.text_modules:
+        saved.add("text")
+        assert model.text_tower is not None
+        for sub_prefix, tower in _minilm_parts(model.text_tower):
+            base = f"text_tower.{sub_prefix}net."
+            if trainable.lora:
+                # keep the adapters as factors (a few MB) and merge them in memory, so the
+                # saved model loads without peft and stays small
+                scale = 1.0
+                for name, module in tower.net.named_modules():
+                    if name.rsplit(".", 1)[-1] in cfg.lora_targets and hasattr(module, "lora_A"):
+                        key = base + _strip_peft(name)
+                        lora_a = module.lora_A["default"].weight.detach().cpu()
+                        lora_b = module.lora_B["default"].weight.detach().cpu()
+                        scale = float(module.scaling["default"])
+                        model.lora_factors[f"{key}.lora_A"] = lora_a.half()
+                        model.lora_factors[f"{key}.lora_B"] = lora_b.half()
+                tower.net = tower.net.merge_and_unload()
+                model.config["lora_scale"] = scale
+            else:
+                names = {id(m): n for n, m in tower.net.named_modules()}
+                prefixes += [
+                    base + (names[id(m)] + "." if names[id(m)] else "")
+                    for m in tower.trainable_modules(cfg.unfreeze_text)
+                ]
+    model.saved_towers = saved
+    if saved:
+        model.config["saved_tower_params"] = sorted(set(prefixes))
+        model.config["tower_weights_dtype"] = cfg.tower_weights_dtype
+    model.eval()
+    model.save(path, extra_info=info)
+
+
+def _strip_peft(name: str) -> str:
+    """'base_model.model.encoder.layer.0.attention.self.query' -> 'encoder.layer.0....query'."""
+    return name.removeprefix("base_model.model.")
+
+
+def resolve_run(path: str | Path) -> Path:
+    return resolve_model_dir(Path(path))

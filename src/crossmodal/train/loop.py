@@ -1,0 +1,239 @@
+"""The epoch loop shared by the end-to-end trainers (our towers, and CLIP backends).
+
+A trainer supplies what differs — how a batch becomes a loss, how val is embedded, which
+tensors change — and gets the same run folder, schedule, gradient accumulation, mixed
+precision, early stopping, per-epoch checkpoint and exact `--resume` semantics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from crossmodal.data import ImageTextDataset, load_dataset
+from crossmodal.errors import ConfigError, DatasetError
+from crossmodal.train.config import TrainConfig
+from crossmodal.train.heads import mean_recall
+from crossmodal.train.loss import unique_image_batches
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+def config_for_compare(cfg: TrainConfig) -> dict[str, Any]:
+    # settings that may differ between a run and its resumption without changing the result
+    skip = {"out", "workers", "cache_dir", "device"}
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
+
+
+def open_run(cfg: TrainConfig, resume: bool, extra: dict[str, Any] | None = None
+             ) -> dict[str, Any] | None:
+    """The checkpoint to resume from (None for a new run). A new run never overwrites an old
+    one, and a resumed run must have the settings (and `extra` facts) it was started with."""
+    path = Path(cfg.out) / CHECKPOINT
+    if not resume:
+        if path.is_file():
+            raise ConfigError(f"{cfg.out} already holds a run; pass --resume to continue it, "
+                              "or choose another --out")
+        return None
+    if not path.is_file():
+        raise ConfigError(f"nothing to resume: {path} does not exist")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    now = config_for_compare(cfg)
+    if ckpt["config"] != now:
+        changed = sorted(k for k, v in now.items() if ckpt["config"].get(k) != v)
+        raise ConfigError(f"--resume with different settings than the run in {cfg.out}: "
+                          f"{', '.join(changed)}")
+    for key, value in (extra or {}).items():
+        if ckpt.get(key) != value:
+            raise ConfigError(f"--resume: the run in {cfg.out} was started with another {key}")
+    return ckpt
+
+
+def caption_splits(cfg: TrainConfig) -> tuple[ImageTextDataset, ImageTextDataset]:
+    """Train and val splits, refused early if they have no captions or are smaller than a
+    batch (a batch holds each image at most once)."""
+    found = []
+    for split in (cfg.train_split, cfg.val_split):
+        ds = load_dataset(cfg.dataset, cfg.root, split=split)
+        if not isinstance(ds, ImageTextDataset) or not ds.captions:
+            raise DatasetError(f"{cfg.dataset} {split} has no captions to train on")
+        found.append(ds)
+    n_train = len(found[0].image_paths)
+    if cfg.max_train_images > 0:
+        n_train = min(n_train, cfg.max_train_images)
+    if cfg.batch_size > n_train:
+        raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {n_train} training "
+                          "images (a batch holds each image at most once)")
+    return found[0], found[1]
+
+
+def warmup_cosine(optim: torch.optim.Optimizer, steps_per_epoch: int, epochs: int,
+                  warmup_epochs: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then cosine to zero at the last step of the last epoch."""
+    total = steps_per_epoch * epochs
+    warmup = max(1, int(warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optim, factor)
+
+
+def optimizer_steps_per_epoch(caption_image: torch.Tensor, cfg: TrainConfig) -> int:
+    gen = torch.Generator().manual_seed(0)
+    return math.ceil(len(unique_image_batches(caption_image, cfg.batch_size, gen))
+                     / cfg.grad_accum)
+
+
+def _truncate_log(path: Path, epochs: int) -> None:
+    """Drop log lines of epochs after the checkpoint (a kill between log and checkpoint)."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines()
+             if ln.strip() and json.loads(ln)["epoch"] <= epochs]
+    path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
+
+
+@dataclasses.dataclass
+class Step:
+    """What one batch produced: its loss and (for hard-negative mining) its image vectors."""
+
+    loss: torch.Tensor
+    image_rows: torch.Tensor  # which training images the batch held
+    image_emb: torch.Tensor
+
+
+@dataclasses.dataclass
+class Trainer:
+    """The parts of a run that differ between trainers."""
+
+    model: nn.Module
+    optim: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: Any  # torch.amp.GradScaler or None
+    train_mode: Callable[[], None]
+    batch_step: Callable[[torch.Tensor, torch.Generator], Step]  # caption indices -> loss
+    after_step: Callable[[], None]  # e.g. clamp the temperature
+    evaluate_val: Callable[[], dict[str, dict[str, float]]]
+    temperature: Callable[[], float]
+    learning_state: Callable[[], dict[str, torch.Tensor]]
+    make_batches: Callable[[int, torch.Tensor | None], tuple[list[torch.Tensor], torch.Generator]]
+    n_images: int
+    embed_dim: int
+
+
+def fit(trainer: Trainer, cfg: TrainConfig, ckpt: dict[str, Any] | None,
+        extra_checkpoint: dict[str, Any] | None = None, desc: str = "fine-tuning",
+        show_progress: bool = True, start_time: float | None = None) -> dict[str, Any]:
+    """Run the epochs (or the rest of them, from `ckpt`); leaves the best state loaded in the
+    model and returns {"score", "epoch", "val"} of the best epoch."""
+    start_time = time.perf_counter() if start_time is None else start_time
+    out = Path(cfg.out)
+    model, optim, sched, scaler = trainer.model, trainer.optim, trainer.sched, trainer.scaler
+    best: dict[str, Any] = {"score": -1.0, "epoch": 0}
+    best_state: dict[str, torch.Tensor] | None = None
+    stale, first_epoch = 0, 0
+    image_emb: torch.Tensor | None = None
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"], strict=False)
+        optim.load_state_dict(ckpt["optim"])
+        sched.load_state_dict(ckpt["sched"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        best, best_state, stale = ckpt["best"], ckpt["best_state"], ckpt["stale"]
+        first_epoch, image_emb = ckpt["epoch"], ckpt.get("image_emb")
+        _truncate_log(out / METRICS, first_epoch)
+    elif (out / METRICS).exists():
+        (out / METRICS).unlink()
+
+    epochs = tqdm(range(first_epoch, cfg.epochs), desc=desc, unit="epoch", initial=first_epoch,
+                  total=cfg.epochs, disable=not show_progress)
+    for epoch in epochs:
+        if stale >= cfg.patience:
+            break
+        if cfg.max_minutes and time.perf_counter() - start_time > cfg.max_minutes * 60:
+            break
+        batches, gen = trainer.make_batches(epoch, image_emb)
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout, drop-connect, LoRA dropout
+        trainer.train_mode()
+        losses: list[float] = []
+        seen = torch.zeros(trainer.n_images, trainer.embed_dim) if cfg.hard_negatives else None
+        steps = tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
+                     disable=not show_progress)
+        optim.zero_grad(set_to_none=True)
+        for i, batch in enumerate(steps):
+            step = trainer.batch_step(batch, gen)
+            scaled = step.loss / cfg.grad_accum
+            (scaler.scale(scaled) if scaler else scaled).backward()
+            if (i + 1) % cfg.grad_accum == 0 or i + 1 == len(batches):
+                if scaler:
+                    scaler.step(optim)
+                    scaler.update()
+                else:
+                    optim.step()
+                optim.zero_grad(set_to_none=True)
+                sched.step()
+                trainer.after_step()
+            losses.append(float(step.loss.detach()))
+            if seen is not None:
+                seen[step.image_rows.cpu()] = step.image_emb.detach().float().cpu()
+            steps.set_postfix(loss=f"{losses[-1]:.3f}")
+        steps.close()
+        image_emb = seen
+        metrics = trainer.evaluate_val()
+        score = mean_recall(metrics)
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)) if losses else float("nan"),
+            "val_mean_recall": score,
+            "val": metrics,
+            "temperature": trainer.temperature(),
+            "seconds": round(time.perf_counter() - start_time, 1),
+        }
+        if score > best["score"]:
+            best = {"score": score, "epoch": epoch + 1, "val": metrics}
+            best_state = trainer.learning_state()
+            stale = 0
+        else:
+            stale += 1
+        with open(out / METRICS, "a") as log:  # before the checkpoint: resume trims extras
+            log.write(json.dumps(record) + "\n")
+        save_checkpoint(out / CHECKPOINT, {
+            "epoch": epoch + 1,
+            "config": config_for_compare(cfg),
+            **(extra_checkpoint or {}),
+            "model": trainer.learning_state(),
+            "optim": optim.state_dict(),
+            "sched": sched.state_dict(),
+            "scaler": scaler.state_dict() if scaler else None,
+            "best": best,
+            "best_state": best_state,
+            "stale": stale,
+            "image_emb": image_emb,
+        })
+        epochs.set_postfix(loss=f"{record['loss']:.3f}", val=f"{score:.2f}")
+    epochs.close()
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
+    return best
