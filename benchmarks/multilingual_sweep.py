@@ -3,7 +3,7 @@ a model and score the hand-translated *val* queries (tests/fixtures/chinese_quer
 in Chinese and English. The test fixture is not read here.
 
     python benchmarks/multilingual_sweep.py --model runs/finetune-lora-wide-aug/best \\
-        --noise 0,0.3,0.5,0.7,1.0 [--hidden 0]
+        --noise 0,0.5,0.7,1.0 --hidden 0,1024
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "flickr8k"))
-    parser.add_argument("--noise", default="0,0.3,0.5,0.7,1.0")
-    parser.add_argument("--hidden", type=int, default=0)
+    parser.add_argument("--noise", default="0,0.5,0.7,1.0")
+    parser.add_argument("--hidden", default="0", help="head MLP widths to try (0 = linear)")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "multilingual-sweep")
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
@@ -41,19 +41,21 @@ def main() -> None:
         "40 hand-translated *val* captions (`tests/fixtures/chinese_queries_val.json`) over the "
         "1,000 val images.",
         "",
-        "| input noise | en R@1 | en R@5 | zh R@1 | zh R@5 | zh R@10 | gap R@5 |",
-        "|---|---|---|---|---|---|---|",
+        "| hidden | input noise | en R@1 | en R@5 | zh R@1 | zh R@5 | zh R@10 | gap R@5 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for noise in [float(x) for x in args.noise.split(",")]:
-        out = args.work / f"noise-{noise:g}-h{args.hidden}"
-        if not (out / "config.json").exists():
-            add_multilingual_head(args.model, out, root=args.root, input_noise=noise,
-                                  hidden=args.hidden, show_progress=False)
-        result = score(str(out), args.root, fixture=VAL_FIXTURE, split="val")
-        en, zh = result["en"], result["zh"]
-        lines.append(f"| {noise:g} | {en['R@1']:.1f} | {en['R@5']:.1f} | {zh['R@1']:.1f} | "
-                     f"{zh['R@5']:.1f} | {zh['R@10']:.1f} | {en['R@5'] - zh['R@5']:.1f} |")
-        print(lines[-1], flush=True)
+    for hidden in [int(x) for x in args.hidden.split(",")]:
+        for noise in [float(x) for x in args.noise.split(",")]:
+            out = args.work / f"noise-{noise:g}-h{hidden}"
+            if not (out / "config.json").exists():
+                add_multilingual_head(args.model, out, root=args.root, input_noise=noise,
+                                      hidden=hidden, show_progress=False)
+            result = score(str(out), args.root, fixture=VAL_FIXTURE, split="val")
+            en, zh = result["en"], result["zh"]
+            lines.append(f"| {hidden} | {noise:g} | {en['R@1']:.1f} | {en['R@5']:.1f} | "
+                         f"{zh['R@1']:.1f} | {zh['R@5']:.1f} | {zh['R@10']:.1f} | "
+                         f"{en['R@5'] - zh['R@5']:.1f} |")
+            print(lines[-1], flush=True)
     lines.append("<!-- chinese-sweep:end -->")
     update_section(args.doc, "chinese-sweep", "\n".join(lines))
 

@@ -45,7 +45,9 @@ def row(run: Path, root: str) -> str:
     )
     score_val = summary.get("score", summary.get("best_val_mean_recall"))
     epoch = summary.get("epoch", summary.get("best_epoch"))
-    seconds = summary.get("seconds", info.get("train_seconds", 0.0))
+    seconds = summary.get("seconds")
+    if not isinstance(seconds, int | float):  # the SSL recipe times each stage separately
+        seconds = info.get("train_seconds", 0.0)
     t, i = result["t2i"], result["i2t"]
     cells = [
         f"**{run.name}**<br>{info.get('recipe', 'heads only')}",

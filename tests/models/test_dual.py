@@ -122,7 +122,7 @@ def test_default_model_is_shipped_and_small(default_model):
 
     weights = builtin_model_path("default") / "model.safetensors"
     # fine-tuned towers ship only what training changed (Lite1 in float16 + LoRA factors)
-    assert weights.stat().st_size < 20 * 1024 * 1024
+    assert weights.stat().st_size < 24 * 1024 * 1024
     assert default_model.name == "default"
     a, b, c = default_model.encode_texts(
         ["a dog runs on the beach", "a puppy running on sand", "a city skyline at night"]
