@@ -21,12 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "chinese_queries.json"
 
 
-def score(model_name: str, root: str, fixture: Path = FIXTURE,
-          split: str = "test") -> dict[str, dict[str, float]]:
+def score(
+    model_name: str, root: str, fixture: Path = FIXTURE, split: str = "test"
+) -> dict[str, dict[str, float]]:
     model = load_model(model_name)
     ds = load_dataset("flickr8k", root, split=split)
-    images = embed_image_files(model, ds.image_paths, cache_dir=default_cache_dir(),
-                               show_progress=False)
+    images = embed_image_files(
+        model, ds.image_paths, cache_dir=default_cache_dir(), show_progress=False
+    )
     names = [p.name for p in ds.image_paths]
     queries = json.loads(fixture.read_text())["queries"]
     truth = np.array([names.index(q["image"]) for q in queries])
@@ -60,8 +62,10 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     for lang, m in result.items():
-        lines.append(f"| {lang} | {m['R@1']:.1f} | {m['R@5']:.1f} | {m['R@10']:.1f} | "
-                     f"{m['MRR']:.3f} | {m['MedR']:.0f} |")
+        lines.append(
+            f"| {lang} | {m['R@1']:.1f} | {m['R@5']:.1f} | {m['R@10']:.1f} | "
+            f"{m['MRR']:.3f} | {m['MedR']:.0f} |"
+        )
     lines.append("<!-- chinese:end -->")
     section = "\n".join(lines)
     print(section)

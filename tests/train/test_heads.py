@@ -129,14 +129,28 @@ def test_multilingual_head_maps_chinese_near_english(tmp_path: Path):
 
     root = write_colour_dataset(tmp_path / "data")
     best = train_heads(tiny_config(root, tmp_path / "a"), show_progress=False)
-    out = add_multilingual_head(best, tmp_path / "ml", dataset="captions-json", root=root,
-                                epochs=40, lr=1e-2, batch_size=8,
-                                cache_dir=tmp_path / "cache", show_progress=False)
+    out = add_multilingual_head(
+        best,
+        tmp_path / "ml",
+        dataset="captions-json",
+        root=root,
+        epochs=40,
+        lr=1e-2,
+        batch_size=8,
+        cache_dir=tmp_path / "cache",
+        show_progress=False,
+    )
     model = load_model(str(out), cache=False)
     en = model.encode_texts(["a red square", "a blue square"])
     zh = model.encode_texts(["一个红色的方块", "一个蓝色的方块"])  # routed to the USE tower
     assert float(zh[0] @ en[0]) > float(zh[0] @ en[1])
     assert float(zh[1] @ en[1]) > float(zh[1] @ en[0])
     with pytest.raises(ConfigError, match="already has"):
-        add_multilingual_head(out, tmp_path / "again", dataset="captions-json", root=root,
-                              cache_dir=tmp_path / "cache", show_progress=False)
+        add_multilingual_head(
+            out,
+            tmp_path / "again",
+            dataset="captions-json",
+            root=root,
+            cache_dir=tmp_path / "cache",
+            show_progress=False,
+        )

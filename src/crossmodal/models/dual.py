@@ -246,8 +246,11 @@ class DualEncoder(nn.Module, Encoder):
         for module in modules:
             a, b = factors.get(f"{module}.lora_A"), factors.get(f"{module}.lora_B")
             weight = params.get(f"{module}.weight")
-            if a is None or b is None or weight is None or (b.shape[0], a.shape[1]) != tuple(
-                weight.shape
+            if (
+                a is None
+                or b is None
+                or weight is None
+                or (b.shape[0], a.shape[1]) != tuple(weight.shape)
             ):
                 raise ModelNotAvailable(f"LoRA factors for {module} do not fit the model")
             with torch.no_grad():

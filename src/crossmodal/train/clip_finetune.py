@@ -409,8 +409,9 @@ def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = Tru
         ckpt = open_run(cfg, resume, extra={"clip_fingerprint": base_fingerprint})
     except ConfigError as exc:
         if "another clip_fingerprint" in str(exc):
-            raise ConfigError(f"--resume: the weights in {cfg.clip_model} changed since the "
-                              f"run in {out} started") from None
+            raise ConfigError(
+                f"--resume: the weights in {cfg.clip_model} changed since the run in {out} started"
+            ) from None
         raise
     model: nn.Module = clip.model
     model_size = int(model.config.vision_config.image_size)  # type: ignore[union-attr]
@@ -446,8 +447,12 @@ def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = Tru
     embed_dim = int(model.config.projection_dim)  # type: ignore[union-attr]
 
     optim = torch.optim.AdamW(_param_groups(model, cfg))
-    sched = warmup_cosine(optim, optimizer_steps_per_epoch(cpu_split.caption_image, cfg),
-                          cfg.epochs, cfg.warmup_epochs)
+    sched = warmup_cosine(
+        optim,
+        optimizer_steps_per_epoch(cpu_split.caption_image, cfg),
+        cfg.epochs,
+        cfg.warmup_epochs,
+    )
     logit_scale: torch.Tensor = model.logit_scale  # type: ignore[assignment]
     loss_fn = ClipLoss()
 
@@ -469,7 +474,10 @@ def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = Tru
         return evaluate(val_img, val_txt, val.caption_image)
 
     trainer = Trainer(
-        model=model, optim=optim, sched=sched, scaler=scaler,
+        model=model,
+        optim=optim,
+        sched=sched,
+        scaler=scaler,
         train_mode=lambda: trainable.train_mode(model),
         batch_step=batch_step,
         after_step=clamp,
@@ -480,8 +488,15 @@ def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = Tru
         n_images=len(train.pixels),
         embed_dim=embed_dim,
     )
-    best = fit(trainer, cfg, ckpt, extra_checkpoint={"clip_fingerprint": base_fingerprint},
-               desc="fine-tuning CLIP", show_progress=show_progress, start_time=start_time)
+    best = fit(
+        trainer,
+        cfg,
+        ckpt,
+        extra_checkpoint={"clip_fingerprint": base_fingerprint},
+        desc="fine-tuning CLIP",
+        show_progress=show_progress,
+        start_time=start_time,
+    )
     seconds = round(time.perf_counter() - start_time, 1)
     save_best(
         clip,

@@ -532,13 +532,18 @@ def train_finetune(cfg: TrainConfig, resume: bool = False, show_progress: bool =
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(to_toml(cfg))
-    train = decode_split(train_ds, image_tower, cfg.max_train_images, cfg.workers,
-                         show_progress, text_views=cfg.text_views)
+    train = decode_split(
+        train_ds,
+        image_tower,
+        cfg.max_train_images,
+        cfg.workers,
+        show_progress,
+        text_views=cfg.text_views,
+    )
     val = decode_split(val_ds, image_tower, cfg.max_val_images, cfg.workers, show_progress)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     text_trainable = bool(cfg.unfreeze_text or cfg.lora_text)
-    train_text = TextSide(text_tower, train.captions, text_trainable, cache, device,
-                          show_progress)
+    train_text = TextSide(text_tower, train.captions, text_trainable, cache, device, show_progress)
     val_text = TextSide(text_tower, val.captions, text_trainable, cache, device, show_progress)
     model.to(device)
     cpu_split = dataclasses.replace(train)
@@ -546,8 +551,12 @@ def train_finetune(cfg: TrainConfig, resume: bool = False, show_progress: bool =
     train.caption_image = train.caption_image.to(device)
 
     optim = torch.optim.AdamW(_param_groups(model, cfg))
-    sched = warmup_cosine(optim, optimizer_steps_per_epoch(cpu_split.caption_image, cfg),
-                          cfg.epochs, cfg.warmup_epochs)
+    sched = warmup_cosine(
+        optim,
+        optimizer_steps_per_epoch(cpu_split.caption_image, cfg),
+        cfg.epochs,
+        cfg.warmup_epochs,
+    )
     keys = _changing_keys(model, trainable)
     loss_fn = ClipLoss()
 
@@ -567,7 +576,10 @@ def train_finetune(cfg: TrainConfig, resume: bool = False, show_progress: bool =
         return evaluate(val_img, val_txt, val.caption_image)
 
     trainer = Trainer(
-        model=model, optim=optim, sched=sched, scaler=scaler,
+        model=model,
+        optim=optim,
+        sched=sched,
+        scaler=scaler,
         train_mode=lambda: trainable.train_mode(model),
         batch_step=batch_step,
         after_step=model.clamp_logit_scale,
@@ -581,16 +593,22 @@ def train_finetune(cfg: TrainConfig, resume: bool = False, show_progress: bool =
     best = fit(trainer, cfg, ckpt, show_progress=show_progress, start_time=start_time)
     model.to("cpu")
     seconds = round(time.perf_counter() - start_time, 1)
-    _save_best(model, trainable, cfg, out / "best", {
-        "trained_on": f"{cfg.dataset} {cfg.train_split} ({len(train.pixels)} images, "
-                      f"{len(train.captions)} captions)",
-        "selected_on": f"{cfg.val_split} mean recall {best['score']:.2f} at epoch "
-                       f"{best['epoch']}",
-        "recipe": _recipe_name(cfg),
-        "seed": cfg.seed,
-        "train_seconds": seconds,
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-    })
+    _save_best(
+        model,
+        trainable,
+        cfg,
+        out / "best",
+        {
+            "trained_on": f"{cfg.dataset} {cfg.train_split} ({len(train.pixels)} images, "
+            f"{len(train.captions)} captions)",
+            "selected_on": f"{cfg.val_split} mean recall {best['score']:.2f} at epoch "
+            f"{best['epoch']}",
+            "recipe": _recipe_name(cfg),
+            "seed": cfg.seed,
+            "train_seconds": seconds,
+            "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        },
+    )
     summary = {**best, "seconds": seconds, "skipped_images": train.skipped + val.skipped}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return out / "best"

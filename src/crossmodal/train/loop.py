@@ -37,15 +37,18 @@ def config_for_compare(cfg: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
 
 
-def open_run(cfg: TrainConfig, resume: bool, extra: dict[str, Any] | None = None
-             ) -> dict[str, Any] | None:
+def open_run(
+    cfg: TrainConfig, resume: bool, extra: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The checkpoint to resume from (None for a new run). A new run never overwrites an old
     one, and a resumed run must have the settings (and `extra` facts) it was started with."""
     path = Path(cfg.out) / CHECKPOINT
     if not resume:
         if path.is_file():
-            raise ConfigError(f"{cfg.out} already holds a run; pass --resume to continue it, "
-                              "or choose another --out")
+            raise ConfigError(
+                f"{cfg.out} already holds a run; pass --resume to continue it, "
+                "or choose another --out"
+            )
         return None
     if not path.is_file():
         raise ConfigError(f"nothing to resume: {path} does not exist")
@@ -53,8 +56,9 @@ def open_run(cfg: TrainConfig, resume: bool, extra: dict[str, Any] | None = None
     now = config_for_compare(cfg)
     if ckpt["config"] != now:
         changed = sorted(k for k, v in now.items() if ckpt["config"].get(k) != v)
-        raise ConfigError(f"--resume with different settings than the run in {cfg.out}: "
-                          f"{', '.join(changed)}")
+        raise ConfigError(
+            f"--resume with different settings than the run in {cfg.out}: {', '.join(changed)}"
+        )
     for key, value in (extra or {}).items():
         if ckpt.get(key) != value:
             raise ConfigError(f"--resume: the run in {cfg.out} was started with another {key}")
@@ -74,13 +78,16 @@ def caption_splits(cfg: TrainConfig) -> tuple[ImageTextDataset, ImageTextDataset
     if cfg.max_train_images > 0:
         n_train = min(n_train, cfg.max_train_images)
     if cfg.batch_size > n_train:
-        raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {n_train} training "
-                          "images (a batch holds each image at most once)")
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} is larger than the {n_train} training "
+            "images (a batch holds each image at most once)"
+        )
     return found[0], found[1]
 
 
-def warmup_cosine(optim: torch.optim.Optimizer, steps_per_epoch: int, epochs: int,
-                  warmup_epochs: float) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(
+    optim: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up, then cosine to zero at the last step of the last epoch."""
     total = steps_per_epoch * epochs
     warmup = max(1, int(warmup_epochs * steps_per_epoch))
@@ -96,16 +103,18 @@ def warmup_cosine(optim: torch.optim.Optimizer, steps_per_epoch: int, epochs: in
 
 def optimizer_steps_per_epoch(caption_image: torch.Tensor, cfg: TrainConfig) -> int:
     gen = torch.Generator().manual_seed(0)
-    return math.ceil(len(unique_image_batches(caption_image, cfg.batch_size, gen))
-                     / cfg.grad_accum)
+    return math.ceil(len(unique_image_batches(caption_image, cfg.batch_size, gen)) / cfg.grad_accum)
 
 
 def _truncate_log(path: Path, epochs: int) -> None:
     """Drop log lines of epochs after the checkpoint (a kill between log and checkpoint)."""
     if not path.exists():
         return
-    lines = [ln for ln in path.read_text().splitlines()
-             if ln.strip() and json.loads(ln)["epoch"] <= epochs]
+    lines = [
+        ln
+        for ln in path.read_text().splitlines()
+        if ln.strip() and json.loads(ln)["epoch"] <= epochs
+    ]
     path.write_text("".join(ln + "\n" for ln in lines))
 
 
@@ -143,9 +152,15 @@ class Trainer:
     embed_dim: int
 
 
-def fit(trainer: Trainer, cfg: TrainConfig, ckpt: dict[str, Any] | None,
-        extra_checkpoint: dict[str, Any] | None = None, desc: str = "fine-tuning",
-        show_progress: bool = True, start_time: float | None = None) -> dict[str, Any]:
+def fit(
+    trainer: Trainer,
+    cfg: TrainConfig,
+    ckpt: dict[str, Any] | None,
+    extra_checkpoint: dict[str, Any] | None = None,
+    desc: str = "fine-tuning",
+    show_progress: bool = True,
+    start_time: float | None = None,
+) -> dict[str, Any]:
     """Run the epochs (or the rest of them, from `ckpt`); leaves the best state loaded in the
     model and returns {"score", "epoch", "val"} of the best epoch."""
     start_time = time.perf_counter() if start_time is None else start_time
@@ -167,8 +182,14 @@ def fit(trainer: Trainer, cfg: TrainConfig, ckpt: dict[str, Any] | None,
     elif (out / METRICS).exists():
         (out / METRICS).unlink()
 
-    epochs = tqdm(range(first_epoch, cfg.epochs), desc=desc, unit="epoch", initial=first_epoch,
-                  total=cfg.epochs, disable=not show_progress)
+    epochs = tqdm(
+        range(first_epoch, cfg.epochs),
+        desc=desc,
+        unit="epoch",
+        initial=first_epoch,
+        total=cfg.epochs,
+        disable=not show_progress,
+    )
     for epoch in epochs:
         if stale >= cfg.patience:
             break
@@ -179,8 +200,9 @@ def fit(trainer: Trainer, cfg: TrainConfig, ckpt: dict[str, Any] | None,
         trainer.train_mode()
         losses: list[float] = []
         seen = torch.zeros(trainer.n_images, trainer.embed_dim) if cfg.hard_negatives else None
-        steps = tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
-                     disable=not show_progress)
+        steps = tqdm(
+            batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=not show_progress
+        )
         optim.zero_grad(set_to_none=True)
         for i, batch in enumerate(steps):
             step = trainer.batch_step(batch, gen)
@@ -219,19 +241,22 @@ def fit(trainer: Trainer, cfg: TrainConfig, ckpt: dict[str, Any] | None,
             stale += 1
         with open(out / METRICS, "a") as log:  # before the checkpoint: resume trims extras
             log.write(json.dumps(record) + "\n")
-        save_checkpoint(out / CHECKPOINT, {
-            "epoch": epoch + 1,
-            "config": config_for_compare(cfg),
-            **(extra_checkpoint or {}),
-            "model": trainer.learning_state(),
-            "optim": optim.state_dict(),
-            "sched": sched.state_dict(),
-            "scaler": scaler.state_dict() if scaler else None,
-            "best": best,
-            "best_state": best_state,
-            "stale": stale,
-            "image_emb": image_emb,
-        })
+        save_checkpoint(
+            out / CHECKPOINT,
+            {
+                "epoch": epoch + 1,
+                "config": config_for_compare(cfg),
+                **(extra_checkpoint or {}),
+                "model": trainer.learning_state(),
+                "optim": optim.state_dict(),
+                "sched": sched.state_dict(),
+                "scaler": scaler.state_dict() if scaler else None,
+                "best": best,
+                "best_state": best_state,
+                "stale": stale,
+                "image_emb": image_emb,
+            },
+        )
         epochs.set_postfix(loss=f"{record['loss']:.3f}", val=f"{score:.2f}")
     epochs.close()
     if best_state is not None:
