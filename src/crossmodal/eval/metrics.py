@@ -73,3 +73,8 @@ def retrieval_metrics(
     """Both directions' R@K, MRR, MedR and MeanR from unit-vector embeddings."""
     t2i, i2t = retrieval_ranks(image_emb, text_emb, caption_image)
     return {"t2i": metrics_from_ranks(t2i, ks), "i2t": metrics_from_ranks(i2t, ks)}
+
+
+def mean_recall(metrics: dict[str, dict[str, float]]) -> float:
+    """Mean of R@1/5/10 in both directions: the one number training selects on."""
+    return float(np.mean([metrics[d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)]))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,9 +19,10 @@ from tqdm.auto import tqdm
 from crossmodal.data import ImageTextDataset, load_dataset
 from crossmodal.errors import ConfigError, DatasetError
 from crossmodal.eval.evaluate import embed_split
-from crossmodal.eval.metrics import metrics_from_ranks, retrieval_ranks
+from crossmodal.eval.metrics import mean_recall, metrics_from_ranks, retrieval_ranks
 from crossmodal.models.dual import DualEncoder
 from crossmodal.models.features import default_cache_dir, embed_image_files
+from crossmodal.train.loop import save_checkpoint, truncate_log
 from crossmodal.train.loss import ClipLoss, unique_image_batches
 
 
@@ -155,10 +155,6 @@ def evaluate_features(model: DualEncoder, feats: SplitFeatures) -> dict[str, dic
     return {"t2i": metrics_from_ranks(t2i), "i2t": metrics_from_ranks(i2t)}
 
 
-def mean_recall(metrics: dict[str, dict[str, float]]) -> float:
-    return float(np.mean([metrics[d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)]))
-
-
 def fit_heads(
     model: DualEncoder,
     train: SplitFeatures,
@@ -272,8 +268,8 @@ def fit_heads(
             log.write(json.dumps(record) + "\n")
             log.flush()
         if checkpoint is not None:
-            tmp = checkpoint.with_suffix(".tmp")
-            torch.save(
+            save_checkpoint(
+                checkpoint,
                 {
                     "epoch": epoch + 1,
                     "model": {
@@ -286,9 +282,7 @@ def fit_heads(
                     "best_state": best_state,
                     "stale": stale,
                 },
-                tmp,
-            )
-            os.replace(tmp, checkpoint)  # a kill mid-write keeps the previous checkpoint
+            )  # atomic: a kill mid-write keeps the previous checkpoint
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
     model.eval()
@@ -332,15 +326,10 @@ def train_heads(cfg: HeadConfig, show_progress: bool = True, resume: bool = Fals
     )
     val = split_features(model, val_ds, cache, show_progress=show_progress)
     log_path = out / "metrics.jsonl"
-    if resume and log_path.exists():
-        # keep the epochs the checkpoint covers; a kill after the checkpoint may have left one
+    if resume:
+        # keep the epochs the checkpoint covers; a kill after the log line may have left one
         done = torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]
-        lines = [
-            ln
-            for ln in log_path.read_text().splitlines()
-            if ln.strip() and json.loads(ln)["epoch"] <= done
-        ]
-        log_path.write_text("".join(ln + "\n" for ln in lines))
+        truncate_log(log_path, done)
     with open(log_path, "a" if resume else "w") as log:
         best = fit_heads(
             model,

@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from crossmodal.data import ImageTextDataset, load_dataset
 from crossmodal.errors import ConfigError, DatasetError
+from crossmodal.eval.metrics import mean_recall
 from crossmodal.train.config import TrainConfig
-from crossmodal.train.heads import mean_recall
 from crossmodal.train.loss import unique_image_batches
 
 CHECKPOINT = "checkpoint.pt"
@@ -106,7 +106,7 @@ def optimizer_steps_per_epoch(caption_image: torch.Tensor, cfg: TrainConfig) -> 
     return math.ceil(len(unique_image_batches(caption_image, cfg.batch_size, gen)) / cfg.grad_accum)
 
 
-def _truncate_log(path: Path, epochs: int) -> None:
+def truncate_log(path: Path, epochs: int) -> None:
     """Drop log lines of epochs after the checkpoint (a kill between log and checkpoint)."""
     if not path.exists():
         return
@@ -178,7 +178,7 @@ def fit(
             scaler.load_state_dict(ckpt["scaler"])
         best, best_state, stale = ckpt["best"], ckpt["best_state"], ckpt["stale"]
         first_epoch, image_emb = ckpt["epoch"], ckpt.get("image_emb")
-        _truncate_log(out / METRICS, first_epoch)
+        truncate_log(out / METRICS, first_epoch)
     elif (out / METRICS).exists():
         (out / METRICS).unlink()
 

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from crossmodal.data import ImageTextDataset, load_dataset, load_image
 from crossmodal.errors import ConfigError, DatasetError, ImageLoadError
-from crossmodal.eval.metrics import metrics_from_ranks, retrieval_ranks
+from crossmodal.eval.metrics import mean_recall, metrics_from_ranks, retrieval_ranks
 from crossmodal.models.dual import DualEncoder
 from crossmodal.models.small import (
     DEFAULT_CNN_WIDTHS,
@@ -49,7 +49,8 @@ from crossmodal.models.small import (
     image_to_uint8,
     normalize_uint8,
 )
-from crossmodal.train.heads import mean_recall, seed_everything
+from crossmodal.train.heads import seed_everything
+from crossmodal.train.loop import warmup_cosine
 from crossmodal.train.loss import ClipLoss, unique_image_batches
 
 STAGES = ("simsiam", "mlm", "align")
@@ -593,21 +594,6 @@ def _optimizer(
     return torch.optim.AdamW(groups_, fused=True)
 
 
-def _schedule(
-    optim: torch.optim.Optimizer, total_steps: int, warmup_fraction: float
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup then cosine decay to zero, over the stage's steps."""
-    warmup = max(1, int(warmup_fraction * total_steps))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optim, factor)
-
-
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
     """A shuffled epoch without the last partial batch (BatchNorm needs two samples, and a
     tiny last batch gives the step a noisy gradient)."""
@@ -639,7 +625,7 @@ def pretrain_image_tower(
     net = SimSiam(tower, cfg.simsiam_dim, cfg.simsiam_pred_dim).to(device)
     optim = _optimizer([(list(net.parameters()), cfg.simsiam_lr)], cfg.weight_decay)
     steps = len(_batches(len(pixels), cfg.simsiam_batch_size, torch.Generator()))
-    sched = _schedule(optim, steps * cfg.simsiam_epochs, cfg.warmup_fraction)
+    sched = warmup_cosine(optim, steps * cfg.simsiam_epochs, 1, cfg.warmup_fraction)
     autocast = _autocast(cfg, device)
     records: list[dict[str, Any]] = []
     bar = tqdm(
@@ -706,7 +692,7 @@ def pretrain_text_tower(
     ]
     optim = _optimizer([(params, cfg.mlm_lr)], cfg.weight_decay)
     steps = len(length_bucketed_batches(data.lengths, cfg.mlm_batch_size, torch.Generator()))
-    sched = _schedule(optim, steps * cfg.mlm_epochs, cfg.warmup_fraction)
+    sched = warmup_cosine(optim, steps * cfg.mlm_epochs, 1, cfg.warmup_fraction)
     autocast = _autocast(cfg, device)
     mask_id = int(tower.tokenizer.mask_token_id)
     records: list[dict[str, Any]] = []
@@ -832,7 +818,7 @@ def align(
         return [chosen[b] for b in batches if len(b) >= 2]
 
     steps = len(epoch_batches())
-    sched = _schedule(optim, steps * cfg.align_epochs, cfg.warmup_fraction)
+    sched = warmup_cosine(optim, steps * cfg.align_epochs, 1, cfg.warmup_fraction)
     autocast = _autocast(cfg, device)
     loss_fn = ClipLoss()
     best: dict[str, Any] = {"score": -1.0, "epoch": 0}
