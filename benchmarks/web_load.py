@@ -12,11 +12,14 @@ loop, no think time: a harsher load than 50 people would make). The client is a 
 raw asyncio HTTP/1.1 rather than httpx, so that the load generator, which shares the same two
 cores, takes as little of them as it can.
 
-Scenarios (queries are Flickr8k captions):
+Scenarios (queries are captions of Flickr8k train and val images, never part of the served
+collection; each scenario starts a fresh server, with empty caches):
 - `popular`: each request picks one of --pool distinct queries at random, as a search box
-  sees the same popular queries again and again; once each has been asked the query-vector
-  cache answers them;
-- `unique`: every request is a caption not asked before: every one needs a MiniLM forward.
+  sees the same popular queries again and again; once each has been asked the server's
+  answer cache serves them;
+- `unique`: every request is a caption not asked before: every one needs a text-tower
+  forward (MiniLM + multilingual USE for the default model), batched with the others in
+  flight.
 
 Only traffic to 127.0.0.1 is sent; the run is bounded by --duration and stops by itself.
 Results go to docs/benchmarks.md between `<!-- web:start -->` and `<!-- web:end -->`.
@@ -83,7 +86,7 @@ def free_port() -> int:
 
 
 def start_server(
-    collection: Path, port: int, workers: int, max_batch: int, cache: int
+    collection: Path, port: int, workers: int, max_batch: int, cache: int, children: bool
 ) -> subprocess.Popen[bytes]:
     args = [
         sys.executable,
@@ -99,6 +102,7 @@ def start_server(
         str(max_batch),
         "--cache",
         str(cache),
+        "--child-encoders" if children else "--no-child-encoders",
     ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
@@ -123,10 +127,9 @@ def serve_only(args: argparse.Namespace) -> None:
     from crossmodal.web.server import serve
     from crossmodal.web.settings import WebSettings
 
-    settings = WebSettings(max_batch=args.max_batch, query_cache_size=args.cache)
-    if args.workers > 1:
-        os.environ["CROSSMODAL_QUERY_BATCH"] = str(args.max_batch)
-        os.environ["CROSSMODAL_QUERY_CACHE"] = str(args.cache)
+    settings = WebSettings(
+        max_batch=args.max_batch, query_cache_size=args.cache, child_encoders=args.child_encoders
+    )
     serve(
         args.collection,
         port=args.port,
@@ -137,15 +140,49 @@ def serve_only(args: argparse.Namespace) -> None:
     )
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes on the machine have used since boot (/proc/stat): with the
+    server's and the load generator's own, it tells how much other work shared the cores."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants (uvicorn workers, text-encoding children), from /proc."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return out
+
+
+def tree_rss_gb(pid: int) -> float:
+    """Resident memory of a process and its descendants, GB (shared pages counted in each)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"VmRSS:\s*(\d+) kB", status)
+        total += int(match[1]) if match else 0
+    return total / 1024**2
+
+
 def process_cpu_seconds(pid: int) -> float:
-    """CPU seconds used by a process and its children so far (Linux /proc)."""
+    """CPU seconds used so far by a process and its descendants alive now (Linux /proc)."""
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.is_file():
-        pids += [int(p) for p in children.read_text().split()]
-    for p in pids:
+    for p in process_tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -174,7 +211,7 @@ async def one_client(
             if writer is None:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
             assert reader is not None
-            query = urllib.parse.urlencode({"q": next_query(), "k": k})
+            query = urllib.parse.urlencode({"q": next_query(), "mode": "t2i", "k": k})
             request = f"GET /api/search?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
             started = time.perf_counter()
             writer.write(request.encode())
@@ -202,16 +239,25 @@ async def one_client(
         writer.close()
 
 
-def make_queries(scenario: str, pool: int, seed: int):  # type: ignore[no-untyped-def]
+def held_out_captions() -> list[str]:
+    """Distinct captions of the Flickr8k images outside the test split (train + val): texts
+    the served collection (the test split, captions included) has never held."""
+    served = set((FLICKR8K / "test.txt").read_text().split())
     lines = (FLICKR8K / "captions.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    captions = list(dict.fromkeys(line.split("\t", 1)[1].strip() for line in lines))
+    rows = (line.split("\t", 1) for line in lines if "\t" in line)
+    return list(dict.fromkeys(text.strip() for image, text in rows if image not in served))
+
+
+def make_queries(scenario: str, pool: int, seed: int):  # type: ignore[no-untyped-def]
+    captions = held_out_captions()
     rng = random.Random(seed)
     rng.shuffle(captions)
     if scenario == "popular":
         chosen = captions[:pool]
         return lambda: rng.choice(chosen)
     counter = iter(range(10**9))
-    # every request a caption not asked before (a numbered copy once all 40k are used)
+    # every request a caption not asked before (a numbered copy once all ~35k are used): no
+    # cache of the server can answer it, every one needs a text-tower forward
     return lambda: (lambda n: captions[n % len(captions)] + ("" if n < len(captions) else f" {n}"))(
         next(counter)
     )
@@ -238,11 +284,14 @@ def percentile(values: list[float], p: float) -> float:
 
 def run_scenario(args: argparse.Namespace, scenario: str) -> dict:
     port = free_port()
-    server = start_server(args.collection, port, args.workers, args.max_batch, args.cache)
+    server = start_server(
+        args.collection, port, args.workers, args.max_batch, args.cache, args.child_encoders
+    )
     try:
         next_query = make_queries(scenario, args.pool, args.seed)
         load_before = os.getloadavg()[0]
         cpu_before = process_cpu_seconds(server.pid)
+        busy_before = machine_busy_seconds()
         self_before = resource.getrusage(resource.RUSAGE_SELF)
         wall = time.perf_counter()
         result = asyncio.run(
@@ -251,6 +300,8 @@ def run_scenario(args: argparse.Namespace, scenario: str) -> dict:
         wall = time.perf_counter() - wall
         self_after = resource.getrusage(resource.RUSAGE_SELF)
         server_cpu = process_cpu_seconds(server.pid) - cpu_before
+        busy = machine_busy_seconds() - busy_before
+        rss = tree_rss_gb(server.pid)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/stats", timeout=10) as r:
             stats = json.load(r)
     finally:
@@ -268,6 +319,7 @@ def run_scenario(args: argparse.Namespace, scenario: str) -> dict:
         "clients": args.clients,
         "seconds": args.duration,
         "workers": args.workers,
+        "child_encoders": args.child_encoders,
         "max_batch": args.max_batch,
         "images": stats["images"],
         "model": Path(str(stats["model"])).name,
@@ -283,7 +335,10 @@ def run_scenario(args: argparse.Namespace, scenario: str) -> dict:
         # CPU time per answer: what the server would need on idle cores (others share these)
         "server_cpu_ms_per_request": 1000 * server_cpu / max(1, result.answered),
         "client_cores": client_cpu / wall,
+        "server_rss_gb": rss,
         "load_before": load_before,
+        # cores' worth of CPU that other processes used during the run (0: a quiet machine)
+        "other_cores": max(0.0, busy - server_cpu - client_cpu) / wall,
         "cache": stats.get("query_cache"),
         "page_cache": stats.get("page_cache"),
         "batches": stats.get("query_batches"),
@@ -298,28 +353,35 @@ def format_section(runs: list[dict], command: str) -> str:
         "",
         f"`{command}` on this machine (2 cores shared by the server, the load generator and "
         "whatever else runs): each of the clients holds a keep-alive connection to "
-        "127.0.0.1 and sends `GET /api/search?q=<a Flickr8k caption>&k=10` as soon as its "
+        "127.0.0.1 and sends `GET /api/search?q=<caption>&mode=t2i&k=10` as soon as its "
         "last answer arrives (closed loop, no think time), after an unmeasured warm-up. "
+        "Queries are captions of Flickr8k train/val images, never in the served collection "
+        "(the 1,000 test images); each scenario starts a fresh server. "
         "`popular`: queries drawn from a fixed pool of distinct captions (once asked, the "
         "answer cache serves them); `unique`: every query a caption never asked before (a "
         "text-tower forward each, batched with the others in flight). `server CPU ms/req`: "
-        "the server's CPU time per answer, warm-up included: what it needs on cores of its "
-        "own, since here other jobs ran too (`load avg before`).",
+        "the server's CPU time per answer, warm-up included. `other processes' cores`: CPU "
+        "that other jobs on the machine used meanwhile (from /proc/stat), which the figures "
+        "share the 2 cores with.",
         "",
-        "| scenario | clients | s | workers | batch | images | requests | req/s | p50 ms | "
-        "p90 ms | p99 ms | max ms | errors | server cores | server CPU ms/req | client cores | "
-        "load avg before |",
+        "| scenario | clients | s | workers | batch | mean / largest batch | images | requests | "
+        "req/s | p50 ms | p90 ms | p99 ms | max ms | errors | server cores | server CPU ms/req | "
+        "server GB | client cores | other processes' cores |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
-        "---: | ---: | ---: | ---: | ---: |",
+        "---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in runs:
+        batches = r.get("batches") or {}
+        mean = batches.get("texts", 0) / max(1, batches.get("batches", 0))
         lines.append(
             f"| {r['scenario']} | {r['clients']} | {r['seconds']:.0f} | {r['workers']} | "
-            f"{r['max_batch']} | {r['images']} | {r['requests']} | {r['throughput']:.0f} | "
+            f"{r['max_batch']} | {mean:.1f} / {batches.get('largest', '-')} | "
+            f"{r['images']} | {r['requests']} | {r['throughput']:.0f} | "
             f"{r['p50_ms']:.0f} | {r['p90_ms']:.0f} | {r['p99_ms']:.0f} | {r['max_ms']:.0f} | "
             f"{r['errors']} | {r['server_cores']:.2f} | {r['server_cpu_ms_per_request']:.1f} | "
+            f"{r['server_rss_gb']:.2f} | "
             f"{r['client_cores']:.2f} | "
-            f"{r['load_before']:.1f} |"
+            f"{r['other_cores']:.2f} |"
         )
     lines += ["", END]
     return "\n".join(lines)
@@ -351,8 +413,16 @@ def main() -> None:
     parser.add_argument("--scenarios", default="popular,unique")
     parser.add_argument("--pool", type=int, default=500, help="distinct queries of `popular`")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--max-batch", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument(
+        "--child-encoders",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="text tower in child processes, as crossmodal serve runs it by default",
+    )
+    parser.add_argument(
+        "--max-batch", type=int, default=None, help="default: the server's (WebSettings)"
+    )
     parser.add_argument("--cache", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-write", action="store_true", help="print, do not update docs")
@@ -363,6 +433,10 @@ def main() -> None:
     if args.serve:
         serve_only(args)
         return
+    if args.max_batch is None:
+        from crossmodal.web.settings import WebSettings
+
+        args.max_batch = WebSettings().max_batch
     if args.clients < 1 or args.duration <= 0:
         parser.error("--clients and --duration must be positive")
     ensure_collection(args.collection, args.model)
@@ -377,7 +451,7 @@ def main() -> None:
     command = (
         f"python benchmarks/web_load.py --clients {args.clients} --duration {args.duration:g} "
         f"--scenarios {args.scenarios} --pool {args.pool} --workers {args.workers} "
-        f"--max-batch {args.max_batch}"
+        f"--max-batch {args.max_batch}" + ("" if args.child_encoders else " --no-child-encoders")
     )
     section = format_section(runs, command)
     print(section)

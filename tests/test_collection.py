@@ -107,9 +107,7 @@ def test_subfolder_and_parent_reuse_rows(tmp_path: Path, tiny: Encoder):
     assert len(col) == 6
 
 
-def test_bad_files_are_reported_remembered_and_retried_when_changed(
-    tmp_path: Path, tiny: Encoder
-):
+def test_bad_files_are_reported_remembered_and_retried_when_changed(tmp_path: Path, tiny: Encoder):
     photos = tmp_path / "photos"
     make_photos(photos, 2)
     (photos / "empty.jpg").write_bytes(b"")
@@ -231,9 +229,32 @@ def test_four_modes(gallery: Collection):
 
     t2t = gallery.search(text="a blue striped card", k=2, mode="t2t")
     assert t2t[0].text == "a blue striped card" and t2t[0].score == pytest.approx(1.0, abs=1e-4)
-    assert t2t[0].path.endswith("p002.jpg") and t2t[0].id == gallery.search(
-        image=t2t[0].path, k=1
-    )[0].id
+    assert (
+        t2t[0].path.endswith("p002.jpg")
+        and t2t[0].id == gallery.search(image=t2t[0].path, k=1)[0].id
+    )
+
+
+def test_repeated_text_queries_skip_the_text_tower(
+    gallery: Collection, monkeypatch: pytest.MonkeyPatch
+):
+    model = gallery.model
+    encode = model.encode_texts
+    encoded: list[list[str]] = []
+
+    def counting(texts: list[str], *args: object, **kwargs: object) -> np.ndarray:
+        encoded.append(list(texts))
+        return encode(texts, *args, **kwargs)
+
+    monkeypatch.setattr(model, "encode_texts", counting)
+    first = gallery.search(text="a cached query about stripes", k=3)
+    again = gallery.search(text="a cached query about stripes", k=3)
+    assert [(h.id, h.score) for h in first] == [(h.id, h.score) for h in again]
+    mixed = gallery.embed_query(query=[(1.0, "a cached query about stripes"), (-0.5, "new")])
+    assert encoded == [["a cached query about stripes"], ["new"]]  # each text encoded once
+    direct = encode(["a cached query about stripes", "new"])
+    expected = direct[0] - 0.5 * direct[1]
+    np.testing.assert_allclose(mixed[0], expected / np.linalg.norm(expected), atol=1e-6)
 
 
 def test_search_with_pil_image_and_by_id(gallery: Collection):

@@ -24,6 +24,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -58,6 +59,9 @@ LOCK_FILE = "lock"
 DEFAULT_MODEL = "default"
 MODES = ("auto", "t2i", "i2i", "i2t", "t2t")
 _TABLES = ("images", "texts")
+#: Text query vectors a collection keeps: an app or a notebook asks the same queries again
+#: (paging, refining "a dog +beach"), and each costs a text-tower forward (~5-10 ms on CPU).
+QUERY_CACHE_SIZE = 256
 
 #: One query term: a text, a PIL image, or the path of an image file.
 QueryItem: TypeAlias = str | Path | Image.Image
@@ -88,9 +92,18 @@ class SearchHit:
     text_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["score"] = round(float(self.score), 6)
-        return out
+        # field by field: `asdict` deep-copies each value, ~10x the time, and a server shapes
+        # every hit of every answer (its Python time is taken from the GIL of the forwards)
+        return {
+            "rank": self.rank,
+            "score": round(float(self.score), 6),
+            "id": self.id,
+            "path": self.path,
+            "text": self.text,
+            "caption": self.caption,
+            "kind": self.kind,
+            "text_id": self.text_id,
+        }
 
 
 @dataclass
@@ -270,6 +283,10 @@ class Collection:
         self._lock_file: Any = None
         self._lock_depth = 0
         self._rebuild = rebuild
+        # text -> unit vector of recent text queries (OrderedDict as an LRU; its own lock,
+        # since `_lock` is held by a writer for a whole index run)
+        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._text_cache_lock = threading.Lock()
         if isinstance(model, Encoder):
             self._use_model(model)
         else:
@@ -389,6 +406,8 @@ class Collection:
                     f"to use {name!r}, index into a new collection with --collection, or "
                     "re-embed everything with --rebuild"
                 )
+        with self._text_cache_lock:
+            self._text_cache.clear()  # vectors of another model
         if recorded is None:
             with self.catalog.transaction():
                 self.catalog.set_meta("model_name", model.name)
@@ -994,11 +1013,30 @@ class Collection:
     ) -> None:
         """Add the weighted query vectors into `vector`."""
         if texts:
-            vecs = self.model.encode_texts([t for _, t in texts])
+            vecs = self._text_vectors([t for _, t in texts])
             vector += np.sum(np.array([w for w, _ in texts], np.float32)[:, None] * vecs, axis=0)
         if images:
             vecs = self.model.encode_images([im for _, im in images])
             vector += np.sum(np.array([w for w, _ in images], np.float32)[:, None] * vecs, axis=0)
+
+    def _text_vectors(self, texts: list[str]) -> np.ndarray:
+        """`model.encode_texts(texts)`, with recently asked texts from the query cache."""
+        found: dict[str, np.ndarray] = {}
+        with self._text_cache_lock:
+            for text in texts:
+                cached = self._text_cache.get(text)
+                if cached is not None:
+                    self._text_cache.move_to_end(text)
+                    found[text] = cached
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            new = np.asarray(self.model.encode_texts(missing), np.float32)
+            with self._text_cache_lock:
+                for text, row in zip(missing, new, strict=True):
+                    found[text] = self._text_cache[text] = row.copy()  # not a view of `new`
+                while len(self._text_cache) > QUERY_CACHE_SIZE:
+                    self._text_cache.popitem(last=False)
+        return np.stack([found[t] for t in texts])
 
     def search(
         self,
@@ -1042,51 +1080,67 @@ class Collection:
 
     def search_vector(self, vector: np.ndarray, k: int, target: str = "images") -> list[SearchHit]:
         """Nearest rows of `target` ("images" or "texts") to one unit vector."""
+        return self.search_vectors(np.asarray(vector, np.float32).reshape(1, -1), k, target)[0]
+
+    def search_vectors(
+        self, vectors: np.ndarray, k: int, target: str = "images"
+    ) -> list[list[SearchHit]]:
+        """`search_vector` for each row of `vectors`, with one index search and one
+        catalogue lookup for them all (what a server answering concurrent queries needs:
+        per query, the catalogue's lock and queries cost more than the search itself)."""
         _check_k(k)
         store = self._store(target)
-        scores, ids = store.search(np.asarray(vector, np.float32).reshape(1, -1), k)
-        pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+        queries = np.asarray(vectors, np.float32).reshape(-1, store.dim)
+        scores, ids = store.search(queries, k)
+        per_query = [
+            [(float(s), int(i)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]
+            for row_scores, row_ids in zip(scores, ids, strict=True)
+        ]
+        found = list(dict.fromkeys(i for pairs in per_query for _, i in pairs))
+        text_rows = self.catalog.get_texts(found) if target == "texts" else {}
         if target == "texts":
-            text_rows = self.catalog.get_texts([i for _, i in pairs])
-            image_ids = [text_rows[i]["image_id"] for _, i in pairs if i in text_rows]
+            image_ids = list(dict.fromkeys(r["image_id"] for r in text_rows.values()))
         else:
-            image_ids = [i for _, i in pairs]
+            image_ids = found
         rows = self.catalog.get_images(image_ids)
         roots = self.catalog.roots()
         firsts = self._first_texts(list(rows))
-        hits: list[SearchHit] = []
-        for score, row_id in pairs:
-            if target == "texts":
-                text_row = text_rows.get(row_id)
-                image_row = rows.get(text_row["image_id"]) if text_row else None
-                if text_row is None or image_row is None:
-                    continue  # deleted by another process since the store was read
-                hits.append(
-                    SearchHit(
-                        rank=len(hits) + 1,
-                        score=score,
-                        id=image_row["id"],
-                        path=self._path_of(image_row, roots),
-                        text=text_row["text"],
-                        caption=firsts.get(image_row["id"]),
-                        kind="text",
-                        text_id=row_id,
+        paths = {i: self._path_of(row, roots) for i, row in rows.items()}
+        out: list[list[SearchHit]] = []
+        for pairs in per_query:
+            hits: list[SearchHit] = []
+            for score, row_id in pairs:
+                if target == "texts":
+                    text_row = text_rows.get(row_id)
+                    image_row = rows.get(text_row["image_id"]) if text_row else None
+                    if text_row is None or image_row is None:
+                        continue  # deleted by another process since the store was read
+                    hits.append(
+                        SearchHit(
+                            rank=len(hits) + 1,
+                            score=score,
+                            id=image_row["id"],
+                            path=paths[image_row["id"]],
+                            text=text_row["text"],
+                            caption=firsts.get(image_row["id"]),
+                            kind="text",
+                            text_id=row_id,
+                        )
                     )
-                )
-            else:
-                image_row = rows.get(row_id)
-                if image_row is None:
-                    continue
-                hits.append(
-                    SearchHit(
-                        rank=len(hits) + 1,
-                        score=score,
-                        id=row_id,
-                        path=self._path_of(image_row, roots),
-                        caption=firsts.get(row_id),
+                else:
+                    if row_id not in rows:
+                        continue
+                    hits.append(
+                        SearchHit(
+                            rank=len(hits) + 1,
+                            score=score,
+                            id=row_id,
+                            path=paths[row_id],
+                            caption=firsts.get(row_id),
+                        )
                     )
-                )
-        return hits
+            out.append(hits)
+        return out
 
     def _first_texts(self, image_ids: list[int]) -> dict[int, str]:
         """First caption of each image, else its first annotation."""

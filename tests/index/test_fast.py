@@ -14,7 +14,13 @@ import torch.nn.functional as F
 from crossmodal.data import load_image
 from crossmodal.models import load_model
 from crossmodal.models.dual import DualEncoder
-from crossmodal.models.fast import FastEfficientNet, fast_features, fast_mode
+from crossmodal.models.fast import (
+    FastEfficientNet,
+    PackedBert,
+    fast_features,
+    fast_mode,
+    fast_text_net,
+)
 from tests.conftest import FLICKR8K, sample_photo
 from tests.index.helpers import one_torch_thread, tiny_model_dir
 
@@ -102,6 +108,66 @@ def test_text_tower_bf16_copy_matches(tiny: DualEncoder, monkeypatch: pytest.Mon
     with torch.inference_mode():
         fast = tiny.text_features(texts)
     assert F.cosine_similarity(ref, fast).min() >= 0.999
+
+
+def test_fused_convolutions_and_passes_keep_the_features(
+    tiny: DualEncoder, reference_run: tuple[torch.Tensor, torch.Tensor]
+):
+    """oneDNN's fused conv + ReLU6 / conv + residual ops, and the batch run a few images per
+    pass, give what the plain ops over the whole batch give."""
+    tower = tiny.image_tower
+    assert tower is not None
+    pixels, ref = reference_run
+    with torch.inference_mode():
+        for dtype, floor in ((torch.float32, 0.99999), (torch.bfloat16, 0.99)):
+            plain = FastEfficientNet(tower.net, dtype, fused=False, images_per_pass=64)(pixels)
+            fast = FastEfficientNet(tower.net, dtype, images_per_pass=4)(pixels)
+            single = torch.cat([FastEfficientNet(tower.net, dtype)(p[None]) for p in pixels])
+            assert F.cosine_similarity(plain, fast).min() >= floor
+            assert F.cosine_similarity(ref, fast).min() >= floor
+            assert F.cosine_similarity(single, fast).min() >= 0.9999
+
+
+def test_packed_text_net_matches_and_ignores_batch_companions(tiny: DualEncoder):
+    """MiniLM's inference copy: within cosine 0.9999 of fp32, and a text's vector is the same
+    alone as in any batch (what batching queries in a server relies on)."""
+    tower = tiny.text_tower
+    assert tower is not None
+    texts = [
+        "a dog runs on the beach",
+        "snow",
+        "two children in red jackets playing football in a park near a lake",
+        "a dog runs on the beach",
+        "",
+    ]
+    with torch.inference_mode():
+        assert isinstance(fast_text_net(tower), PackedBert)
+        tokens = tower.tokenize(texts)
+        ids, mask = tokens["input_ids"], tokens["attention_mask"]
+        fast = PackedBert(tower.net)(ids, mask).last_hidden_state
+        ref = tower.net(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask[..., None].float()
+        pooled = (fast * m).sum(1) / m.sum(1)
+        pooled_ref = (ref * m).sum(1) / m.sum(1)
+        assert F.cosine_similarity(pooled, pooled_ref).min() >= 0.9999
+        assert (fast[mask == 0] == 0).all()  # padding positions hold zeros
+        for i, text in enumerate(texts):
+            one = tower.tokenize([text])
+            alone = PackedBert(tower.net)(one["input_ids"], one["attention_mask"])
+            n = int(mask[i].sum())
+            assert torch.equal(alone.last_hidden_state[0, :n], fast[i, :n])
+
+
+def test_text_net_of_an_adapted_tower_is_a_plain_copy(tiny: DualEncoder):
+    """A tower whose layers were replaced (LoRA) keeps the generic bf16 copy."""
+    tower = copy.deepcopy(tiny.text_tower)
+    assert tower is not None
+    layer = tower.net.encoder.layer[0].attention.self
+    layer.query = torch.nn.Sequential(layer.query)  # no longer a plain Linear
+    with torch.inference_mode():
+        net = fast_text_net(tower)
+    if fast_mode() == "bf16":
+        assert net is not None and not isinstance(net, PackedBert)
 
 
 def test_fast_module_is_plain_inference_copy(tiny: DualEncoder):

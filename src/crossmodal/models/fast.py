@@ -18,8 +18,9 @@ On one core that is ~7x the reference (about 13 -> 95 images/s on this project's
 EPYC); the indexing pipeline then runs one single-threaded batch per core in parallel
 (`crossmodal.index.pipeline`), which scales better than intra-op threads.
 
-A text query is bound by the text tower; `fast_text_net` gives it a bf16 copy of MiniLM
-(2x faster for one query, features within cosine 0.9999).
+A text query is bound by the text tower; `fast_text_net` gives it `PackedBert`, an inference
+copy of MiniLM with bf16 matrix products that runs the tokens of a batch without padding
+(features within cosine 0.9999 of fp32; see its docstring for the speed).
 
 Measured steps, and what was tried and not kept, are in docs/benchmarks.md.
 
@@ -36,13 +37,21 @@ from __future__ import annotations
 import copy
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FastEfficientNet", "bf16_supported", "fast_features", "fast_mode", "fast_text_net"]
+__all__ = [
+    "FastEfficientNet",
+    "PackedBert",
+    "bf16_supported",
+    "fast_features",
+    "fast_mode",
+    "fast_text_net",
+]
 
 
 _BUILD_LOCK = threading.Lock()
@@ -107,12 +116,87 @@ class _ConvBN(nn.Module):
             self.conv.weight.copy_(weight)
             self.conv.bias.copy_(bias)  # type: ignore[union-attr]
         self.relu6 = relu6
+        #: conv + activation / residual in one oneDNN kernel (set by FastEfficientNet)
+        self.fused = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """conv(x) (+ ReLU6) (+ residual), with the activation or the addition done by the
+        convolution kernel itself where oneDNN's fused ops are available."""
         if self.pre_pad is not None:
-            x = F.pad(x, self.pre_pad)
-        x = self.conv(x)
-        return F.hardtanh_(x, 0.0, 6.0) if self.relu6 else x
+            x = _pad(x, self.pre_pad)
+        conv = self.conv
+        if self.fused:
+            args = (conv.padding, conv.stride, conv.dilation, conv.groups)
+            if residual is not None:  # (the projection convs, which have no activation)
+                assert not self.relu6
+                return _CONV_PW.binary(
+                    x, residual, conv.weight, conv.bias, *args, "add", None, None, [], None
+                )
+            if self.relu6:
+                return _CONV_PW(x, conv.weight, conv.bias, *args, "hardtanh", [0.0, 6.0], None)
+            return _CONV_PW(x, conv.weight, conv.bias, *args, "none", [], None)
+        x = conv(x)
+        if self.relu6:
+            x = F.hardtanh_(x, 0.0, 6.0)
+        return x + residual if residual is not None else x
+
+
+def _pad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+    """`F.pad(x, pad)` (zeros) that keeps channels_last: F.pad gave a contiguous (NCHW) tensor,
+    which the next convolution converted back, and wrote every element twice (fill, copy)."""
+    if not x.is_contiguous(memory_format=torch.channels_last) or x.is_contiguous():
+        return F.pad(x, pad)
+    left, right, top, bottom = pad
+    n, c, h, w = x.shape
+    out = torch.empty(
+        (n, c, h + top + bottom, w + left + right),
+        dtype=x.dtype,
+        memory_format=torch.channels_last,
+    )
+    out[:, :, :top].zero_()
+    out[:, :, top + h :].zero_()
+    out[:, :, top : top + h, :left].zero_()
+    out[:, :, top : top + h, left + w :].zero_()
+    out[:, :, top : top + h, left : left + w].copy_(x)
+    return out
+
+
+#: oneDNN convolution with a fused post-op (what torch.compile's CPU backend calls); an
+#: internal op, so its use is probed once per dtype and dropped if it is missing or fails.
+_CONV_PW: Any = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+_FUSED_WORKS: dict[torch.dtype, bool] = {}
+
+
+def _fused_ops_work(dtype: torch.dtype) -> bool:
+    works = _FUSED_WORKS.get(dtype)
+    if works is None:
+        works = _probe_fused_ops(dtype)
+        _FUSED_WORKS[dtype] = works
+    return works
+
+
+def _probe_fused_ops(dtype: torch.dtype) -> bool:
+    """Whether the fused ops run here and give what the plain ops give (a tiny conv)."""
+    if _CONV_PW is None or os.environ.get("CROSSMODAL_FAST_FUSED", "1") == "0":
+        return False
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, 9, 9, generator=gen).to(dtype, memory_format=torch.channels_last)
+    w = torch.randn(8, 1, 3, 3, generator=gen).to(dtype, memory_format=torch.channels_last)
+    b = torch.randn(8, generator=gen).to(dtype)
+    try:
+        with torch.inference_mode():
+            plain = F.hardtanh(F.conv2d(x, w, b, 1, 1, 1, 8), 0.0, 6.0)
+            fused = _CONV_PW(x, w, b, [1, 1], [1, 1], [1, 1], 8, "hardtanh", [0.0, 6.0], None)
+            summed = _CONV_PW.binary(
+                x, x, w, b, [1, 1], [1, 1], [1, 1], 8, "add", None, None, [], None
+            )
+    except (RuntimeError, TypeError, AttributeError, NotImplementedError):
+        return False
+    tol = 0.05 if dtype == torch.bfloat16 else 1e-4
+    return bool(
+        torch.allclose(plain.float(), fused.float(), atol=tol)
+        and torch.allclose((F.conv2d(x, w, b, 1, 1, 1, 8) + x).float(), summed.float(), atol=tol)
+    )
 
 
 class _Block(nn.Module):
@@ -130,26 +214,53 @@ class _Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.expand(x) if self.expand is not None else x
-        y = self.project(self.depthwise(y))
-        return y + x if self.skip else y
+        return self.project(self.depthwise(y), x if self.skip else None)
+
+
+#: Images per pass through `FastEfficientNet` (see its forward).
+IMAGES_PER_PASS = 4
 
 
 class FastEfficientNet(nn.Module):
     """Inference-only copy of an EfficientNet-Lite feature extractor: pixels -> pooled features."""
 
-    def __init__(self, net: nn.Module, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        dtype: torch.dtype = torch.float32,
+        fused: bool | None = None,
+        images_per_pass: int | None = None,
+    ) -> None:
+        """`fused`: convolutions with their ReLU6 / residual addition fused (None: where the
+        fused oneDNN ops work); `images_per_pass`: see `forward` (None: IMAGES_PER_PASS)."""
         super().__init__()
         self.stem = _ConvBN(net._conv_stem, net._bn0, True)
         self.blocks = nn.Sequential(*[_Block(b) for b in net._blocks])
         self.head = _ConvBN(net._conv_head, net._bn1, True)
         self.dtype = dtype
+        self.images_per_pass = images_per_pass or IMAGES_PER_PASS
+        use_fused = _fused_ops_work(dtype) if fused is None else fused
+        for module in self.modules():
+            if isinstance(module, _ConvBN):
+                module.fused = use_fused
         self.eval()
         self.to(memory_format=torch.channels_last, dtype=dtype)  # type: ignore[call-overload]
 
     @torch.inference_mode()
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = pixels.to(dtype=self.dtype, memory_format=torch.channels_last)
-        x = self.head(self.blocks(self.stem(x)))
+        # a few images at a time: the activations of 4 images at 240 px (up to ~11 MB in
+        # bf16) stay in the caches between layers, 32 at once (~90 MB) go to memory after
+        # every layer; on the 2-core EPYC 4 at a time ran ~1.3x as fast (docs/benchmarks.md)
+        step = self.images_per_pass
+        parts = [self._features(x[i : i + step]) for i in range(0, len(x), step)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        x = self.head(x)
         # pooled in float32: the mean of 49 bf16 values would add rounding for nothing
         return x.float().mean(dim=(2, 3))
 
@@ -206,12 +317,162 @@ def fast_features(tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor | None
     return cached[1](pixels)
 
 
-def fast_text_net(tower: nn.Module) -> nn.Module | None:
-    """A bf16 copy of a text tower's transformer for inference, or None (use the original).
+@dataclass
+class BertOutput:
+    """The one field of a transformers model output that `MiniLMTower` reads."""
 
-    A single query through MiniLM-L6 is bound by reading its 42 MB of fp32 weights; in bf16
-    it takes half the time (pooled features within cosine 0.9999 of fp32). Dynamic int8
-    quantisation was faster still but moved features by up to 0.06 in cosine: not kept.
+    last_hidden_state: torch.Tensor
+
+
+def _norm(ln: nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor, float]:
+    assert ln.weight is not None and ln.bias is not None
+    return ln.weight.detach(), ln.bias.detach(), float(ln.eps)
+
+
+class _PackedLayer(nn.Module):
+    """One BERT encoder layer over packed tokens: (tokens, hidden) in and out, fp32."""
+
+    def __init__(self, layer: nn.Module, heads: int, dtype: torch.dtype) -> None:
+        super().__init__()
+        attn = layer.attention.self
+        # Q, K and V as one product: one weight read and one kernel call instead of three
+        w_qkv = torch.cat([attn.query.weight, attn.key.weight, attn.value.weight]).detach()
+        b_qkv = torch.cat([attn.query.bias, attn.key.bias, attn.value.bias]).detach()
+        out, inter, down = layer.attention.output, layer.intermediate, layer.output
+        self.dtype = dtype
+        self.heads = heads
+        self.w_qkv, self.b_qkv = w_qkv.to(dtype), b_qkv.to(dtype)
+        self.w_o, self.b_o = out.dense.weight.detach().to(dtype), out.dense.bias.detach().to(dtype)
+        self.w_i = inter.dense.weight.detach().to(dtype)
+        self.b_i = inter.dense.bias.detach().to(dtype)
+        self.w_d = down.dense.weight.detach().to(dtype)
+        self.b_d = down.dense.bias.detach().to(dtype)
+        # LayerNorms run in fp32 on the fp32 residual stream (their weights are shared with
+        # the original module, not copied): only the matrix products round to bf16
+        self.ln1 = _norm(out.LayerNorm)
+        self.ln2 = _norm(down.LayerNorm)
+
+    def forward(self, x: torch.Tensor, groups: list[tuple[int, int]]) -> torch.Tensor:
+        hidden = x.shape[1]
+        qkv = F.linear(x.to(self.dtype), self.w_qkv, self.b_qkv)
+        # attention within each text only: the rows hold the texts sorted by length, so each
+        # run of equal-length texts is one (texts, length) block, attended without any mask
+        parts = []
+        start = 0
+        for count, length in groups:
+            if length == 0:  # an all-padding row (no tokenizer makes one): nothing to attend
+                continue
+            block = qkv[start : start + count * length]
+            q, k, v = block.view(count, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            ctx = F.scaled_dot_product_attention(q, k, v)
+            parts.append(ctx.transpose(1, 2).reshape(count * length, hidden))
+            start += count * length
+        ctx = parts[0] if len(parts) == 1 else torch.cat(parts)
+        a = F.linear(ctx, self.w_o, self.b_o).float()
+        x = F.layer_norm(a.add_(x), (hidden,), self.ln1[0], self.ln1[1], self.ln1[2])
+        h = F.gelu(F.linear(x.to(self.dtype), self.w_i, self.b_i))
+        d = F.linear(h, self.w_d, self.b_d).float()
+        return F.layer_norm(d.add_(x), (hidden,), self.ln2[0], self.ln2[1], self.ln2[2])
+
+
+class PackedBert(nn.Module):
+    """Inference copy of a transformers `BertModel` (MiniLM): same call, same hidden states.
+
+    Each text of a batch is padded to the longest one; the reference module runs every matrix
+    product over the padding too (a third of the rows of a batch of Flickr8k captions). This
+    copy keeps only the real tokens, one (tokens, 384) matrix for the whole batch, and runs
+    attention per group of equal-length texts, with no mask; the residual stream and
+    LayerNorms stay fp32 and the matrix products run in bf16 (native on AVX512-BF16 / AMX).
+    It also drops the pooler (never read) and most of the Python work per layer. A text's
+    hidden states do not depend on the other texts of its batch (bit for bit), so batching
+    queries in a server never changes their vectors. Measured in docs/benchmarks.md (web and
+    gallery sections).
+    """
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__()
+        config = net.config  # type: ignore[union-attr]
+        emb = net.embeddings  # type: ignore[union-attr]
+        self.hidden = int(config.hidden_size)
+        self.word = emb.word_embeddings.weight.detach()  # shared, fp32: a lookup, no product
+        self.positions = emb.position_embeddings.weight.detach()
+        self.token_type = emb.token_type_embeddings.weight.detach()[0]
+        self.ln = _norm(emb.LayerNorm)
+        heads = int(config.num_attention_heads)
+        layers = net.encoder.layer  # type: ignore[union-attr]
+        self.layers = nn.ModuleList(_PackedLayer(layer, heads, dtype) for layer in layers)
+        self.eval()
+
+    @torch.inference_mode()
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> BertOutput:
+        batch, length = input_ids.shape
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        mask = attention_mask.bool()
+        lengths = mask.sum(1)
+        order = torch.argsort(lengths, stable=True)
+        # flat (batch * length) positions of the real tokens, texts in order of length: every
+        # operation then sees a text's tokens the same way whatever else is in the batch, so
+        # a query gets the same vector in any batch as alone (padding changed the attention
+        # kernel's rounding: up to 7e-4 per coordinate in bf16)
+        columns = torch.arange(length)
+        rows = (order[:, None] * length + columns)[mask.index_select(0, order)]
+        groups = [
+            (int(n), int(size))
+            for size, n in zip(*lengths[order].unique_consecutive(return_counts=True), strict=True)
+        ]
+        ids = input_ids.reshape(-1).index_select(0, rows)
+        positions = rows % length  # a token's column, as transformers numbers positions
+        x = F.embedding(ids, self.word) + self.positions.index_select(0, positions)
+        x = F.layer_norm(x + self.token_type, (self.hidden,), self.ln[0], self.ln[1], self.ln[2])
+        for layer in self.layers:
+            x = layer(x, groups)
+        out = x.new_zeros(batch * length, self.hidden).index_copy_(0, rows, x)
+        return BertOutput(out.view(batch, length, self.hidden))
+
+
+def _packable(net: nn.Module) -> bool:
+    """Only a plain BertModel we know layer by layer (not a LoRA / peft-wrapped one)."""
+    config = getattr(net, "config", None)
+    if type(net).__name__ != "BertModel" or config is None:
+        return False
+    if getattr(config, "position_embedding_type", "absolute") != "absolute":
+        return False
+    if getattr(config, "hidden_act", None) != "gelu" or getattr(config, "is_decoder", False):
+        return False
+    try:
+        for layer in net.encoder.layer:  # type: ignore[union-attr]
+            attn = layer.attention
+            linears = [
+                attn.self.query,
+                attn.self.key,
+                attn.self.value,
+                attn.output.dense,
+                layer.intermediate.dense,
+                layer.output.dense,
+            ]
+            if any(type(m) is not nn.Linear for m in linears):
+                return False
+            if type(attn.output.LayerNorm) is not nn.LayerNorm:
+                return False
+            if type(layer.output.LayerNorm) is not nn.LayerNorm:
+                return False
+            if getattr(layer, "crossattention", None) is not None:
+                return False
+    except AttributeError:
+        return False
+    return True
+
+
+def fast_text_net(tower: nn.Module) -> nn.Module | None:
+    """An inference copy of a text tower's transformer, or None (use the original).
+
+    `PackedBert` for a plain BERT (MiniLM); for anything else (a LoRA-wrapped one) a bf16
+    deep copy of the module. A single query through MiniLM-L6 is bound by its weights, which
+    bf16 halves (pooled features within cosine 0.9999 of fp32). Dynamic int8 quantisation was
+    faster still but moved features by up to 0.06 in cosine: not kept.
     """
     if tower.training or torch.is_grad_enabled() or fast_mode() != "bf16":
         return None
@@ -224,6 +485,11 @@ def fast_text_net(tower: nn.Module) -> nn.Module | None:
         with _BUILD_LOCK:
             cached = tower.__dict__.get("_fast_cache")
             if cached is None or cached[0] != key:
-                cached = (key, copy.deepcopy(net).to(torch.bfloat16).eval())
+                fast = (
+                    PackedBert(net)
+                    if _packable(net)
+                    else copy.deepcopy(net).to(torch.bfloat16).eval()
+                )
+                cached = (key, fast)
                 tower.__dict__["_fast_cache"] = cached
     return cached[1]

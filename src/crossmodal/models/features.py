@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,8 +108,13 @@ class ImageBatchResult:
     failures: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def _prepare(path: Path, transform: Callable[[Image.Image], object] | None, flip: bool):
-    image = load_image(path)
+def _prepare(
+    path: Path,
+    transform: Callable[[Image.Image], object] | None,
+    flip: bool,
+    draft_size: int | None = None,
+):
+    image = load_image(path, draft_size=draft_size)
     if flip:
         image = ImageOps.mirror(image)
     return transform(image) if transform is not None else image
@@ -124,11 +130,16 @@ def _run_pipeline(
     show_progress: bool,
     flip: bool,
     on_batch: Callable[[dict[int, np.ndarray]], None] | None = None,
+    draft_size: int | None = None,
 ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
-    """Decode on worker threads while the model runs on the main thread.
+    """Decode on worker threads while the model runs batches on others, one per core.
 
-    `on_batch` sees each batch's vectors as soon as they exist, so a cache can persist them
-    and an interrupted run loses at most one batch of work.
+    The model runs as `torch.get_num_threads()` single-threaded batches side by side rather
+    than one batch on that many intra-op threads, as the indexing pipeline does
+    (`crossmodal.index.pipeline`, measured in docs/benchmarks.md): small convolutions split
+    across threads wait at barriers, the more so on a busy machine. `on_batch` sees each
+    batch's vectors as soon as they exist (in order), so a cache can persist them and an
+    interrupted run loses at most a batch per worker.
     """
     vectors: dict[int, np.ndarray] = {}
     errors: dict[int, str] = {}
@@ -137,32 +148,56 @@ def _run_pipeline(
 
     def load_one(i: int):
         try:
-            return i, _prepare(paths[i], transform, flip), None
+            return i, _prepare(paths[i], transform, flip, draft_size), None
         except ImageLoadError as exc:
             return i, None, str(exc)
         except OSError as exc:  # unreadable file: permissions, vanished
             return i, None, f"cannot read: {exc.strerror or exc}"
 
+    def embed(futures: list[Future]) -> tuple[dict[int, np.ndarray], dict[int, str], int]:
+        loaded = [f.result() for f in futures]
+        failed = {i: err for i, _, err in loaded if err is not None}
+        good = [(i, x) for i, x, err in loaded if err is None]
+        done: dict[int, np.ndarray] = {}
+        if good:
+            out = compute([x for _, x in good])
+            done = {i: vec for (i, _), vec in zip(good, out, strict=True)}
+        return done, failed, len(loaded)
+
     bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not show_progress)
-    workers = max(2, min(8, os.cpu_count() or 2))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
-        pending = [pool.map(load_one, chunk) for chunk in chunks[:2]]
-        for n in range(len(chunks)):
-            loaded = list(pending.pop(0))
-            if n + 2 < len(chunks):
-                pending.append(pool.map(load_one, chunks[n + 2]))
-            good = [(i, x) for i, x, err in loaded if err is None]
-            for i, _, err in loaded:
-                if err is not None:
-                    errors[i] = err
-            if good:
-                out = compute([x for _, x in good])
-                batch_vectors = {i: vec for (i, _), vec in zip(good, out, strict=True)}
-                vectors.update(batch_vectors)
-                if on_batch is not None:
-                    on_batch(batch_vectors)
-            bar.update(len(loaded))
+    threads_before = torch.get_num_threads()
+    n_model = max(1, threads_before)
+    n_decode = max(2, min(8, os.cpu_count() or 2))
+    chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
+    torch.set_num_threads(1)
+    try:
+        with (
+            ThreadPoolExecutor(max_workers=n_decode, thread_name_prefix="decode") as decoders,
+            ThreadPoolExecutor(max_workers=n_model, thread_name_prefix="embed") as embedders,
+        ):
+            # decoding runs one batch ahead of the batches being embedded; what is in flight
+            # is bounded, so memory stays at a few batches of decoded images
+            decoding = deque(
+                [decoders.submit(load_one, i) for i in c] for c in chunks[: n_model + 1]
+            )
+            next_chunk = len(decoding)
+            embedding: deque[Future] = deque()
+            while decoding and len(embedding) < n_model:
+                embedding.append(embedders.submit(embed, decoding.popleft()))
+            while embedding:
+                done, failed, count = embedding.popleft().result()
+                if next_chunk < len(chunks):
+                    decoding.append([decoders.submit(load_one, i) for i in chunks[next_chunk]])
+                    next_chunk += 1
+                if decoding:
+                    embedding.append(embedders.submit(embed, decoding.popleft()))
+                vectors.update(done)
+                errors.update(failed)
+                if done and on_batch is not None:
+                    on_batch(done)
+                bar.update(count)
+    finally:
+        torch.set_num_threads(threads_before)
     bar.close()
     return vectors, errors
 
@@ -185,9 +220,15 @@ def embed_image_files(
 
     paths = [Path(p) for p in paths]
     is_dual = isinstance(model, DualEncoder)
+    draft_size: int | None = None
     if is_dual:
         namespace = f"image-features:{model.image_tower_fingerprint()}"
         transform = model.image_preprocess
+        # a large camera JPEG decodes at 1/2-1/8 scale in the DCT, down to twice the model's
+        # input size at least (the indexing pipeline's rule: embeddings move < 0.005 in
+        # cosine); Flickr8k-sized images (500 x 375) decode in full as before
+        size = int(getattr(model.image_tower, "image_size", 0))
+        draft_size = 2 * size if size else None
 
         def compute(items: list) -> np.ndarray:
             with torch.inference_mode():
@@ -220,8 +261,16 @@ def embed_image_files(
             cache.put_many((keys[i], v) for i, v in batch.items())  # type: ignore[misc]
 
     computed, failed = _run_pipeline(
-        paths, todo, transform, compute, batch_size, "embedding images", show_progress, flip,
+        paths,
+        todo,
+        transform,
+        compute,
+        batch_size,
+        "embedding images",
+        show_progress,
+        flip,
         on_batch=persist,
+        draft_size=draft_size,
     )
     errors.update(failed)
     if cache:

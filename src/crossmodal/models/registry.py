@@ -46,6 +46,12 @@ def load_model(name: str = "default", device: str = "cpu", cache: bool = True) -
     return model
 
 
+def forget_loaded_models() -> None:
+    """Drop the memoised models (a process that loaded one only to check it, such as the
+    parent of `crossmodal serve --workers N`, need not keep it in memory)."""
+    _loaded.clear()
+
+
 def _load(name: str, device: str) -> Encoder:
     if name.startswith("hf:"):
         from crossmodal.models.clip_backends import load_hf_clip

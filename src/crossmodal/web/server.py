@@ -7,6 +7,7 @@ collection and settings to them through environment variables.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import socket
 from collections.abc import Callable
@@ -22,13 +23,21 @@ _ENV_MODEL = "CROSSMODAL_WEB_MODEL"
 
 
 def setup_torch() -> None:
-    """One torch thread per request: a query is too small to gain from two, and concurrent
+    """One thread per forward: a query is too small to gain from two, and concurrent
     requests already keep every core busy (a second thread each only adds contention)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
     torch.set_num_threads(1)
+    # BLAS (numpy's, under the USE text tower, and FAISS's) process-wide too: the USE tower
+    # limits BLAS around each call and restores the previous count after it, so with two
+    # forwards overlapping, one restoring the default (a thread per core) while the other
+    # still runs, the default has to be one already
+    with contextlib.suppress(ImportError):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="blas")
     with contextlib.suppress(ImportError):
         from transformers.utils import logging as hf_logging
 
@@ -53,7 +62,14 @@ def build_app(  # type: ignore[no-untyped-def]
     if after_open is not None:
         after_open()
     setup_torch()
-    return create_app(col, settings)
+    app = create_app(col, settings)
+    # Everything allocated so far (the model, tokenisers, FastAPI) lives as long as the
+    # process: kept out of the garbage collector's full passes, which otherwise walk it all
+    # every few seconds under load, holding the GIL: with it, 1% of answers waited 100-250 ms
+    # longer (p99 368 -> 223 ms at 50 clients, docs/benchmarks.md, web section)
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def app_from_env():  # type: ignore[no-untyped-def]
@@ -108,7 +124,11 @@ def serve(
     if workers == 1:
         uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
         return
-    del app, service  # each worker opens its own copy
+    del app, service  # each worker opens its own copy: this process need not keep one
+    from crossmodal.models.registry import forget_loaded_models
+
+    forget_loaded_models()
+    gc.collect()
     folder = Path(collection).expanduser().absolute() if collection else None
     os.environ[_ENV_COLLECTION] = str(folder) if folder else ""
     os.environ[_ENV_MODEL] = model or ""
@@ -116,6 +136,11 @@ def serve(
         os.environ["CROSSMODAL_TOKEN"] = settings.token
     os.environ["CROSSMODAL_MAX_UPLOAD_MB"] = str(settings.max_upload_bytes / (1024 * 1024))
     os.environ["CROSSMODAL_MAX_PIXELS"] = str(settings.max_pixels)
+    os.environ["CROSSMODAL_QUERY_BATCH"] = str(settings.max_batch)
+    os.environ["CROSSMODAL_QUERY_CACHE"] = str(settings.query_cache_size)
+    # each process runs its own batches of searches: together, one per core, not per core each
+    os.environ["CROSSMODAL_ENCODE_THREADS"] = str(max(1, settings.encode_threads // workers))
+    os.environ["CROSSMODAL_CHILD_ENCODERS"] = "1" if settings.child_encoders else "0"
     uvicorn.run(
         "crossmodal.web.server:app_from_env",
         factory=True,

@@ -14,24 +14,26 @@ import hashlib
 import importlib
 import io
 import json
-import queue
 import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar
 
 import numpy as np
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
+from crossmodal.batching import MicroBatcher
 from crossmodal.collection import Collection, SearchHit
 from crossmodal.data import load_image
 from crossmodal.errors import CollectionError, ImageLoadError
 from crossmodal.web.errors import Rejected
+
+if TYPE_CHECKING:
+    from crossmodal.web.encoders import ChildEncoders
 from crossmodal.web.settings import WebSettings
 from crossmodal.web.uploads import decode_image, size_text
 
@@ -39,7 +41,7 @@ __all__ = [
     "LRU",
     "MAX_OFFSET",
     "Page",
-    "TextBatcher",
+    "TextQuery",
     "Thumbnail",
     "WebService",
     "dogs_available",
@@ -97,70 +99,6 @@ class LRU(Generic[K, V]):
         return value
 
 
-class TextBatcher:
-    """Encodes the text queries of concurrent requests together.
-
-    A text-tower forward over 16 short texts costs far less than 16 forwards over one (the
-    weights are read once), so under load, queries that arrive while a forward runs are
-    encoded together in the next one: with 50 clients sending new queries, 143 instead of 43
-    answers/s (docs/benchmarks.md, web section), and no query waits for more than the batch
-    before it. There is no timer: a lone query is encoded at once, as a batch of one.
-    `threads` forwards run at a time (one torch thread each: one per core).
-    """
-
-    def __init__(
-        self, encode: Callable[[list[str]], np.ndarray], max_batch: int = 16, threads: int = 2
-    ) -> None:
-        self._encode = encode
-        self.max_batch = max(1, max_batch)
-        self._queue: queue.SimpleQueue[tuple[str, Future[np.ndarray]] | None] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._run, name=f"encode-{n}", daemon=True)
-            for n in range(max(1, threads))
-        ]
-        for thread in self._threads:
-            thread.start()
-        self.batches = 0
-        self.encoded = 0
-
-    def __call__(self, text: str) -> np.ndarray:
-        future: Future[np.ndarray] = Future()
-        self._queue.put((text, future))
-        return future.result()
-
-    def close(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < self.max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:  # closing: finish this batch, then stop
-                    self._queue.put(None)
-                    break
-                batch.append(more)
-            texts = list(dict.fromkeys(text for text, _ in batch))  # the same query once
-            try:
-                vectors = self._encode(texts)
-            except BaseException as exc:  # handed to the waiting requests, which answer it
-                for _, future in batch:
-                    future.set_exception(exc)
-                continue
-            by_text = dict(zip(texts, vectors, strict=True))
-            for text, future in batch:
-                future.set_result(by_text[text])
-            self.batches += 1
-            self.encoded += len(texts)
-
-
 class CatalogVersion:
     """Changes whenever anyone commits to the collection's catalogue: this app's writer, an
     `crossmodal index` run in another process, anything. SQLite's `PRAGMA data_version` on a
@@ -179,6 +117,15 @@ class CatalogVersion:
     def close(self) -> None:
         with self._lock:
             self._con.close()
+
+
+class TextQuery(NamedTuple):
+    """One text search of the web API (hashable: equal ones in a batch are searched once)."""
+
+    text: str
+    mode: str
+    k: int
+    offset: int
 
 
 @dataclass
@@ -222,7 +169,7 @@ def one_blas_thread_per_query(model: object) -> None:
     """Pin the numpy (BLAS) text towers of a served model to one thread per forward.
 
     The multilingual USE tower asks BLAS for min(4, cores) threads on every call. A server runs
-    one forward per core side by side already (`TextBatcher`), so each forward's extra BLAS
+    one forward per core side by side already (`WebService`'s batcher), so each forward's extra BLAS
     threads only contend for the same two cores (docs/benchmarks.md, web section). torch is
     pinned to one thread by `server.setup_torch` for the same reason.
     """
@@ -284,17 +231,39 @@ class WebService:
         self._dogs = dogs_available()
         self._writer: Collection | None = None
         self._writing = threading.Lock()
-        self._batcher = (
-            TextBatcher(self._encode_texts, settings.max_batch, settings.encode_threads)
+        # Text searches of concurrent requests run together: their texts through the text
+        # tower in one forward (32 short texts cost far less than 32 forwards over one),
+        # then one index search and one catalogue lookup for them all (docs/benchmarks.md,
+        # web section). One worker per core, each running its batch on one torch thread:
+        # side by side they use the cores without the barrier waits of intra-op threads.
+        self._children: ChildEncoders | None = None  # started by warm_up, when asked for
+        self._batcher: MicroBatcher[TextQuery, Page] | None = (
+            MicroBatcher(
+                self._search_texts,
+                settings.max_batch,
+                settings.encode_threads,
+                name="search",
+                on_start=one_openmp_thread,
+            )
             if settings.max_batch > 1
             else None
         )
 
     # ---- start-up ---------------------------------------------------------------------------
     def warm_up(self) -> None:
-        """Load the model (raising a model mismatch now, not on the first query) and run one
-        query, so that lazy initialisation is not paid by the first visitor."""
-        one_blas_thread_per_query(self.collection.model)
+        """Load the model (raising a model mismatch now, not on the first query), start the
+        text-encoding child processes if the settings ask for them, and run one query, so
+        that lazy initialisation is not paid by the first visitor."""
+        model = self.collection.model
+        one_blas_thread_per_query(model)
+        if self.settings.child_encoders and self._batcher is not None and self._children is None:
+            from crossmodal.web.encoders import ChildEncoders
+
+            children = ChildEncoders(
+                self.collection.model_name, model.fingerprint, self.settings.encode_threads
+            )
+            if children.start():
+                self._children = children
         if len(self.collection):
             self.search_text("a photo", "t2i", 1, 0)
 
@@ -317,25 +286,34 @@ class WebService:
         if self._batcher is not None:
             out["query_batches"] = {
                 "batches": self._batcher.batches,
-                "texts": self._batcher.encoded,
+                "texts": self._batcher.items,
+                "largest": self._batcher.largest,
             }
         return out
 
     def search_text(self, q: str, mode: TextMode, k: int, offset: int) -> Page:
-        text = _normalise_query(q)
-        vector = self._vectors.get_or_make(("text", text), lambda: self._embed_text(text))
-        return self._page(vector, mode, k, offset)
+        query = TextQuery(_normalise_query(q), mode, k, offset)
+        if self._batcher is not None:
+            return self._batcher(query)
+        result = self._search_texts([query])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     async def search_text_json(self, q: str, mode: TextMode, k: int, offset: int) -> bytes:
         """`search_text` as JSON bytes. A query asked before, of a catalogue nobody has changed
-        since, is answered from memory on the event loop; anything else goes to the thread
-        pool (a search may wait on the catalogue or on the model)."""
-        key = (_normalise_query(q), mode, k, offset)
+        since, is answered from memory on the event loop; anything else joins the next batch
+        of searches (waiting without holding a thread)."""
+        text = _normalise_query(q)
+        key = (text, mode, k, offset)
         version = self._version()  # read first: a commit during the search makes it stale
         cached = self._pages.get(key)
         if cached is not None and cached[0] == version:
             return cached[1]
-        page = await run_in_threadpool(self.search_text, q, mode, k, offset)
+        if self._batcher is not None:
+            page = await self._batcher.run(TextQuery(text, mode, k, offset))
+        else:
+            page = await run_in_threadpool(self.search_text, text, mode, k, offset)
         data = page.to_json()
         self._pages.put(key, (version, data))
         return data
@@ -406,6 +384,8 @@ class WebService:
     def close(self) -> None:
         if self._batcher is not None:
             self._batcher.close()
+        if self._children is not None:
+            self._children.close()
         if self._writer is not None:
             self._writer.close()
         self._version.close()
@@ -429,16 +409,61 @@ class WebService:
             self._writing.release()
 
     # ---- helpers ------------------------------------------------------------------------------
-    def _embed_text(self, text: str) -> np.ndarray:
-        if self._batcher is None:
-            return self.collection.embed_query(text=text)[0]
-        return self._batcher(text)
+    def _search_texts(self, queries: list[TextQuery]) -> list[Page | BaseException]:
+        """The pages of many text searches: texts not in the vector cache through the text
+        tower in one forward, then per target one index search and one catalogue lookup.
+        A query that fails gets its exception in its place; a failing forward raises (the
+        batcher then retries its queries one by one, so only the culprit fails)."""
+        one_openmp_thread()
+        texts = list(dict.fromkeys(q.text for q in queries))
+        vectors = {t: v for t in texts if (v := self._vectors.get(("text", t))) is not None}
+        missing = [t for t in texts if t not in vectors]
+        if missing:
+            for text, vector in zip(missing, self._encode_texts(missing), strict=True):
+                vectors[text] = vector
+                self._vectors.put(("text", text), vector)
+        results: dict[int, Page | BaseException] = {}
+        groups: dict[str, list[int]] = {}
+        for n, q in enumerate(queries):
+            groups.setdefault("images" if q.mode.endswith("i") else "texts", []).append(n)
+        for target, group in groups.items():
+            try:
+                top = max(queries[n].offset + queries[n].k for n in group)
+                matrix = np.stack([vectors[queries[n].text] for n in group])
+                found = self.collection.search_vectors(matrix, top, target)
+                total = self._count(target)
+            except Exception as exc:  # the index or catalogue failed: every query of it
+                for n in group:
+                    results[n] = exc
+                continue
+            for n, hits in zip(group, found, strict=True):
+                q = queries[n]
+                results[n] = self._shape(hits[: q.offset + q.k], q.mode, q.k, q.offset, total)
+        return [results[n] for n in range(len(queries))]
 
-    def _encode_texts(self, texts: list[str]) -> np.ndarray:
-        """What `Collection.embed_query(text=t)` gives for each text, for many texts at once."""
+    def _embed_text(self, text: str) -> np.ndarray:
+        """The query vector of a text (cached), as `Collection.embed_query(text=...)` gives it."""
+        vector = self._vectors.get(("text", text))
+        if vector is None:
+            vector = self._encode_texts([text])[0]
+            self._vectors.put(("text", text), vector)
+        return vector
+
+    def _encode_texts(self, texts: list[str]) -> list[np.ndarray]:
+        """What `Collection.embed_query(text=t)` gives for each text, for many texts at once:
+        in a child process when there are some (see `crossmodal.web.encoders`)."""
+        children = self._children
+        if children is not None and children.usable:
+            from crossmodal.web.encoders import ChildEncodersFailed
+
+            try:
+                return list(children.encode(texts))
+            except ChildEncodersFailed:
+                pass  # dead children: from now on here
         vectors = np.asarray(self.collection.model.encode_texts(texts), np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.maximum(norms, 1e-12)
+        # rows as copies: a cached vector must not keep its whole batch's array alive
+        return [row.copy() for row in vectors / np.maximum(norms, 1e-12)]
 
     def decode_upload(self, data: bytes) -> Image.Image:
         if len(data) > self.settings.max_upload_bytes:
