@@ -3,7 +3,7 @@ a model and score the hand-translated *val* queries (tests/fixtures/chinese_quer
 in Chinese and English. The test fixture is not read here.
 
     python benchmarks/multilingual_sweep.py --model runs/finetune-lora-wide-aug/best \\
-        --noise 0,0.5,0.7,1.0 --hidden 0,1024
+        --noise 0,0.5,1.0 --hidden 0,1024
 """
 
 from __future__ import annotations
