@@ -220,9 +220,13 @@ class DualEncoder(nn.Module, Encoder):
         )
         half = self.config.get("tower_weights_dtype") == "float16"
         state = {k: v.detach().cpu().contiguous() for k, v in self.lora_factors.items()}
+        # heads listed in `float16_heads` are stored at half precision (the Chinese head's MLP is
+        # the largest part of a shipped model and its outputs are only compared by cosine)
+        half_heads = tuple(f"{h}." for h in self.config.get("float16_heads", []))
         for k, v in self.state_dict().items():
             if k.startswith(keep):
-                state[k] = v.detach().cpu().contiguous()
+                v = v.detach().cpu()
+                state[k] = (v.half() if half_heads and k.startswith(half_heads) else v).contiguous()
             elif k.startswith(towers) and k.startswith(only):
                 v = v.detach().cpu()
                 state[k] = (v.half() if half and v.is_floating_point() else v).contiguous()
