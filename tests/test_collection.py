@@ -416,3 +416,12 @@ def test_flickr8k_four_modes(flickr8k_root: Path, tmp_path: Path, tiny: Encoder)
     first_caption = col.get(col.search(image=image, k=1)[0].id).captions[0]
     assert col.search(text=first_caption, k=1, mode="t2t")[0].text == first_caption
     assert np.isfinite([h.score for h in col.search(text="people", k=40)]).all()
+
+
+def test_search_hit_to_dict_has_every_field():
+    from dataclasses import asdict
+
+    from crossmodal.collection import SearchHit
+
+    hit = SearchHit(2, 0.123456789, 7, "/p.jpg", "a text", "a caption", "text", 11)
+    assert hit.to_dict() == {**asdict(hit), "score": 0.123457}

@@ -1144,9 +1144,7 @@ class Collection:
 
     def _first_texts(self, image_ids: list[int]) -> dict[int, str]:
         """First caption of each image, else its first annotation."""
-        out = {i: t[0] for i, t in self.catalog.texts_of(image_ids, "annotation").items() if t}
-        out.update({i: t[0] for i, t in self.catalog.texts_of(image_ids, "caption").items() if t})
-        return out
+        return self.catalog.first_texts(image_ids)
 
 
 class _Changes:

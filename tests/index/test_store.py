@@ -10,6 +10,7 @@ import pytest
 
 from crossmodal.errors import CollectionError
 from crossmodal.index import FlatIPStore, VectorStore
+from crossmodal.index.store import SEQUENTIAL_QUERIES
 
 
 def unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -17,9 +18,28 @@ def unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def test_blas_threshold_is_low():
-    # the default (128000) keeps batched flat search on the slow one-query loop
-    assert faiss.cvar.distance_compute_blas_threshold <= 16
+def test_few_queries_loop_and_batches_use_blas(monkeypatch: pytest.MonkeyPatch):
+    """FAISS chooses its path by a global threshold on the index size: the store sets it per
+    call (one query: the SIMD loop, 3x faster than BLAS at 100k; a batch: one BLAS product),
+    and both paths give the same neighbours."""
+    vecs = unit(3000, 32, seed=1)
+    store = FlatIPStore(32)
+    store.add(np.arange(3000), vecs)
+    seen: list[int] = []
+    search = store.index.search
+
+    def spy(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        seen.append(faiss.cvar.distance_compute_blas_threshold)
+        return search(q, k)
+
+    monkeypatch.setattr(store.index, "search", spy)
+    queries = unit(SEQUENTIAL_QUERIES, 32, seed=2)
+    one = [store.search(q[None], 5) for q in queries]
+    batch_scores, batch_ids = store.search(queries, 5)
+    assert seen[0] > 3000 and seen[-1] < 1  # loop for one query, BLAS for the batch
+    for (scores, ids), row_scores, row_ids in zip(one, batch_scores, batch_ids, strict=True):
+        assert (ids[0] == row_ids).all()
+        np.testing.assert_allclose(scores[0], row_scores, atol=1e-5)
 
 
 def test_add_search_remove_exact():

@@ -143,7 +143,8 @@ def test_a_failing_query_does_not_fail_its_batch(
 def test_child_encoders_give_the_vectors_of_the_server(api_collection: Collection) -> None:
     """Text queries encoded in child processes (`crossmodal serve`'s default) get the vectors
     the server process gives them."""
-    service = WebService(api_collection, WebSettings(child_encoders=True, encode_threads=1))
+    settings = WebSettings(child_encoders=True, encode_threads=2)
+    service = WebService(api_collection, settings)
     try:
         service.warm_up()
         assert service._children is not None and service._children.usable

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -22,19 +23,29 @@ import numpy as np
 
 from crossmodal.errors import CollectionError
 
-# FAISS switches from its own SIMD loop to a BLAS matrix product only for batches of at least
-# this many queries. Its default here (128000) keeps batched flat search on the one-query-at-a-
-# time loop, an order of magnitude slower than one GEMM; single queries are unaffected.
-faiss.cvar.distance_compute_blas_threshold = 16
+#: Fewer queries than this are scanned one by one with FAISS's SIMD loop on the calling thread;
+#: more, with one BLAS matrix product. Measured on this project's 2-core EPYC at 100k x 512
+#: (docs/benchmarks.md, gallery section): one query takes 9-10 ms in the loop on one thread
+#: and ~29 ms as a BLAS product (15 ms on two threads); the loop costs ~9 ms per query, the
+#: product ~1 ms per extra query, so from about 4 queries on the product wins. FAISS 1.15
+#: chooses by the size of the index, not of the batch (`distance_compute_blas_threshold`,
+#: 128,000 vectors by default: every batch of a 100k collection looped, 8 queries 80 ms), so
+#: the choice is made here, per call. One query's loop is not split over OpenMP threads: that
+#: made it 14-15 ms on two idle cores, and 40-56 ms while another process held one.
+SEQUENTIAL_QUERIES = 4
 
-#: Fewer queries than this are searched on the calling thread alone. FAISS splits even one
-#: query's scan over its OpenMP threads, and on this project's 2-core machine that made a
-#: single exact search at 100k x 512 take 40-56 ms instead of 9-10 ms on one thread (its
-#: threads wait at barriers, for a whole scheduler tick whenever another process holds a
-#: core); a scan is bound by memory bandwidth, which a second core adds little to.
-PARALLEL_QUERIES = 16
+# the path is set through FAISS's global threshold: one search at a time sets and uses it
+_PATH_LOCK = threading.Lock()
+_LOOP, _BLAS = 2**31 - 1, 0
 
-__all__ = ["PARALLEL_QUERIES", "STORE_KINDS", "FlatIPStore", "VectorStore", "as_ids", "as_vectors"]
+__all__ = [
+    "SEQUENTIAL_QUERIES",
+    "STORE_KINDS",
+    "FlatIPStore",
+    "VectorStore",
+    "as_ids",
+    "as_vectors",
+]
 
 
 def as_ids(ids: np.ndarray | list[int]) -> np.ndarray:
@@ -139,16 +150,19 @@ class FlatIPStore(VectorStore):
         k = min(int(k), len(self))
         if k <= 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        if len(q) >= PARALLEL_QUERIES:
-            scores, ids = self.index.search(q, k)
-            return scores, ids
-        # omp_set_num_threads changes the calling thread's setting only: restored after
-        before = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
-            scores, ids = self.index.search(q, k)
-        finally:
-            faiss.omp_set_num_threads(before)
+        few = len(q) < SEQUENTIAL_QUERIES
+        with _PATH_LOCK:
+            faiss.cvar.distance_compute_blas_threshold = _LOOP if few else _BLAS
+            if not few:
+                scores, ids = self.index.search(q, k)
+                return scores, ids
+            # omp_set_num_threads changes the calling thread's setting only: restored after
+            before = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                scores, ids = self.index.search(q, k)
+            finally:
+                faiss.omp_set_num_threads(before)
         return scores, ids
 
     def ids(self) -> np.ndarray:

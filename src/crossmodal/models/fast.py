@@ -12,11 +12,17 @@ inference:
 4. channels_last memory format (neutral in fp32, but oneDNN's bf16 kernels run twice as
    fast with it);
 5. bfloat16 weights and activations where the CPU computes bf16 natively (AVX512-BF16, AMX):
-   pooled features stay within cosine 0.995 of fp32 on real photos (0.999 on average).
+   pooled features stay within cosine 0.995 of fp32 on real photos (0.999 on average);
+6. ReLU6 and the residual additions done by the convolution kernel itself (oneDNN's fused
+   post-ops, what torch.compile's CPU backend calls), and channels_last padding that stays
+   channels_last: no extra pass over the activations;
+7. 4 images per pass through the network: their activations stay in the caches between
+   layers, where those of 32 images (~90 MB at 240 px) went to memory after every layer.
 
-On one core that is ~7x the reference (about 13 -> 95 images/s on this project's 2-core
-EPYC); the indexing pipeline then runs one single-threaded batch per core in parallel
-(`crossmodal.index.pipeline`), which scales better than intra-op threads.
+On one core that is ~10x the reference (10.7 -> 108.6 images/s on this project's 2-core
+EPYC, docs/benchmarks.md); the indexing pipeline then runs one single-threaded batch per core
+in parallel (`crossmodal.index.pipeline`, 211 images/s), which scales better than intra-op
+threads.
 
 A text query is bound by the text tower; `fast_text_net` gives it `PackedBert`, an inference
 copy of MiniLM with bf16 matrix products that runs the tokens of a batch without padding
@@ -289,9 +295,28 @@ def _supported(net: nn.Module) -> bool:
     return True
 
 
+# Any parameter, buffer or submodule registered anywhere (a model built, a LoRA adapter
+# injected) bumps this count; a module's list of tensors is collected again only then. Walking
+# the module tree for it on every call (`net.parameters()`) took ~1 ms of a 10 ms text query.
+_registrations = [0]
+
+
+def _registered(*args: object) -> None:
+    _registrations[0] += 1
+
+
+nn.modules.module.register_module_parameter_registration_hook(_registered)
+nn.modules.module.register_module_buffer_registration_hook(_registered)
+nn.modules.module.register_module_module_registration_hook(_registered)
+
+
 def _weights_key(net: nn.Module) -> tuple[int, ...]:
+    cached = net.__dict__.get("_fast_tensors")
+    if cached is None or cached[0] != _registrations[0]:
+        cached = (_registrations[0], (*net.parameters(), *net.buffers()))
+        net.__dict__["_fast_tensors"] = cached  # outside the module tree, like _fast_cache
     # data_ptr catches a load_state_dict that swapped tensors, _version an in-place update
-    return tuple(x for t in (*net.parameters(), *net.buffers()) for x in (t.data_ptr(), t._version))
+    return tuple(x for t in cached[1] for x in (t.data_ptr(), t._version))
 
 
 def fast_features(tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor | None:

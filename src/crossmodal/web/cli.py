@@ -50,8 +50,8 @@ def serve_command(
         bool,
         typer.Option(
             help="encode new text queries in one child process per core (each loads the text "
-            "towers: ~0.5 GB apiece for `default`; about 1.4x the new queries answered per "
-            "second on 2 cores)"
+            "towers: ~0.8 GB apiece for `default`; ~1.1x the new queries answered per second "
+            "on 2 cores)"
         ),
     ] = True,
     model: Annotated[

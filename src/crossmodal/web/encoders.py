@@ -3,10 +3,11 @@
 A forward spends most of its time in torch / BLAS kernels, which release Python's GIL, but
 its tokenisers, op dispatch and the multilingual USE tower's glue code hold it. With two
 forwards running as threads beside the event loop and the catalogue lookups of one server
-process, they take turns on that one GIL: on two cores the process used ~1.6 of them and
-answered ~340 new queries/s (docs/benchmarks.md, web section). In child processes, each with
-its own interpreter, the forwards use the cores fully, while the parent keeps everything
-else (one process, so no per-connection split of clients between processes either).
+process, they take turns on that one GIL: on two cores the process used ~1.65 of them and
+answered 380-390 new queries/s (docs/benchmarks.md, web section). In child processes, each with
+its own interpreter, the forwards use the cores fully (1.84 cores, 430-460 queries/s), while
+the parent keeps everything else (one process, so no per-connection split of clients between
+processes, as `--workers 2` has: there all 50 connections of a run once landed on one).
 
 The children load the same model by name and check its fingerprint, so their vectors are the
 parent's. Anything going wrong with them (a child that fails to start or dies) turns this off

@@ -128,6 +128,7 @@ def serve(
     from crossmodal.models.registry import forget_loaded_models
 
     forget_loaded_models()
+    gc.unfreeze()  # (build_app froze everything: the model's cycles would never be collected)
     gc.collect()
     folder = Path(collection).expanduser().absolute() if collection else None
     os.environ[_ENV_COLLECTION] = str(folder) if folder else ""

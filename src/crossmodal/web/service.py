@@ -256,7 +256,13 @@ class WebService:
         that lazy initialisation is not paid by the first visitor."""
         model = self.collection.model
         one_blas_thread_per_query(model)
-        if self.settings.child_encoders and self._batcher is not None and self._children is None:
+        # (with one search thread there is no GIL to share: children would only cost memory)
+        if (
+            self.settings.child_encoders
+            and self.settings.encode_threads > 1
+            and self._batcher is not None
+            and self._children is None
+        ):
             from crossmodal.web.encoders import ChildEncoders
 
             children = ChildEncoders(

@@ -31,8 +31,8 @@ class WebSettings:
     #: core (`crossmodal serve --workers N` gives each of its N processes cores / N)
     encode_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     #: run the text tower in `encode_threads` child processes (crossmodal.web.encoders):
-    #: each loads the model's text towers (~0.6 GB for `default`) and starts in ~10 s, and
-    #: new queries are answered ~1.3x as fast on 2 cores; `crossmodal serve` turns it on
+    #: each loads the model's text towers (~0.8 GB for `default`) and starts in ~10 s; on 2
+    #: cores ~1.1x the new queries answered per second; `crossmodal serve` turns it on
     child_encoders: bool = False
     #: thumbnails (JPEG bytes, ~10 KB each) kept per process
     thumbnail_cache_size: int = 512
