@@ -13,10 +13,11 @@ from crossmodal.cli import app
 from tests.index.helpers import make_photos, one_torch_thread, tiny_model_dir
 
 runner = CliRunner()
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _single_thread() -> Iterator[None]:
     yield from one_torch_thread()
-
 
 
 @pytest.fixture(scope="module")

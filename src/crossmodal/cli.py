@@ -397,6 +397,33 @@ def train_multilingual_command(
     )
 
 
+@app.command("hubness")
+@friendly_errors
+def hubness_command(
+    model: Annotated[str, typer.Option("--model", "-m", help="'default' or a model folder")],
+    out: Annotated[Path, typer.Option(help="where to save the model with the correction")],
+    dataset: Annotated[str, typer.Option()] = "flickr8k",
+    root: Annotated[Path, typer.Option()] = Path("../shared/data/flickr8k"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Add a hubness correction to a model: banks of train captions and images, k and
+    weight chosen on val (collections indexed with the model then apply it to cross-modal
+    search, and `crossmodal eval` reports with it)."""
+    from crossmodal.train.hubness import fit_hubness
+
+    _setup_torch()
+    summary = fit_hubness(model, out, dataset=dataset, root=root, show_progress=not quiet)
+    raw = summary["val"][0]
+    picked = (summary["k"], summary["weight"])
+    chosen = next(r for r in summary["val"] if (r["k"], r["weight"]) == picked)
+    typer.echo(
+        f"saved {out}: k={summary['k']}, weight={summary['weight']} "
+        f"(val R@1 t2i {raw['t2i']['R@1']:.2f} -> {chosen['t2i']['R@1']:.2f}, "
+        f"i2t {raw['i2t']['R@1']:.2f} -> {chosen['i2t']['R@1']:.2f}; "
+        f"{summary['seconds']:.0f} s)"
+    )
+
+
 @app.command("index")
 @friendly_errors
 def index_command(

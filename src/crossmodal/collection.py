@@ -41,6 +41,7 @@ from crossmodal.index.catalog import Catalog, ImageRow
 from crossmodal.index.pipeline import file_sha1, iter_embedded_batches
 from crossmodal.index.store import STORE_KINDS, FlatIPStore
 from crossmodal.models.base import Encoder
+from crossmodal.models.hubness import HubnessCorrection, query_column
 
 __all__ = [
     "MODES",
@@ -58,6 +59,8 @@ CATALOG_FILE = "catalog.sqlite"
 LOCK_FILE = "lock"
 DEFAULT_MODEL = "default"
 MODES = ("auto", "t2i", "i2i", "i2t", "t2t")
+#: modes whose query and results are of different kinds (the hubness correction applies)
+CROSS_MODAL = ("t2i", "i2t")
 _TABLES = ("images", "texts")
 #: Text query vectors a collection keeps: an app or a notebook asks the same queries again
 #: (paging, refining "a dog +beach"), and each costs a text-tower forward (~5-10 ms on CPU).
@@ -440,7 +443,20 @@ class Collection:
                     old.unlink()
 
     def _store_file(self, table: str, generation: int) -> Path:
-        return self.path / f"{table}.g{generation}.faiss"
+        # the hubness correction's digest is in the name: a store built with other offsets
+        # (another bank, k or weight) is never loaded, only rebuilt from the catalogue
+        correction = self._hubness()
+        tag = f".h{correction.digest}" if correction is not None else ""
+        return self.path / f"{table}.g{generation}{tag}.faiss"
+
+    def _hubness(self) -> HubnessCorrection | None:
+        """The model's hubness correction (crossmodal/models/hubness.py): when there is one,
+        every stored row carries its offset as one extra coordinate."""
+        return self.model.hubness
+
+    def _store_rows(self, table: str, vectors: np.ndarray) -> np.ndarray:
+        correction = self._hubness()
+        return vectors if correction is None else correction.augment(vectors, table)
 
     def _store(self, table: str) -> FlatIPStore:
         """The in-memory store of `table`, reloaded when another process committed since."""
@@ -449,7 +465,7 @@ class Collection:
             store = self._stores.get(table)
             if store is not None and self._store_gen.get(table) == generation:
                 return store
-            dim = self.dim
+            dim = self.dim + int(self._hubness() is not None)
             store = None
             file = self._store_file(table, generation)
             kind = self.catalog.get_meta("store") or "flat"
@@ -465,9 +481,9 @@ class Collection:
                         self._saved_gen[table] = generation
             rebuilt = store is None
             if store is None:  # missing or stale cache: rebuild from the catalogue's vectors
-                generation, ids, vectors = self.catalog.load_vectors(table, dim)
+                generation, ids, vectors = self.catalog.load_vectors(table, self.dim)
                 store = FlatIPStore.of_kind(kind, dim)
-                store.add(ids, vectors)
+                store.add(ids, self._store_rows(table, vectors))
             self._stores[table] = store
             self._store_gen[table] = generation
             if rebuilt and len(store):
@@ -510,7 +526,7 @@ class Collection:
                 continue
             store.remove(removed)
             if added_ids:
-                store.add(added_ids, np.stack(added_vecs))
+                store.add(added_ids, self._store_rows(table, np.stack(added_vecs)))
             self._store_gen[table] = changes.generations[table]
 
     def _acquire(self) -> bool:
@@ -1061,7 +1077,8 @@ class Collection:
             raise CrossmodalError(f"mode {mode} searches from text: the query has no text")
         if not needs_text and not has_image:
             raise CrossmodalError(f"mode {mode} searches from an image: the query has no image")
-        return self.search_vector(vector, k, target="images" if mode.endswith("i") else "texts")
+        target = "images" if mode.endswith("i") else "texts"
+        return self.search_vector(vector, k, target, cross_modal=mode in CROSS_MODAL)
 
     def search_by_id(self, image_id: int, k: int = 10, mode: str = "i2i") -> list[SearchHit]:
         """Images like an indexed image (i2i, the image itself left out) or texts for it (i2t)."""
@@ -1072,25 +1089,32 @@ class Collection:
         vector = self.catalog.image_vector(int(image_id))
         assert vector is not None
         if mode == "i2t":
-            return self.search_vector(vector, k, target="texts")
+            return self.search_vector(vector, k, target="texts", cross_modal=True)
         hits = [h for h in self.search_vector(vector, k + 1, "images") if h.id != image_id][:k]
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
         return hits
 
-    def search_vector(self, vector: np.ndarray, k: int, target: str = "images") -> list[SearchHit]:
-        """Nearest rows of `target` ("images" or "texts") to one unit vector."""
-        return self.search_vectors(np.asarray(vector, np.float32).reshape(1, -1), k, target)[0]
+    def search_vector(
+        self, vector: np.ndarray, k: int, target: str = "images", cross_modal: bool = False
+    ) -> list[SearchHit]:
+        """Nearest rows of `target` ("images" or "texts") to one unit vector; `cross_modal`
+        (a text vector searching images, an image vector searching texts) applies the
+        model's hubness correction."""
+        vectors = np.asarray(vector, np.float32).reshape(1, -1)
+        return self.search_vectors(vectors, k, target, cross_modal)[0]
 
     def search_vectors(
-        self, vectors: np.ndarray, k: int, target: str = "images"
+        self, vectors: np.ndarray, k: int, target: str = "images", cross_modal: bool = False
     ) -> list[list[SearchHit]]:
         """`search_vector` for each row of `vectors`, with one index search and one
         catalogue lookup for them all (what a server answering concurrent queries needs:
         per query, the catalogue's lock and queries cost more than the search itself)."""
         _check_k(k)
         store = self._store(target)
-        queries = np.asarray(vectors, np.float32).reshape(-1, store.dim)
+        queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
+        if store.dim == self.dim + 1:  # rows carry their hubness offset
+            queries = np.hstack([queries, query_column(len(queries), cross_modal)])
         scores, ids = store.search(queries, k)
         per_query = [
             [(float(s), int(i)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]

@@ -77,7 +77,12 @@ def _has_multilingual(model: Any) -> bool:
 
 
 def _filtered(
-    collection: Any, vector: Any, k: int, wnid: str | None, drop_id: int | None = None
+    collection: Any,
+    vector: Any,
+    k: int,
+    wnid: str | None,
+    drop_id: int | None = None,
+    cross_modal: bool = False,
 ) -> list[DogHit]:
     """Top-k images for a query vector, keeping those recognised as `wnid` (None: dogs or not)."""
     total = len(collection)
@@ -85,7 +90,11 @@ def _filtered(
     seen = 0
     out: list[DogHit] = []
     while True:
-        hits = collection.search_vector(vector, fetch, target="images") if fetch else []
+        hits = (
+            collection.search_vector(vector, fetch, target="images", cross_modal=cross_modal)
+            if fetch
+            else []
+        )
         fresh = [h for h in hits[seen:] if h.id != drop_id]
         seen = len(hits)
         results, _ = identify_many([h.path for h in fresh], top=1)
@@ -140,7 +149,7 @@ def dog_search(
             )
         query = f"a photo of a {info.name_en}"
     vector, _, _ = collection.embed_query(text=query)
-    return _filtered(collection, vector, k, info.wnid if info else None)
+    return _filtered(collection, vector, k, info.wnid if info else None, cross_modal=True)
 
 
 def similar_dogs(

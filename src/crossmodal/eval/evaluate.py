@@ -82,8 +82,8 @@ def evaluate(
     """Evaluation JSON: model, dataset, split, counts, t2i and i2t metrics, seconds, skipped."""
     start = time.perf_counter()
     split = embed_split(model, dataset, cache_dir=cache_dir, show_progress=show_progress)
-    t2i, i2t = retrieval_ranks(split.image_emb, split.text_emb, split.caption_image)
-    return {
+    t2i, i2t = split_ranks(model, split)
+    result = {
         "model": model.name,
         "dataset": dataset.name,
         "split": dataset.split,
@@ -94,6 +94,29 @@ def evaluate(
         "seconds": round(time.perf_counter() - start, 2),
         "skipped": [{"path": str(p), "reason": r} for p, r in split.skipped],
     }
+    if model.hubness is not None:  # what the raw similarities alone give, for comparison
+        raw_t2i, raw_i2t = retrieval_ranks(split.image_emb, split.text_emb, split.caption_image)
+        result["hubness"] = {"k": model.hubness.k, "weight": model.hubness.weight}
+        result["without_hubness"] = {
+            "t2i": metrics_from_ranks(raw_t2i, ks),
+            "i2t": metrics_from_ranks(raw_i2t, ks),
+        }
+    return result
+
+
+def split_ranks(model: Encoder, split: EmbeddedSplit) -> tuple[np.ndarray, np.ndarray]:
+    """Both directions' ranks as the model's search scores them (hubness correction
+    included when the model has one, as a collection indexed with it applies)."""
+    correction = model.hubness
+    if correction is None:
+        return retrieval_ranks(split.image_emb, split.text_emb, split.caption_image)
+    return retrieval_ranks(
+        split.image_emb,
+        split.text_emb,
+        split.caption_image,
+        image_offsets=correction.offsets(split.image_emb, "images"),
+        text_offsets=correction.offsets(split.text_emb, "texts"),
+    )
 
 
 METRIC_COLUMNS = ("R@1", "R@5", "R@10", "MRR", "MedR")
@@ -115,6 +138,13 @@ def format_table(result: dict[str, Any]) -> str:
             for c in METRIC_COLUMNS
         ]
         lines.append(f"{label:<14}" + "".join(cells))
+    raw = result.get("without_hubness")
+    if raw:
+        h = result["hubness"]
+        lines.append(
+            f"(hubness correction k={h['k']}, weight={h['weight']}; raw similarities alone: "
+            f"R@1 {raw['t2i']['R@1']:.2f} / {raw['i2t']['R@1']:.2f})"
+        )
     if result.get("skipped"):
         lines.append(f"skipped {len(result['skipped'])} unreadable image(s):")
         lines += [f"  {s['path']}: {s['reason']}" for s in result["skipped"]]

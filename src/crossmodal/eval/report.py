@@ -38,9 +38,15 @@ from crossmodal.data import ImageTextDataset, load_image
 from crossmodal.errors import CrossmodalError, ImageLoadError
 from crossmodal.eval import analysis as an
 from crossmodal.eval import plots
-from crossmodal.eval.evaluate import EmbeddedSplit, embed_split, evaluate, format_table
+from crossmodal.eval.evaluate import (
+    EmbeddedSplit,
+    embed_split,
+    evaluate,
+    format_table,
+    split_ranks,
+)
 from crossmodal.eval.evaluate import markdown_table as metrics_markdown_table
-from crossmodal.eval.metrics import DEFAULT_KS, metrics_from_ranks, retrieval_ranks
+from crossmodal.eval.metrics import DEFAULT_KS, metrics_from_ranks
 from crossmodal.models.base import Encoder
 from crossmodal.models.features import embed_texts
 
@@ -350,7 +356,7 @@ def _embed_and_score(
     # cache; the second embed_split is then all cache hits (a second or two).
     result = evaluate(model, dataset, cache_dir=cache_dir, show_progress=show_progress)
     split = embed_split(model, dataset, cache_dir=cache_dir, show_progress=False)
-    t2i, i2t = retrieval_ranks(split.image_emb, split.text_emb, split.caption_image)
+    t2i, i2t = split_ranks(model, split)
     ks = tuple(int(k[2:]) for k in result["t2i"] if k.startswith("R@"))
     if metrics_from_ranks(t2i, ks) != result["t2i"] or metrics_from_ranks(i2t, ks) != result["i2t"]:
         # The second pass reads the first one's cache, so this only fires if the cache was

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from crossmodal.models.hubness import HubnessCorrection
 
 
 class Encoder(ABC):
@@ -20,6 +24,8 @@ class Encoder(ABC):
     name: str = "unnamed"
     #: embedding dimension of both modalities
     dim: int = 0
+    #: charge on crowded gallery items in cross-modal search (crossmodal/models/hubness.py)
+    hubness: HubnessCorrection | None = None
 
     @abstractmethod
     def encode_images(

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from crossmodal.errors import ModelNotAvailable
 from crossmodal.models.base import Encoder
+from crossmodal.models.hubness import HubnessCorrection
 from crossmodal.models.towers import build_image_tower, build_text_tower, tower_fingerprint
 
 CONFIG_FILE = "config.json"
@@ -181,10 +182,36 @@ class DualEncoder(nn.Module, Encoder):
             idx = [i for i, r in enumerate(routes) if r == multilingual]
             for chunk in _batches(idx, batch_size):
                 feats = self.text_features([texts[i] for i in chunk], multilingual)
-                result[list(chunk)] = self.project_texts(feats, multilingual).numpy()
+                vectors = self.project_texts(feats, multilingual).numpy()
+                if multilingual and self.gloss_weight > 0:
+                    vectors = self.blend_glosses([texts[i] for i in chunk], vectors)
+                result[list(chunk)] = vectors
                 bar.update(len(chunk))
         bar.close()
         return result
+
+    @property
+    def gloss_weight(self) -> float:
+        """Weight of the dictionary gloss in a Chinese query's vector (0: USE path alone)."""
+        return float(self.config.get("multilingual_gloss", {}).get("weight", 0.0))
+
+    def blend_glosses(self, texts: list[str], vectors: np.ndarray) -> np.ndarray:
+        """Mix each text's multilingual vector with its English gloss's vector
+        (crossmodal/models/gloss.py); a text with no gloss keeps its vector."""
+        from crossmodal.models.gloss import default_glosser
+
+        glosser = default_glosser()
+        glosses = [glosser.gloss(t) for t in texts]
+        have = [i for i, g in enumerate(glosses) if g]
+        if not have:
+            return vectors
+        feats = self.text_features([glosses[i] for i in have])
+        english = self.project_texts(feats).numpy()
+        w = self.gloss_weight
+        mixed = w * english + (1 - w) * vectors[have]
+        out = vectors.copy()
+        out[have] = mixed / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12)
+        return out
 
     def route_texts(self, texts: Sequence[str]) -> list[bool]:
         """True where a text goes through the multilingual tower (non-Latin script)."""
@@ -194,8 +221,10 @@ class DualEncoder(nn.Module, Encoder):
 
     @property
     def fingerprint(self) -> str:
-        # the name and provenance notes do not change the vectors
-        shape = {k: v for k, v in self.config.items() if k not in ("name", "info", "saved_towers")}
+        # the name, provenance notes and hubness bank do not change the vectors (collections
+        # key their stored offsets by the bank's own digest)
+        ignored = ("name", "info", "saved_towers", "hubness")
+        shape = {k: v for k, v in self.config.items() if k not in ignored}
         digest = hashlib.sha1(json.dumps(shape, sort_keys=True).encode())
         saved = tuple(f"{t}_tower." for t in self.saved_towers)
         for key, tensor in sorted(self.state_dict().items()):
@@ -239,6 +268,9 @@ class DualEncoder(nn.Module, Encoder):
         if extra_info:
             config["info"] = {**config.get("info", {}), **extra_info}
         save_file(self.trainable_state(), str(path / WEIGHTS_FILE))
+        config.pop("hubness", None)
+        if self.hubness is not None:
+            config["hubness"] = self.hubness.save(path)
         (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
         self.config = config
         return path
@@ -292,5 +324,7 @@ class DualEncoder(nn.Module, Encoder):
                 f"{weights_file} does not match {config_file}: missing {needed[:3]}, "
                 f"unexpected {unexpected[:3]}"
             )
+        if config.get("hubness"):
+            model.hubness = HubnessCorrection.load(path, config["hubness"])
         model.eval()
         return model

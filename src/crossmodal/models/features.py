@@ -341,6 +341,9 @@ def embed_texts(
         if not features_only:
             with torch.inference_mode():
                 feats = model.project_texts(torch.from_numpy(feats), route).numpy()
+                if route and multilingual is None and model.gloss_weight > 0:
+                    # as encode_texts does: Chinese queries blended with their gloss
+                    feats = model.blend_glosses([texts[i] for i in idx], feats)
         if out is None:
             out = np.zeros((len(texts), feats.shape[1]), np.float32)
         out[idx] = feats

@@ -27,7 +27,7 @@ from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
 from crossmodal.batching import MicroBatcher
-from crossmodal.collection import Collection, SearchHit
+from crossmodal.collection import CROSS_MODAL, Collection, SearchHit
 from crossmodal.data import load_image
 from crossmodal.errors import CollectionError, ImageLoadError
 from crossmodal.web.errors import Rejected
@@ -436,7 +436,10 @@ class WebService:
             try:
                 top = max(queries[n].offset + queries[n].k for n in group)
                 matrix = np.stack([vectors[queries[n].text] for n in group])
-                found = self.collection.search_vectors(matrix, top, target)
+                # text queries: searching images is cross-modal, searching texts is not
+                found = self.collection.search_vectors(
+                    matrix, top, target, cross_modal=target == "images"
+                )
                 total = self._count(target)
             except Exception as exc:  # the index or catalogue failed: every query of it
                 for n in group:
@@ -494,7 +497,9 @@ class WebService:
     def _page(self, vector: np.ndarray, mode: str, k: int, offset: int) -> Page:
         target = "images" if mode.endswith("i") else "texts"
         one_openmp_thread()
-        hits = self.collection.search_vector(vector, offset + k, target)
+        hits = self.collection.search_vector(
+            vector, offset + k, target, cross_modal=mode in CROSS_MODAL
+        )
         return self._shape(hits, mode, k, offset, self._count(target))
 
     @staticmethod
