@@ -110,3 +110,36 @@ def test_fp16_store_scans_everything_with_near_exact_scores(tmp_path: Path):
     assert FlatIPStore.load(tmp_path / "h.faiss").kind == "flat-fp16"
     with pytest.raises(CollectionError):
         FlatIPStore.of_kind("hnsw", 32)
+
+
+@pytest.mark.parametrize("k", [1, 10, 70])
+def test_split_scan_of_single_queries_matches_the_whole_scan(
+    monkeypatch: pytest.MonkeyPatch, k: int
+):
+    import crossmodal.index.store as store_module
+
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((101, 24)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = rng.permutation(10_000)[:101]
+    store = FlatIPStore(24)
+    store.add(ids, vectors)
+    store.remove(ids[:7])  # positions no longer equal insertion order of the ids
+    queries = vectors[50:54] + 0.05
+    monkeypatch.setattr(store_module, "SPLIT_SCAN_ROWS", 10**9)
+    whole = [store.search(q[None], k) for q in queries]
+    monkeypatch.setattr(store_module, "SPLIT_SCAN_ROWS", 10)
+    monkeypatch.setattr(store_module, "_CORES", 2)
+    calls: list[int] = []
+    real_scan = store_module._scan
+    monkeypatch.setattr(
+        store_module, "_scan", lambda *a: calls.append(len(a[1])) or real_scan(*a)
+    )
+    for q, (scores, found) in zip(queries, whole, strict=True):
+        got_scores, got = store.search(q[None], k)
+        np.testing.assert_array_equal(got, found)
+        np.testing.assert_allclose(got_scores, scores, atol=1e-6)
+    assert calls and set(calls) == {47}  # 94 rows: two halves per query
+    brute = queries @ vectors[7:].T
+    best = np.argsort(-brute[0])[:k]
+    np.testing.assert_array_equal(whole[0][1][0], ids[7:][best])

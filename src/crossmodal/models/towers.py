@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,19 @@ class USETower(nn.Module):
         return "multilingual-use-v3"
 
 
+_side_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _side_pool() -> ThreadPoolExecutor:
+    """One small pool per process (a forked child must not inherit its parent's: the
+    threads of that one do not exist in the child)."""
+    pid = os.getpid()
+    pool = _side_pools.get(pid)
+    if pool is None:
+        pool = _side_pools[pid] = ThreadPoolExecutor(2, thread_name_prefix="text-tower")
+    return pool
+
+
 class ConcatTextTower(nn.Module):
     """Several text towers side by side: their unit-length features concatenated.
 
@@ -269,8 +283,28 @@ class ConcatTextTower(nn.Module):
     def tokenize(self, texts: Sequence[str]) -> list[str]:
         return list(texts)
 
+    #: batches up to this size run their towers side by side on threads (a search query:
+    #: MiniLM ~6 ms and USE ~2.4 ms of one core each, 8.6 -> 6.6 ms p50 together; both
+    #: release the GIL in their kernels). Larger batches run the towers one after the other:
+    #: they are throughput work (indexing, a busy server's batches), where each worker
+    #: already has a core of its own.
+    side_by_side_up_to = 2
+
     def forward(self, texts: list[str]) -> torch.Tensor:
-        parts = [F.normalize(t(t.tokenize(texts)).float(), dim=-1) for t in self.towers]
+        def run(tower: nn.Module) -> torch.Tensor:
+            return F.normalize(tower(tower.tokenize(texts)).float(), dim=-1)
+
+        def run_beside(tower: nn.Module, grad: bool) -> torch.Tensor:
+            with torch.set_grad_enabled(grad):  # grad mode is per thread
+                return run(tower)
+
+        first, *rest = self.towers
+        if rest and len(texts) <= self.side_by_side_up_to and (os.cpu_count() or 1) > 1:
+            grad = torch.is_grad_enabled()
+            pending = [_side_pool().submit(run_beside, tower, grad) for tower in rest]
+            parts = [run(first), *(p.result() for p in pending)]
+        else:
+            parts = [run(tower) for tower in self.towers]
         return torch.cat(parts, dim=-1)
 
     def fingerprint(self) -> str:
