@@ -41,7 +41,7 @@ from crossmodal.index.catalog import Catalog, ImageRow
 from crossmodal.index.pipeline import file_sha1, iter_embedded_batches
 from crossmodal.index.store import STORE_KINDS, FlatIPStore
 from crossmodal.models.base import Encoder
-from crossmodal.models.hubness import HubnessCorrection, query_column
+from crossmodal.models.hubness import HubnessCorrection, query_columns, stored_dim
 
 __all__ = [
     "MODES",
@@ -465,7 +465,7 @@ class Collection:
             store = self._stores.get(table)
             if store is not None and self._store_gen.get(table) == generation:
                 return store
-            dim = self.dim + int(self._hubness() is not None)
+            dim = self.dim if self._hubness() is None else stored_dim(self.dim)
             store = None
             file = self._store_file(table, generation)
             kind = self.catalog.get_meta("store") or "flat"
@@ -1113,8 +1113,8 @@ class Collection:
         _check_k(k)
         store = self._store(target)
         queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
-        if store.dim == self.dim + 1:  # rows carry their hubness offset
-            queries = np.hstack([queries, query_column(len(queries), cross_modal)])
+        if store.dim != self.dim:  # rows carry their hubness offset
+            queries = query_columns(queries, cross_modal)
         scores, ids = store.search(queries, k)
         per_query = [
             [(float(s), int(i)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]

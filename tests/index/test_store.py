@@ -132,9 +132,7 @@ def test_split_scan_of_single_queries_matches_the_whole_scan(
     monkeypatch.setattr(store_module, "_CORES", 2)
     calls: list[int] = []
     real_scan = store_module._scan
-    monkeypatch.setattr(
-        store_module, "_scan", lambda *a: calls.append(len(a[1])) or real_scan(*a)
-    )
+    monkeypatch.setattr(store_module, "_scan", lambda *a: calls.append(len(a[1])) or real_scan(*a))
     for q, (scores, found) in zip(queries, whole, strict=True):
         got_scores, got = store.search(q[None], k)
         np.testing.assert_array_equal(got, found)

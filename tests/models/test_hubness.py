@@ -16,7 +16,7 @@ from crossmodal.eval.metrics import retrieval_ranks
 from crossmodal.models import load_model
 from crossmodal.models.base import l2_normalize
 from crossmodal.models.dual import DualEncoder
-from crossmodal.models.hubness import BANK_FILE, HubnessCorrection
+from crossmodal.models.hubness import BANK_FILE, HubnessCorrection, query_columns, stored_dim
 from crossmodal.train.hubness import fit_hubness, select_hubness
 from tests.index.helpers import make_photos, tiny_model_dir
 from tests.train.test_heads import write_colour_dataset
@@ -44,8 +44,10 @@ def test_offsets_are_minus_weight_times_mean_of_k_nearest_bank_queries():
         hub.offsets(texts, "texts"), brute_offsets(texts, image_bank, 5, 0.6), atol=1e-6
     )
     rows = hub.augment(images, "images")
-    assert rows.shape == (7, 9)
+    assert rows.shape == (7, 16)  # vector, offset, zeros to a multiple of 16
     np.testing.assert_array_equal(rows[:, :8], images)
+    np.testing.assert_array_equal(rows[:, 8], hub.offsets(images, "images"))
+    assert not rows[:, 9:].any()
     with pytest.raises(ValueError, match="k=31"):
         HubnessCorrection(text_bank, image_bank, k=31, weight=0.5)
 
@@ -60,9 +62,10 @@ def test_a_crowded_item_loses_to_a_lonely_one_only_across_modalities():
     query = l2_normalize((hub_image + lonely_image)[None])[0]
     scores = np.stack([hub_image, lonely_image]) @ query
     assert scores[0] == pytest.approx(scores[1])
-    corrected = hub.augment(np.stack([hub_image, lonely_image]), "images") @ np.r_[query, 1.0]
+    rows = hub.augment(np.stack([hub_image, lonely_image]), "images")
+    corrected = rows @ query_columns(query[None], cross_modal=True)[0]
     assert corrected[1] > corrected[0]
-    unchanged = hub.augment(np.stack([hub_image, lonely_image]), "images") @ np.r_[query, 0.0]
+    unchanged = rows @ query_columns(query[None], cross_modal=False)[0]
     np.testing.assert_allclose(unchanged, scores, atol=1e-6)
 
 
@@ -145,7 +148,7 @@ def test_a_collection_indexed_without_it_is_rebuilt_with_it(hub_model_dir: Path,
     hub = load_model(str(hub_model_dir))
     again = Collection.open(tmp_path / "col", model=hub)
     after = again.search(text="a card", mode="t2i", k=5)
-    assert again._store("images").dim == hub.dim + 1
+    assert again._store("images").dim == stored_dim(hub.dim) == 48
     by_id = {h.id: h.score for h in before}
     ids = [h.id for h in after]
     vectors = np.stack([again.catalog.image_vector(i) for i in ids])

@@ -42,6 +42,10 @@ def _start_child(model_name: str, fingerprint: str) -> None:
     import torch
 
     torch.set_num_threads(1)
+    from crossmodal.models.towers import ConcatTextTower
+
+    # the children are the server's throughput: one thread each, towers one after the other
+    ConcatTextTower.side_by_side_up_to = 0
     try:
         from threadpoolctl import threadpool_limits
 
