@@ -225,3 +225,31 @@ def test_fit_selects_on_val_and_eval_reports_what_it_chose(tmp_path: Path):
     assert result["without_hubness"]["t2i"] == rows[0]["t2i"]
     with pytest.raises(ConfigError, match="weights > 0"):
         fit_hubness(source, tmp_path / "bad", **{**kwargs, "weights": (0.0,)})  # type: ignore[arg-type]
+
+
+def test_cli_fits_or_refuses_with_one_line(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from crossmodal.cli import app
+
+    runner = CliRunner()
+    missing = runner.invoke(
+        app,
+        [
+            "hubness",
+            "--model",
+            str(tiny_model_dir(0)),
+            "--out",
+            str(tmp_path / "o"),
+            "--root",
+            str(tmp_path / "nowhere"),
+            "--quiet",
+        ],
+    )
+    assert missing.exit_code == 2 and len(missing.output.strip().splitlines()) == 1
+    assert "nowhere" in missing.output
+    not_a_model = runner.invoke(
+        app, ["hubness", "--model", str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"]
+    )
+    assert not_a_model.exit_code == 2 and "holds no model" in not_a_model.output
+    assert not (tmp_path / "o").exists()

@@ -19,6 +19,8 @@ val split (`crossmodal hubness`, crossmodal/train/hubness.py).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +56,11 @@ class HubnessCorrection:
         bank = getattr(self, BANK_FOR[table])
         vectors = np.asarray(vectors, np.float32).reshape(-1, bank.shape[1])
         out = np.empty(len(vectors), np.float32)
-        for start in range(0, len(vectors), chunk):
-            sims = vectors[start : start + chunk] @ bank.T
-            top = np.partition(sims, -self.k, axis=1)[:, -self.k :]
-            out[start : start + chunk] = top.mean(axis=1)
+        with _one_blas_thread():
+            for start in range(0, len(vectors), chunk):
+                sims = vectors[start : start + chunk] @ bank.T
+                top = np.partition(sims, -self.k, axis=1)[:, -self.k :]
+                out[start : start + chunk] = top.mean(axis=1)
         return -self.weight * out
 
     def augment(self, vectors: np.ndarray, table: str) -> np.ndarray:
@@ -115,6 +118,25 @@ class HubnessCorrection:
             )
         except (OSError, SafetensorError, KeyError, ValueError) as exc:
             raise ModelNotAvailable(f"cannot read the hubness bank {file}: {exc}") from exc
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+
+        return ThreadpoolController()
+    except ImportError:  # pragma: no cover - installed with scikit-learn
+        return None
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """Offsets are computed while indexing, beside the image-tower workers: a multithreaded
+    BLAS product there spins on the workers' cores (indexing 115 -> 97 images/s)."""
+    controller = _blas_controller()
+    if controller is None:
+        return contextlib.nullcontext()
+    return controller.limit(limits=1, user_api="blas")
 
 
 def stored_dim(dim: int) -> int:
