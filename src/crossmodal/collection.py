@@ -1032,7 +1032,7 @@ class Collection:
             vecs = self._text_vectors([t for _, t in texts])
             vector += np.sum(np.array([w for w, _ in texts], np.float32)[:, None] * vecs, axis=0)
         if images:
-            vecs = self.model.encode_images([im for _, im in images])
+            vecs = self.model.encode_query_images([im for _, im in images])
             vector += np.sum(np.array([w for w, _ in images], np.float32)[:, None] * vecs, axis=0)
 
     def _text_vectors(self, texts: list[str]) -> np.ndarray:

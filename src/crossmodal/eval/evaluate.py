@@ -12,7 +12,7 @@ import numpy as np
 from crossmodal.data import ImageTextDataset
 from crossmodal.errors import DatasetError
 from crossmodal.eval.metrics import DEFAULT_KS, metrics_from_ranks, retrieval_ranks
-from crossmodal.models.base import Encoder
+from crossmodal.models.base import Encoder, l2_normalize
 from crossmodal.models.features import embed_image_files, embed_texts
 
 
@@ -26,6 +26,9 @@ class EmbeddedSplit:
     image_emb: np.ndarray
     text_emb: np.ndarray
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    #: image->text query vectors when the model averages each query image with its mirror
+    #: image (`query_image_flip`); None: the images' own vectors
+    query_image_emb: np.ndarray | None = None
 
 
 def embed_split(
@@ -62,13 +65,23 @@ def embed_split(
         features_only=features_only,
         multilingual=multilingual,
     )
+    kept_paths = [dataset.image_paths[i] for i in keep]
+    query_image_emb = None
+    if model.query_image_flip and not features_only:
+        mirrored = embed_image_files(
+            model, kept_paths, cache_dir=cache_dir, show_progress=show_progress, flip=True
+        )
+        if not mirrored.ok.all():  # pragma: no cover - decoded once, decodes again
+            raise DatasetError(f"images of {dataset.name} decoded once but not twice")
+        query_image_emb = l2_normalize(images.vectors + mirrored.vectors)
     return EmbeddedSplit(
-        image_paths=[dataset.image_paths[i] for i in keep],
+        image_paths=kept_paths,
         captions=captions,
         caption_image=caption_image[kept_captions],
         image_emb=images.vectors,
         text_emb=text_emb,
         skipped=images.failures,
+        query_image_emb=query_image_emb,
     )
 
 
@@ -94,8 +107,10 @@ def evaluate(
         "seconds": round(time.perf_counter() - start, 2),
         "skipped": [{"path": str(p), "reason": r} for p, r in split.skipped],
     }
+    if split.query_image_emb is not None:
+        result["query_image_flip"] = True
     if model.hubness is not None:  # what the raw similarities alone give, for comparison
-        raw_t2i, raw_i2t = retrieval_ranks(split.image_emb, split.text_emb, split.caption_image)
+        raw_t2i, raw_i2t = split_ranks(model, split, hubness=False)
         result["hubness"] = {"k": model.hubness.k, "weight": model.hubness.weight}
         result["without_hubness"] = {
             "t2i": metrics_from_ranks(raw_t2i, ks),
@@ -104,19 +119,29 @@ def evaluate(
     return result
 
 
-def split_ranks(model: Encoder, split: EmbeddedSplit) -> tuple[np.ndarray, np.ndarray]:
-    """Both directions' ranks as the model's search scores them (hubness correction
-    included when the model has one, as a collection indexed with it applies)."""
-    correction = model.hubness
-    if correction is None:
-        return retrieval_ranks(split.image_emb, split.text_emb, split.caption_image)
-    return retrieval_ranks(
+def split_ranks(
+    model: Encoder, split: EmbeddedSplit, hubness: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both directions' ranks as the model's search scores them: the hubness correction when
+    the model has one (and `hubness`), as a collection indexed with it applies, and image
+    queries with their mirror image when the model does that."""
+    correction = model.hubness if hubness else None
+    image_offsets = text_offsets = None
+    if correction is not None:
+        image_offsets = correction.offsets(split.image_emb, "images")
+        text_offsets = correction.offsets(split.text_emb, "texts")
+    t2i, i2t = retrieval_ranks(
         split.image_emb,
         split.text_emb,
         split.caption_image,
-        image_offsets=correction.offsets(split.image_emb, "images"),
-        text_offsets=correction.offsets(split.text_emb, "texts"),
+        image_offsets=image_offsets,
+        text_offsets=text_offsets,
     )
+    if split.query_image_emb is not None:
+        _, i2t = retrieval_ranks(
+            split.query_image_emb, split.text_emb, split.caption_image, text_offsets=text_offsets
+        )
+    return t2i, i2t
 
 
 METRIC_COLUMNS = ("R@1", "R@5", "R@10", "MRR", "MedR")
@@ -138,6 +163,8 @@ def format_table(result: dict[str, Any]) -> str:
             for c in METRIC_COLUMNS
         ]
         lines.append(f"{label:<14}" + "".join(cells))
+    if result.get("query_image_flip"):
+        lines.append("(image->text: each query image averaged with its mirror image)")
     raw = result.get("without_hubness")
     if raw:
         h = result["hubness"]

@@ -45,6 +45,20 @@ class Encoder(ABC):
     ) -> np.ndarray:
         """Embed strings -> float32 array (n, dim), rows of unit length."""
 
+    #: image *queries* (not indexed images) embedded as the mean of the image and its mirror
+    #: image (test-time augmentation; chosen on val, docs/training.md)
+    query_image_flip: bool = False
+
+    def encode_query_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Vectors of images used as queries: with `query_image_flip`, each the normalised
+        mean of the image's vector and its mirror image's."""
+        if not self.query_image_flip:
+            return self.encode_images(images)
+        from PIL import ImageOps
+
+        both = self.encode_images([*images, *(ImageOps.mirror(im) for im in images)])
+        return l2_normalize(both[: len(images)] + both[len(images) :])
+
     @property
     def fingerprint(self) -> str:
         """A string that changes whenever the vectors this model produces could change.

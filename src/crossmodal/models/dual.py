@@ -111,6 +111,7 @@ class DualEncoder(nn.Module, Encoder):
             self.multilingual_head = ProjectionHead(
                 int(ml.get("feature_dim", 512)), self.dim, **config.get("multilingual_head", {})
             )
+        self.query_image_flip = bool(config.get("query_image_flip", False))
         self.logit_scale = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
         self.saved_towers: set[str] = set(config.get("saved_towers", []))
         # low-rank (LoRA) factors of fine-tuned tower weights, kept so a re-save stays small;
