@@ -357,13 +357,19 @@ def _read_only_list(path: Path) -> list[str]:
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
+#: options of the commands that fit something on a dataset's train split, chosen on its val
+DatasetOption = Annotated[str, typer.Option(help="dataset format (see `crossmodal eval`)")]
+RootOption = Annotated[Path, typer.Option(help="the dataset's folder")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+
+
 @app.command("train-multilingual")
 @friendly_errors
 def train_multilingual_command(
     model: Annotated[Path, typer.Option("--model", "-m", help="saved model folder to extend")],
     out: Annotated[Path, typer.Option(help="where to save the extended model")],
-    dataset: Annotated[str, typer.Option()] = "flickr8k",
-    root: Annotated[Path, typer.Option()] = Path("../shared/data/flickr8k"),
+    dataset: DatasetOption = "flickr8k",
+    root: RootOption = Path("../shared/data/flickr8k"),
     seed: Annotated[int, typer.Option()] = 0,
     input_noise: Annotated[
         float,
@@ -373,7 +379,7 @@ def train_multilingual_command(
         ),
     ] = 0.0,
     hidden: Annotated[int, typer.Option(help="MLP width of the head (0 = linear)")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Add a Chinese/multilingual query path (USE tower + a head distilled from the model's
     English text path on the dataset's captions; no Chinese training data needed)."""
@@ -402,9 +408,9 @@ def train_multilingual_command(
 def hubness_command(
     model: Annotated[str, typer.Option("--model", "-m", help="'default' or a model folder")],
     out: Annotated[Path, typer.Option(help="where to save the model with the correction")],
-    dataset: Annotated[str, typer.Option()] = "flickr8k",
-    root: Annotated[Path, typer.Option()] = Path("../shared/data/flickr8k"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    dataset: DatasetOption = "flickr8k",
+    root: RootOption = Path("../shared/data/flickr8k"),
+    quiet: QuietOption = False,
 ) -> None:
     """Add a hubness correction to a model: banks of train captions and images, k and
     weight chosen on val (collections indexed with the model then apply it to cross-modal
