@@ -112,32 +112,67 @@ def test_fp16_store_scans_everything_with_near_exact_scores(tmp_path: Path):
         FlatIPStore.of_kind("hnsw", 32)
 
 
+def _unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    rows = rng.standard_normal((n, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def _whole_scan(store: FlatIPStore, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k by numpy over every row: the reference the store must agree with."""
+    inner = faiss.downcast_index(store.index.index)
+    rows = faiss.rev_swig_ptr(inner.get_xb(), len(store) * store.dim).reshape(-1, store.dim)
+    ids = faiss.vector_to_array(store.index.id_map)
+    scores = rows.astype(np.float64) @ query.astype(np.float64)
+    best = np.argsort(-scores, kind="stable")[:k]
+    return scores[best], ids[best]
+
+
 @pytest.mark.parametrize("k", [1, 10, 70])
-def test_split_scan_of_single_queries_matches_the_whole_scan(
-    monkeypatch: pytest.MonkeyPatch, k: int
-):
+def test_two_stage_search_of_single_queries_is_exact(monkeypatch: pytest.MonkeyPatch, k: int):
     import crossmodal.index.store as store_module
 
-    rng = np.random.default_rng(3)
-    vectors = rng.standard_normal((101, 24)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    ids = rng.permutation(10_000)[:101]
-    store = FlatIPStore(24)
-    store.add(ids, vectors)
-    store.remove(ids[:7])  # positions no longer equal insertion order of the ids
-    queries = vectors[50:54] + 0.05
-    monkeypatch.setattr(store_module, "SPLIT_SCAN_ROWS", 10**9)
-    whole = [store.search(q[None], k) for q in queries]
-    monkeypatch.setattr(store_module, "SPLIT_SCAN_ROWS", 10)
+    monkeypatch.setattr(store_module, "TWO_STAGE_ROWS", 10)
     monkeypatch.setattr(store_module, "_CORES", 2)
+    rng = np.random.default_rng(3)
+    store = FlatIPStore(24)
+    ids = rng.permutation(10_000)[:160]
+    store.add(ids[:101], _unit_rows(rng, 101, 24))
+    queries = _unit_rows(rng, 4, 24)
+    for step in ("fresh", "after remove", "after add", "after both"):
+        if step == "after remove":
+            store.remove(ids[:7])  # positions no longer follow the ids' insertion
+        elif step == "after add":
+            store.add(ids[101:140], _unit_rows(rng, 39, 24))
+        elif step == "after both":
+            store.remove(ids[[10, 60, 120, 139]])
+            store.add(ids[140:], _unit_rows(rng, 20, 24))
+        for query in queries:
+            scores, found = store.search(query[None], k)
+            want_scores, want_ids = _whole_scan(store, query, k)
+            np.testing.assert_array_equal(found[0], want_ids, err_msg=step)
+            np.testing.assert_allclose(scores[0], want_scores, atol=1e-5, err_msg=step)
+    assert store._shadow is not None
+    assert sum(h.ntotal for h in store._shadow) == len(store) == 149
+
+
+def test_two_stage_search_stays_exact_among_near_ties(monkeypatch: pytest.MonkeyPatch):
+    """Rows closer together than float16 can tell: the candidate list must grow until the
+    exact scores decide, and the answer is still the full scan's."""
+    import crossmodal.index.store as store_module
+
+    monkeypatch.setattr(store_module, "TWO_STAGE_ROWS", 10)
+    monkeypatch.setattr(store_module, "_CORES", 2)
+    rng = np.random.default_rng(5)
+    base = _unit_rows(rng, 1, 32)[0]
+    rows = base + 2e-3 * rng.standard_normal((300, 32)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    store = FlatIPStore(32)
+    store.add(np.arange(300), rows)
     calls: list[int] = []
-    real_scan = store_module._scan
-    monkeypatch.setattr(store_module, "_scan", lambda *a: calls.append(len(a[1])) or real_scan(*a))
-    for q, (scores, found) in zip(queries, whole, strict=True):
-        got_scores, got = store.search(q[None], k)
-        np.testing.assert_array_equal(got, found)
-        np.testing.assert_allclose(got_scores, scores, atol=1e-6)
-    assert calls and set(calls) == {47}  # 94 rows: two halves per query
-    brute = queries @ vectors[7:].T
-    best = np.argsort(-brute[0])[:k]
-    np.testing.assert_array_equal(whole[0][1][0], ids[7:][best])
+    real = store_module._scan_half
+    monkeypatch.setattr(store_module, "_scan_half", lambda *a: calls.append(a[2]) or real(*a))
+    scores, found = store.search(base[None], 5)
+    want_scores, want_ids = _whole_scan(store, base, 5)
+    np.testing.assert_array_equal(found[0], want_ids)
+    np.testing.assert_allclose(scores[0], want_scores, atol=1e-6)
+    assert max(calls) > 5 + 32  # it had to look further than the first candidates

@@ -35,8 +35,9 @@ from crossmodal.errors import CollectionError
 #: made it 14-15 ms on two idle cores, and 40-56 ms while another process held one.
 SEQUENTIAL_QUERIES = 4
 
-#: From this many rows, one exact (fp32) query's scan is split over two threads.
-SPLIT_SCAN_ROWS = 20_000
+#: From this many rows, one exact (fp32) query is answered in two stages (a float16 scan in two
+#: halves on two threads, then exact scores of the candidates: `_two_stage_search`).
+TWO_STAGE_ROWS = 20_000
 _CORES = os.cpu_count() or 1
 _scan_pools: dict[int, ThreadPoolExecutor] = {}
 
@@ -51,11 +52,18 @@ def _scan_pool() -> ThreadPoolExecutor:
     return pool
 
 
-def _scan(query: np.ndarray, rows: np.ndarray, start: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of `rows` (positions from `start`): FAISS's single-query SIMD loop (its BLAS
-    threshold is above one query, so `knn` takes the loop on this thread)."""
-    scores, positions = faiss.knn(query, rows, min(k, len(rows)), metric=faiss.METRIC_INNER_PRODUCT)
-    return scores[0], positions[0] + start
+def _scan_half(
+    half: faiss.Index, query: np.ndarray, k: int, start: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k approximate scores of one half of the float16 copy, as global row positions."""
+    scores, positions = half.search(query, k)
+    ok = positions[0] >= 0
+    return scores[0][ok], positions[0][ok] + start
+
+
+#: relative rounding of float16 (round to nearest, 10 fraction bits), with a margin for the
+#: float32 sums
+_FP16_ROUNDING = 2.0**-11 * 1.01
 
 
 # the path is set through FAISS's global threshold: one search at a time sets and uses it
@@ -143,6 +151,10 @@ class FlatIPStore(VectorStore):
                 raise ValueError(f"precision must be fp32 or fp16, not {precision!r}")
             index = faiss.IndexIDMap2(inner)
         self.index = index
+        # exact stores only: a float16 copy of the rows in two halves, built on the first
+        # large single-query search (see `_two_stage_search`), kept in step by add/remove
+        self._shadow: list[faiss.IndexScalarQuantizer] | None = None
+        self._max_norm = 0.0
 
     @classmethod
     def of_kind(cls, kind: str, dim: int) -> FlatIPStore:
@@ -162,11 +174,24 @@ class FlatIPStore(VectorStore):
             raise ValueError(f"{len(ids_arr)} ids for {len(vecs)} vectors")
         if len(ids_arr):
             self.index.add_with_ids(vecs, ids_arr)
+            if self._shadow is not None:  # new rows come last: the second half's end
+                self._shadow[1].add(vecs)
+                self._max_norm = max(self._max_norm, float(np.linalg.norm(vecs, axis=1).max()))
 
     def remove(self, ids: np.ndarray | list[int]) -> int:
         ids_arr = as_ids(ids)
         if not len(ids_arr) or not len(self):
             return 0
+        if self._shadow is not None:
+            # FAISS compacts every part keeping the order of the rows left, so the halves
+            # stay aligned with the exact rows if they drop the same positions
+            gone = np.flatnonzero(np.isin(self._id_view(), ids_arr))
+            first = int(self._shadow[0].ntotal)
+            for half, positions in zip(
+                self._shadow, (gone[gone < first], gone[gone >= first] - first), strict=True
+            ):
+                if len(positions):
+                    half.remove_ids(faiss.IDSelectorBatch(positions.astype(np.int64)))
         return int(self.index.remove_ids(faiss.IDSelectorBatch(ids_arr)))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -175,8 +200,8 @@ class FlatIPStore(VectorStore):
         if k <= 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         few = len(q) < SEQUENTIAL_QUERIES
-        if few and len(self) >= SPLIT_SCAN_ROWS and self.kind == "flat" and _CORES > 1:
-            return self._split_search(q, k)
+        if few and len(self) >= TWO_STAGE_ROWS and self.kind == "flat" and _CORES > 1:
+            return self._two_stage_search(q, k)
         with _PATH_LOCK:
             faiss.cvar.distance_compute_blas_threshold = _LOOP if few else _BLAS
             if not few:
@@ -191,32 +216,70 @@ class FlatIPStore(VectorStore):
                 faiss.omp_set_num_threads(before)
         return scores, ids
 
-    def _split_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each query's scan cut in two halves run on two threads (FAISS's SIMD loop over a
-        zero-copy view of each half of the stored rows, GIL released), then merged. A single
-        query at 100k x 513 is bound by one core's memory bandwidth: 9.7 -> 6.9 ms p50 on two
-        idle cores (docs/benchmarks.md). Threads, not OpenMP: a waiting thread sleeps where an
-        OpenMP barrier spins, which on a busy machine was worse than one thread."""
+    def _rows_view(self) -> np.ndarray:
         inner = faiss.downcast_index(self.index.index)
-        n = len(self)
-        rows = faiss.rev_swig_ptr(inner.get_xb(), n * self.dim).reshape(n, self.dim)
-        ids = faiss.rev_swig_ptr(self.index.id_map.data(), n)
-        cut = n // 2
+        return faiss.rev_swig_ptr(inner.get_xb(), len(self) * self.dim).reshape(-1, self.dim)
+
+    def _id_view(self) -> np.ndarray:
+        return faiss.rev_swig_ptr(self.index.id_map.data(), len(self))
+
+    def _shadow_halves(self) -> list[faiss.IndexScalarQuantizer]:
+        if self._shadow is None:
+            rows = self._rows_view()
+            cut = len(rows) // 2
+            halves = []
+            for part in (rows[:cut], rows[cut:]):
+                half = faiss.IndexScalarQuantizer(
+                    self.dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+                )
+                half.add(np.ascontiguousarray(part))
+                halves.append(half)
+            self._max_norm = float(np.linalg.norm(rows, axis=1).max()) if len(rows) else 0.0
+            self._shadow = halves
+        return self._shadow
+
+    def _two_stage_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k of single queries, reading half the bytes of a full scan.
+
+        A single query over 100k rows is bound by memory bandwidth (211 MB at 528 floats a
+        row). Stage one scans a float16 copy of the rows, in two halves on two threads (the
+        GIL is released in FAISS), for the best k + 32 candidates; stage two scores those
+        exactly from the float32 rows. float16 rounds each coordinate within a relative
+        2**-11, so an approximate score is within eps = 2**-11 * |q| * max|row| of the exact
+        one (Cauchy-Schwarz): when the weakest candidate's approximate score plus eps is below
+        the k-th exact score, no row outside the candidates can belong in the top k, and the
+        answer is exactly the full scan's. Otherwise the candidate list grows and stage one
+        runs again (rare: it takes near-ties at the k-th place). The copy costs half the
+        exact rows' memory, built on the first such search.
+        """
+        halves = self._shadow_halves()
+        rows, ids, n = self._rows_view(), self._id_view(), len(self)
+        first = int(halves[0].ntotal)
         pool = _scan_pool()
         scores = np.empty((len(q), k), np.float32)
         found = np.empty((len(q), k), np.int64)
         for row, query in enumerate(q):
-            with _PATH_LOCK:  # the loop, not BLAS, for these single queries
-                faiss.cvar.distance_compute_blas_threshold = _LOOP
-                halves = [
-                    pool.submit(_scan, query[None], rows[start:stop], start, k)
-                    for start, stop in ((0, cut), (cut, n))
-                ]
-                parts = [h.result() for h in halves]
-            s = np.concatenate([p[0] for p in parts])
-            at = np.concatenate([p[1] for p in parts])
-            best = np.argsort(-s, kind="stable")[:k]
-            scores[row], found[row] = s[best], ids[at[best]]
+            eps = _FP16_ROUNDING * float(np.linalg.norm(query)) * self._max_norm + 1e-6
+            want = min(n, k + 32)
+            while True:
+                with _PATH_LOCK:  # the single-query loop, not BLAS
+                    faiss.cvar.distance_compute_blas_threshold = _LOOP
+                    parts = [
+                        pool.submit(_scan_half, half, query[None], min(want, half.ntotal), start)
+                        for half, start in ((halves[0], 0), (halves[1], first))
+                        if half.ntotal
+                    ]
+                    got = [p.result() for p in parts]
+                approx = np.concatenate([g[0] for g in got])
+                positions = np.concatenate([g[1] for g in got])
+                keep = np.argsort(-approx, kind="stable")[:want]
+                approx, positions = approx[keep], positions[keep]
+                exact = rows[positions] @ query
+                best = np.argsort(-exact, kind="stable")[:k]
+                if len(positions) >= n or approx[-1] + eps < exact[best[-1]]:
+                    break
+                want = min(n, want * 4)
+            scores[row], found[row] = exact[best], ids[positions[best]]
         return scores, found
 
     def ids(self) -> np.ndarray:
