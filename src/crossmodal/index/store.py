@@ -132,7 +132,10 @@ class FlatIPStore(VectorStore):
     """Exhaustive inner-product search keyed by catalogue ids (`IndexIDMap2`).
 
     `precision="fp32"` (the default, kind "flat"): `IndexFlatIP`, exact scores, 4 * dim bytes
-    per vector. `precision="fp16"` (kind "flat-fp16"): `IndexScalarQuantizer(QT_fp16)`, still
+    per vector; from `TWO_STAGE_ROWS` rows a single query scans a float16 copy first and
+    re-scores its candidates exactly (`_two_stage_search`: the same answer as a full scan,
+    about 3x faster; the copy adds 2 * dim bytes per vector once such a query has run).
+    `precision="fp16"` (kind "flat-fp16"): `IndexScalarQuantizer(QT_fp16)`, still
     every vector scanned but half the bytes: a single query is bound by memory bandwidth, so
     it runs about twice as fast; scores move by ~1e-4, so only near-ties can swap.
     Past a few million rows an approximate store behind the same interface is the way on.
