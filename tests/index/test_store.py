@@ -176,3 +176,20 @@ def test_two_stage_search_stays_exact_among_near_ties(monkeypatch: pytest.Monkey
     np.testing.assert_array_equal(found[0], want_ids)
     np.testing.assert_allclose(scores[0], want_scores, atol=1e-6)
     assert max(calls) > 5 + 32  # it had to look further than the first candidates
+
+
+def test_two_stage_search_from_many_threads_at_once(monkeypatch: pytest.MonkeyPatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import crossmodal.index.store as store_module
+
+    monkeypatch.setattr(store_module, "TWO_STAGE_ROWS", 10)
+    monkeypatch.setattr(store_module, "_CORES", 2)
+    rng = np.random.default_rng(9)
+    store = FlatIPStore(16)
+    store.add(np.arange(500), _unit_rows(rng, 500, 16))
+    queries = _unit_rows(rng, 32, 16)
+    with ThreadPoolExecutor(8) as pool:  # the float16 copy is built once, under a lock
+        results = list(pool.map(lambda q: store.search(q[None], 5)[1][0], queries))
+    for query, found in zip(queries, results, strict=True):
+        np.testing.assert_array_equal(found, _whole_scan(store, query, 5)[1])

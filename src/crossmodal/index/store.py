@@ -157,6 +157,7 @@ class FlatIPStore(VectorStore):
         # exact stores only: a float16 copy of the rows in two halves, built on the first
         # large single-query search (see `_two_stage_search`), kept in step by add/remove
         self._shadow: list[faiss.IndexScalarQuantizer] | None = None
+        self._shadow_lock = threading.Lock()  # concurrent searches build it once
         self._max_norm = 0.0
 
     @classmethod
@@ -227,6 +228,10 @@ class FlatIPStore(VectorStore):
         return faiss.rev_swig_ptr(self.index.id_map.data(), len(self))
 
     def _shadow_halves(self) -> list[faiss.IndexScalarQuantizer]:
+        with self._shadow_lock:
+            return self._build_shadow()
+
+    def _build_shadow(self) -> list[faiss.IndexScalarQuantizer]:
         if self._shadow is None:
             rows = self._rows_view()
             cut = len(rows) // 2
