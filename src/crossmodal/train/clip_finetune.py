@@ -56,10 +56,10 @@ from crossmodal.models.clip_backends import HFClipEncoder, _features, load_hf_cl
 from crossmodal.train.config import TrainConfig, to_toml
 from crossmodal.train.finetune import (
     SplitData,
-    _no_fast_paths,
     augment,
     autocast_for,
     decode_split,
+    embed_in_batches,
     epoch_batches,
     evaluate,
     resolve_device,
@@ -352,15 +352,15 @@ def embed_split(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit vectors for every image (centre view) and caption of a split, on the CPU."""
     model.eval()
-    images, texts = [], []
-    with torch.no_grad(), _no_fast_paths(), autocast():
-        for start in range(0, len(data.pixels), batch_size):
-            px = eval_view(data.pixels[start : start + batch_size].to(device), norm)
-            images.append(image_features(model, px).float().cpu())
-        for start in range(0, len(captions), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(captions)), device=device)
-            texts.append(captions.features(model, idx).float().cpu())
-    return torch.cat(images), torch.cat(texts)
+    return embed_in_batches(
+        data.pixels,
+        len(captions),
+        lambda pixels: image_features(model, eval_view(pixels, norm)),
+        lambda idx: captions.features(model, idx),
+        device,
+        autocast,
+        batch_size,
+    )
 
 
 # ---- checkpoints and saving --------------------------------------------------------------

@@ -23,7 +23,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -472,16 +472,44 @@ def embed_split_tensors(
     batch_size: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit vectors for every image (centre view) and caption of a split, on the CPU."""
+
+    def images(pixels: torch.Tensor) -> torch.Tensor:
+        feats = model.image_tower.feature_map(center(pixels)).mean(dim=(2, 3))  # type: ignore[union-attr]
+        return model.project_images(feats.float())
+
     model.eval()
+    return embed_in_batches(
+        data.pixels,
+        len(data.captions),
+        images,
+        lambda idx: model.project_texts(text.features(idx)),
+        device,
+        autocast,
+        batch_size,
+    )
+
+
+def embed_in_batches(
+    pixels: torch.Tensor,
+    n_texts: int,
+    image_vectors: Callable[[torch.Tensor], torch.Tensor],
+    text_vectors: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    autocast: Any,
+    batch_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image (uint8 pixels, moved to `device` a batch at a time) and every caption
+    (by index) through the given functions, without gradients or inference fast paths;
+    results on the CPU. Shared by the dual-encoder and CLIP trainers' evaluations."""
     images, texts = [], []
     with torch.no_grad(), _no_fast_paths(), autocast():
-        for start in range(0, len(data.pixels), batch_size):
-            px = center(data.pixels[start : start + batch_size].to(device))
-            feats = model.image_tower.feature_map(px).mean(dim=(2, 3))  # type: ignore[union-attr]
-            images.append(model.project_images(feats.float()).float().cpu())
-        for start in range(0, len(data.captions), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(data.captions)), device=device)
-            texts.append(model.project_texts(text.features(idx)).float().cpu())
+        for start in range(0, len(pixels), batch_size):
+            images.append(
+                image_vectors(pixels[start : start + batch_size].to(device)).float().cpu()
+            )
+        for start in range(0, n_texts, batch_size):
+            idx = torch.arange(start, min(start + batch_size, n_texts), device=device)
+            texts.append(text_vectors(idx).float().cpu())
     return torch.cat(images), torch.cat(texts)
 
 
