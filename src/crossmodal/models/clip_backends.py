@@ -193,6 +193,33 @@ def _batches(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + batch_size, n)
 
 
+def _encode_batches(
+    model: torch.nn.Module,
+    items: list[Any],
+    dim: int,
+    batch_size: int,
+    show_progress: bool,
+    encode: Callable[[list[Any]], torch.Tensor],
+) -> np.ndarray:
+    """`encode(batch)` over `items` in batches (eval mode, no autograd, a progress bar):
+    unit float32 rows, (n, dim)."""
+    if not items:
+        return np.zeros((0, dim), dtype=np.float32)
+    out = np.empty((len(items), dim), dtype=np.float32)
+    desc, unit = (
+        ("Encoding texts", "text") if isinstance(items[0], str) else ("Encoding images", "img")
+    )
+    with (
+        _progress(len(items), desc, unit, show_progress) as bar,
+        _eval_mode(model),
+        torch.inference_mode(),
+    ):
+        for start, stop in _batches(len(items), batch_size):
+            out[start:stop] = encode(items[start:stop]).float().cpu().numpy()
+            bar.update(stop - start)
+    return l2_normalize(out)
+
+
 def _progress(total: int, desc: str, unit: str, show: bool):
     from tqdm.auto import tqdm
 
@@ -460,23 +487,15 @@ class HFClipEncoder(Encoder):
         batch_size: int = 32,
         show_progress: bool = False,
     ) -> np.ndarray:
-        images = list(images)
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        out = np.empty((len(images), self.dim), dtype=np.float32)
-        with (
-            _progress(len(images), "Encoding images", "img", show_progress) as bar,
-            _eval_mode(self.model),
-            torch.inference_mode(),
-        ):
-            for start, stop in _batches(len(images), batch_size):
-                batch = [_rgb(im) for im in images[start:stop]]
-                pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"]
-                pixels = pixels.to(device=self.device, dtype=torch.float32)
-                feats = _features(self.model.get_image_features(pixel_values=pixels))
-                out[start:stop] = feats.float().cpu().numpy()
-                bar.update(stop - start)
-        return l2_normalize(out)
+        def encode(batch: list[Image.Image]) -> torch.Tensor:
+            rgb = [_rgb(im) for im in batch]
+            pixels = self.image_processor(images=rgb, return_tensors="pt")["pixel_values"]
+            pixels = pixels.to(device=self.device, dtype=torch.float32)
+            return _features(self.model.get_image_features(pixel_values=pixels))
+
+        return _encode_batches(
+            self.model, list(images), self.dim, batch_size, show_progress, encode
+        )
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Token ids + attention mask for `texts`, padded and truncated to `max_length`."""
@@ -495,21 +514,11 @@ class HFClipEncoder(Encoder):
         batch_size: int = 128,
         show_progress: bool = False,
     ) -> np.ndarray:
+        def encode(batch: list[str]) -> torch.Tensor:
+            return _features(self.model.get_text_features(**self.tokenize(batch)))
+
         texts = [str(t) for t in texts]
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with (
-            _progress(len(texts), "Encoding texts", "text", show_progress) as bar,
-            _eval_mode(self.model),
-            torch.inference_mode(),
-        ):
-            for start, stop in _batches(len(texts), batch_size):
-                inputs = self.tokenize(texts[start:stop])
-                feats = _features(self.model.get_text_features(**inputs))
-                out[start:stop] = feats.float().cpu().numpy()
-                bar.update(stop - start)
-        return l2_normalize(out)
+        return _encode_batches(self.model, texts, self.dim, batch_size, show_progress, encode)
 
     def __repr__(self) -> str:
         return f"HFClipEncoder(name={self.name!r}, dim={self.dim}, device={self.device})"
@@ -754,23 +763,15 @@ class OpenClipEncoder(Encoder):
         batch_size: int = 32,
         show_progress: bool = False,
     ) -> np.ndarray:
-        images = list(images)
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        out = np.empty((len(images), self.dim), dtype=np.float32)
         dtype = next(self.model.parameters()).dtype
-        with (
-            _progress(len(images), "Encoding images", "img", show_progress) as bar,
-            _eval_mode(self.model),
-            torch.inference_mode(),
-        ):
-            for start, stop in _batches(len(images), batch_size):
-                pixels = torch.stack([self.preprocess(_rgb(im)) for im in images[start:stop]])
-                pixels = pixels.to(device=self.device, dtype=dtype)
-                feats = self.model.encode_image(pixels)
-                out[start:stop] = feats.float().cpu().numpy()
-                bar.update(stop - start)
-        return l2_normalize(out)
+
+        def encode(batch: list[Image.Image]) -> torch.Tensor:
+            pixels = torch.stack([self.preprocess(_rgb(im)) for im in batch])
+            return self.model.encode_image(pixels.to(device=self.device, dtype=dtype))
+
+        return _encode_batches(
+            self.model, list(images), self.dim, batch_size, show_progress, encode
+        )
 
     def encode_texts(
         self,
@@ -778,22 +779,12 @@ class OpenClipEncoder(Encoder):
         batch_size: int = 128,
         show_progress: bool = False,
     ) -> np.ndarray:
+        def encode(batch: list[str]) -> torch.Tensor:
+            # open_clip tokenizers pad/truncate to the model's context length themselves
+            return self.model.encode_text(self.tokenizer(batch).to(self.device))
+
         texts = [str(t) for t in texts]
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with (
-            _progress(len(texts), "Encoding texts", "text", show_progress) as bar,
-            _eval_mode(self.model),
-            torch.inference_mode(),
-        ):
-            for start, stop in _batches(len(texts), batch_size):
-                # open_clip tokenizers pad/truncate to the model's context length themselves
-                tokens = self.tokenizer(texts[start:stop]).to(self.device)
-                feats = self.model.encode_text(tokens)
-                out[start:stop] = feats.float().cpu().numpy()
-                bar.update(stop - start)
-        return l2_normalize(out)
+        return _encode_batches(self.model, texts, self.dim, batch_size, show_progress, encode)
 
     def __repr__(self) -> str:
         return f"OpenClipEncoder(name={self.name!r}, dim={self.dim}, device={self.device})"
