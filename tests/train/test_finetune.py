@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 from crossmodal.cli import app
 from crossmodal.errors import ConfigError, DatasetError
 from crossmodal.models import load_model
-from crossmodal.train import loop
 from crossmodal.train.config import TrainConfig, make_config, read_config_file, to_toml
 from crossmodal.train.finetune import hard_negative_batches, keyword_view
 from crossmodal.train.runner import run_training
 from tests.conftest import make_image
+from tests.train.resume import assert_same_run, kill_then_resume
 from tests.train.test_heads import write_colour_dataset
 
 
@@ -117,38 +117,17 @@ def test_a_killed_run_resumes_to_the_same_model(
     extra = {"unfreeze_image": 1, "lora_text": 2, "hard_negatives": 0.5, "text_views": True}
     whole = run_training(tiny(colour_root, tmp_path / "whole", **extra), show_progress=False)
 
-    real_save = loop.save_checkpoint
-    calls = {"n": 0}
-
-    def save_then_die(path: Path, payload: dict) -> None:
-        real_save(path, payload)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # as if killed right after epoch 2's checkpoint
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     cfg = tiny(colour_root, tmp_path / "killed", **extra)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(cfg, show_progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
-    with pytest.raises(ConfigError, match="--resume"):
-        run_training(cfg, show_progress=False)  # never silently overwrite a run
-    resumed = run_training(cfg, resume=True, show_progress=False)
-
-    log_a = (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()
-    log_b = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
-    assert len(log_b) == 3
-    for a, b in zip(log_a, log_b, strict=True):
-        ra, rb = json.loads(a), json.loads(b)
-        assert ra["val_mean_recall"] == rb["val_mean_recall"]
-        assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-5)
+    resumed = kill_then_resume(monkeypatch, cfg, after=2)
     from safetensors.torch import load_file
 
-    sa = load_file(str(whole / "model.safetensors"))
-    sb = load_file(str(resumed / "model.safetensors"))
-    assert sa.keys() == sb.keys()
-    for key in sa:
-        torch.testing.assert_close(sa[key], sb[key], rtol=1e-4, atol=1e-5)
+    assert_same_run(
+        tmp_path / "whole",
+        tmp_path / "killed",
+        load_file(str(whole / "model.safetensors")),
+        load_file(str(resumed / "model.safetensors")),
+        epochs=3,
+    )
 
 
 def test_heads_only_run_resumes_too(colour_root: Path, tmp_path: Path, monkeypatch):
