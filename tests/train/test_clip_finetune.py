@@ -20,22 +20,6 @@ from crossmodal.train.runner import run_training
 from tests.conftest import make_image
 from tests.models.clip_fixtures import make_tiny_hf_clip
 from tests.train.resume import assert_same_run, kill_then_resume
-from tests.train.test_heads import write_colour_dataset
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the tiny model's ops take microseconds; with two threads on a shared, busy machine torch
-    # spends ~100x that waiting for the second thread
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def colour_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_colour_dataset(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from crossmodal.train.finetune import hard_negative_batches, keyword_view
 from crossmodal.train.runner import run_training
 from tests.conftest import make_image
 from tests.train.resume import assert_same_run, kill_then_resume
-from tests.train.test_heads import write_colour_dataset
 
 
 def tiny(root: Path, out: Path, **overrides: object) -> TrainConfig:
@@ -39,20 +38,6 @@ def tiny(root: Path, out: Path, **overrides: object) -> TrainConfig:
     )
     base.update(overrides)
     return make_config(None, **base)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models on a shared 2-core machine: a second thread only adds waiting
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def colour_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_colour_dataset(tmp_path_factory.mktemp("data"))
 
 
 @pytest.mark.parametrize(

@@ -32,35 +32,7 @@ from crossmodal.train.ssl import (
     simsiam_view,
     train_ssl,
 )
-from tests.conftest import make_image
-
-COLOURS = {
-    "red": (220, 30, 30),
-    "green": (30, 200, 40),
-    "blue": (30, 40, 220),
-    "yellow": (230, 220, 30),
-    "purple": (140, 40, 160),
-    "orange": (240, 140, 20),
-    "black": (15, 15, 15),
-    "white": (240, 240, 240),
-    "grey": (128, 128, 128),
-    "pink": (250, 160, 200),
-    "brown": (120, 70, 20),
-    "teal": (20, 140, 140),
-}
-
-
-def write_colour_dataset(root: Path) -> Path:
-    records = []
-    for i, (name, rgb) in enumerate(COLOURS.items()):
-        rel = f"images/{i:02d}_{name}.png"
-        make_image(root / rel, rgb)
-        records.append({"image": rel, "captions": [f"a {name} square", f"something {name}"]})
-    (root / "captions.json").write_text(json.dumps(records))
-    names = [r["image"] for r in records]
-    (root / "train.txt").write_text("\n".join(names[:8]) + "\n")
-    (root / "val.txt").write_text("\n".join(names[8:]) + "\n")
-    return root
+from tests.train.test_heads import write_colour_dataset
 
 
 def tiny_config(root: Path, out: Path, **overrides: object) -> SSLConfig:
