@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from PIL import Image
 from crossmodal.data import load_image
 from crossmodal.errors import ImageLoadError
 from crossmodal.models.base import Encoder
+from crossmodal.models.features import overlapped_batches
 
 __all__ = ["LoadedImage", "file_sha1", "image_size_of", "iter_embedded_batches"]
 
@@ -130,23 +129,9 @@ def iter_embedded_batches(
     chunks = [
         list(range(s, min(s + batch_size, len(paths)))) for s in range(0, len(paths), batch_size)
     ]
-    if not chunks:
-        return
-
-    import torch
-
-    # The model runs as `n_model` independent single-threaded batches at once rather than one
-    # batch on `n_model` intra-op threads: small convolutions split across threads spend their
-    # time at barriers, and whenever a decoder thread (or another process) takes a core the
-    # other thread spins. Measured on 2 cores: ~3x the throughput (docs/benchmarks.md).
-    threads_before = torch.get_num_threads()
-    n_model = max(1, threads_before)
     n_decode = workers or max(2, min(8, os.cpu_count() or 2))
 
-    def embed(
-        futures: list[Future[LoadedImage]],
-    ) -> tuple[list[LoadedImage], np.ndarray, np.ndarray]:
-        loaded = [f.result() for f in futures]
+    def embed(loaded: list[LoadedImage]) -> tuple[list[LoadedImage], np.ndarray, np.ndarray]:
         good = [x for x in loaded if x.error is None]
         empty = np.zeros((0, model.dim), np.float32)
         vectors = empty
@@ -158,29 +143,7 @@ def iter_embedded_batches(
         text_vectors = np.asarray(model.encode_texts(texts), np.float32) if texts else empty
         return loaded, vectors, text_vectors
 
-    torch.set_num_threads(1)
-    try:
-        with (
-            ThreadPoolExecutor(max_workers=n_decode, thread_name_prefix="decode") as decoders,
-            ThreadPoolExecutor(max_workers=n_model, thread_name_prefix="embed") as embedders,
-        ):
-            # decode runs one batch ahead of the batches being embedded; what is in flight is
-            # bounded, so memory stays at a few batches of decoded images
-            decoding = deque([decoders.submit(load, i) for i in c] for c in chunks[: n_model + 1])
-            embedding: deque[Future[tuple[list[LoadedImage], np.ndarray, np.ndarray]]]
-            embedding = deque()
-            next_chunk = len(decoding)
-            while decoding and len(embedding) < n_model:
-                embedding.append(embedders.submit(embed, decoding.popleft()))
-            while embedding:
-                loaded, vectors, text_vectors = embedding.popleft().result()
-                if next_chunk < len(chunks):
-                    decoding.append([decoders.submit(load, i) for i in chunks[next_chunk]])
-                    next_chunk += 1
-                if decoding:
-                    embedding.append(embedders.submit(embed, decoding.popleft()))
-                if on_progress is not None:
-                    on_progress(len(loaded))
-                yield loaded, vectors, text_vectors
-    finally:
-        torch.set_num_threads(threads_before)
+    for loaded, vectors, text_vectors in overlapped_batches(chunks, load, embed, n_decode):
+        if on_progress is not None:
+            on_progress(len(loaded))
+        yield loaded, vectors, text_vectors

@@ -12,10 +12,11 @@ import hashlib
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from tqdm.auto import tqdm
 from crossmodal.data import load_image
 from crossmodal.errors import ImageLoadError
 from crossmodal.models.base import Encoder, l2_normalize
+
+Loaded = TypeVar("Loaded")
+Embedded = TypeVar("Embedded")
 
 
 def default_cache_dir() -> Path:
@@ -120,6 +124,51 @@ def _prepare(
     return transform(image) if transform is not None else image
 
 
+def overlapped_batches(
+    chunks: Sequence[Sequence[int]],
+    load: Callable[[int], Loaded],
+    embed: Callable[[list[Loaded]], Embedded],
+    n_decode: int,
+) -> Iterator[Embedded]:
+    """`embed(loaded batch)` for each chunk of indices, in order: `load` runs on `n_decode`
+    threads one batch ahead of the model, and the model as `torch.get_num_threads()`
+    single-threaded batches side by side rather than one batch on that many intra-op
+    threads: small convolutions split across threads spend their time at barriers, and
+    whenever a decoder thread (or another process) takes a core the other thread spins.
+    Measured on 2 cores: ~3x the throughput (docs/benchmarks.md). What is in flight is
+    bounded, so memory stays at a few batches of decoded images. Used by indexing
+    (`crossmodal.index.pipeline`) and by `embed_image_files`."""
+    if not chunks:
+        return
+    threads_before = torch.get_num_threads()
+    n_model = max(1, threads_before)
+
+    def embed_batch(futures: list[Future[Loaded]]) -> Embedded:
+        return embed([f.result() for f in futures])
+
+    torch.set_num_threads(1)
+    try:
+        with (
+            ThreadPoolExecutor(max_workers=n_decode, thread_name_prefix="decode") as decoders,
+            ThreadPoolExecutor(max_workers=n_model, thread_name_prefix="embed") as embedders,
+        ):
+            decoding = deque([decoders.submit(load, i) for i in c] for c in chunks[: n_model + 1])
+            next_chunk = len(decoding)
+            embedding: deque[Future[Embedded]] = deque()
+            while decoding and len(embedding) < n_model:
+                embedding.append(embedders.submit(embed_batch, decoding.popleft()))
+            while embedding:
+                result = embedding.popleft().result()
+                if next_chunk < len(chunks):
+                    decoding.append([decoders.submit(load, i) for i in chunks[next_chunk]])
+                    next_chunk += 1
+                if decoding:
+                    embedding.append(embedders.submit(embed_batch, decoding.popleft()))
+                yield result
+    finally:
+        torch.set_num_threads(threads_before)
+
+
 def _run_pipeline(
     paths: Sequence[Path],
     todo: list[int],
@@ -132,14 +181,9 @@ def _run_pipeline(
     on_batch: Callable[[dict[int, np.ndarray]], None] | None = None,
     draft_size: int | None = None,
 ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
-    """Decode on worker threads while the model runs batches on others, one per core.
-
-    The model runs as `torch.get_num_threads()` single-threaded batches side by side rather
-    than one batch on that many intra-op threads, as the indexing pipeline does
-    (`crossmodal.index.pipeline`, measured in docs/benchmarks.md): small convolutions split
-    across threads wait at barriers, the more so on a busy machine. `on_batch` sees each
-    batch's vectors as soon as they exist (in order), so a cache can persist them and an
-    interrupted run loses at most a batch per worker.
+    """Embed the files at `todo` with decoding overlapped (`overlapped_batches`). `on_batch`
+    sees each batch's vectors as soon as they exist (in order), so a cache can persist them
+    and an interrupted run loses at most a batch per worker.
     """
     vectors: dict[int, np.ndarray] = {}
     errors: dict[int, str] = {}
@@ -154,8 +198,7 @@ def _run_pipeline(
         except OSError as exc:  # unreadable file: permissions, vanished
             return i, None, f"cannot read: {exc.strerror or exc}"
 
-    def embed(futures: list[Future]) -> tuple[dict[int, np.ndarray], dict[int, str], int]:
-        loaded = [f.result() for f in futures]
+    def embed(loaded: list) -> tuple[dict[int, np.ndarray], dict[int, str], int]:
         failed = {i: err for i, _, err in loaded if err is not None}
         good = [(i, x) for i, x, err in loaded if err is None]
         done: dict[int, np.ndarray] = {}
@@ -165,39 +208,14 @@ def _run_pipeline(
         return done, failed, len(loaded)
 
     bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not show_progress)
-    threads_before = torch.get_num_threads()
-    n_model = max(1, threads_before)
     n_decode = max(2, min(8, os.cpu_count() or 2))
     chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
-    torch.set_num_threads(1)
-    try:
-        with (
-            ThreadPoolExecutor(max_workers=n_decode, thread_name_prefix="decode") as decoders,
-            ThreadPoolExecutor(max_workers=n_model, thread_name_prefix="embed") as embedders,
-        ):
-            # decoding runs one batch ahead of the batches being embedded; what is in flight
-            # is bounded, so memory stays at a few batches of decoded images
-            decoding = deque(
-                [decoders.submit(load_one, i) for i in c] for c in chunks[: n_model + 1]
-            )
-            next_chunk = len(decoding)
-            embedding: deque[Future] = deque()
-            while decoding and len(embedding) < n_model:
-                embedding.append(embedders.submit(embed, decoding.popleft()))
-            while embedding:
-                done, failed, count = embedding.popleft().result()
-                if next_chunk < len(chunks):
-                    decoding.append([decoders.submit(load_one, i) for i in chunks[next_chunk]])
-                    next_chunk += 1
-                if decoding:
-                    embedding.append(embedders.submit(embed, decoding.popleft()))
-                vectors.update(done)
-                errors.update(failed)
-                if done and on_batch is not None:
-                    on_batch(done)
-                bar.update(count)
-    finally:
-        torch.set_num_threads(threads_before)
+    for done, failed, count in overlapped_batches(chunks, load_one, embed, n_decode):
+        vectors.update(done)
+        errors.update(failed)
+        if done and on_batch is not None:
+            on_batch(done)
+        bar.update(count)
     bar.close()
     return vectors, errors
 
