@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 from crossmodal.errors import ModelNotAvailable
-from crossmodal.models.towers import minilm_path
+from crossmodal.models.towers import hf_tokenize, minilm_path
 
 DEFAULT_CNN_WIDTHS: tuple[int, ...] = (32, 64, 128, 256)
 
@@ -230,15 +230,7 @@ class SmallTextTower(nn.Module):
         }
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return dict(
-            self.tokenizer(
-                list(texts),
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-        )
+        return hf_tokenize(self.tokenizer, texts, self.max_length)
 
     def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(n, L) ids + mask -> (n, L, width) final states (also what the MLM head reads)."""

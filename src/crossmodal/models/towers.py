@@ -194,15 +194,7 @@ class MiniLMTower(nn.Module):
         return list(self.blocks)[len(self.blocks) - top_blocks :]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return dict(
-            self.tokenizer(
-                list(texts),
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-        )
+        return hf_tokenize(self.tokenizer, texts, self.max_length)
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         """Tokenised batch -> (n, 384) mean-pooled states, L2-normalised (as it was trained)."""
@@ -266,6 +258,15 @@ def _side_pool() -> ThreadPoolExecutor:
     if pool is None:
         pool = _side_pools[pid] = ThreadPoolExecutor(2, thread_name_prefix="text-tower")
     return pool
+
+
+def hf_tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
+    """A Hugging Face tokenizer's padded, truncated tensors for a batch of texts."""
+    return dict(
+        tokenizer(
+            list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+    )
 
 
 class ConcatTextTower(nn.Module):
