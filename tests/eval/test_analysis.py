@@ -7,7 +7,7 @@ import pytest
 
 from crossmodal.errors import CrossmodalError
 from crossmodal.eval import analysis as an
-from crossmodal.eval.metrics import retrieval_metrics, retrieval_ranks
+from crossmodal.eval.metrics import metrics_from_ranks, retrieval_metrics, retrieval_ranks
 
 
 @pytest.mark.parametrize(
@@ -24,6 +24,11 @@ from crossmodal.eval.metrics import retrieval_metrics, retrieval_ranks
 )
 def test_caption_category(caption: str, category: str):
     assert an.caption_category(caption) == category
+
+
+def unit_rows(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, np.float32)
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
 
 
 def test_length_bins_count_words_not_punctuation():
@@ -63,6 +68,55 @@ def test_gallery_size_full_split_equals_plain_metrics():
         an.recall_vs_gallery_size(img, txt, cap, [13])
 
 
+def test_gallery_size_scores_sub_galleries_as_search_does():
+    """With per-item offsets and separate image query vectors (a model with the hubness
+    correction and mirrored image queries), every sub-gallery is scored with its own items'
+    offsets: the full-size point is the eval's, a drawn sub-gallery is the brute-force one."""
+    from crossmodal.eval.evaluate import SearchScoring
+
+    rng = np.random.default_rng(5)
+    img = unit_rows(rng.normal(size=(10, 6)))
+    txt = unit_rows(img[np.repeat(np.arange(10), 2)] + 0.9 * rng.normal(size=(20, 6)))
+    cap = np.repeat(np.arange(10), 2)
+    scoring = SearchScoring(
+        image_offsets=rng.normal(scale=0.5, size=10).astype(np.float32),
+        text_offsets=rng.normal(scale=0.5, size=20).astype(np.float32),
+        image_queries=unit_rows(img + 0.5 * rng.normal(size=img.shape)),
+    )
+    t2i, i2t = retrieval_ranks(
+        img, txt, cap, image_offsets=scoring.image_offsets, text_offsets=scoring.text_offsets,
+        image_queries=scoring.image_queries,
+    )  # fmt: skip
+    raw_t2i, raw_i2t = retrieval_ranks(img, txt, cap)
+    assert (t2i != raw_t2i).any() and (i2t != raw_i2t).any()  # the scoring matters here
+    curve = an.recall_vs_gallery_size(img, txt, cap, [4, 10], trials=1, seed=2, scoring=scoring)
+    assert curve.t2i_mean["R@1"][-1] == metrics_from_ranks(t2i)["R@1"]
+    assert curve.i2t_mean["R@1"][-1] == metrics_from_ranks(i2t)["R@1"]
+    # the one drawn 4-image gallery, brute force
+    pick = np.sort(np.random.default_rng(2).choice(10, size=4, replace=False))
+    keep = np.flatnonzero(np.isin(cap, pick))
+    local = np.searchsorted(pick, cap[keep])
+    s = txt[keep] @ img[pick].T + scoring.image_offsets[pick][None, :]
+    ranks = 1 + (s > s[np.arange(len(keep)), local][:, None]).sum(1)
+    assert curve.t2i_mean["R@1"][0] == pytest.approx(100 * np.mean(ranks == 1))
+
+
+def test_text_to_image_ranks_and_top_k_add_the_offsets():
+    rng = np.random.default_rng(4)
+    img = unit_rows(rng.normal(size=(6, 5)))
+    txt = unit_rows(rng.normal(size=(12, 5)))
+    cap = np.repeat(np.arange(6), 2)
+    offsets = rng.normal(scale=0.6, size=6).astype(np.float32)
+    t2i, _ = retrieval_ranks(img, txt, cap, image_offsets=offsets)
+    got = an.text_to_image_ranks(img, txt, cap, image_offsets=offsets, chunk=5)
+    assert got.tolist() == t2i.tolist()
+    assert got.tolist() != an.text_to_image_ranks(img, txt, cap).tolist()
+    top = an.top_k(txt, img, [0, 3], 3, offsets=offsets)
+    brute = txt[[0, 3]] @ img.T + offsets[None, :]
+    assert top.items.tolist() == np.argsort(-brute, axis=1)[:, :3].tolist()
+    np.testing.assert_allclose(top.scores, np.sort(brute, axis=1)[:, ::-1][:, :3], rtol=1e-6)
+
+
 def test_text_to_image_ranks_match_retrieval_ranks_on_any_subset():
     rng = np.random.default_rng(3)
     img = rng.normal(size=(6, 5)).astype(np.float32)
@@ -98,6 +152,11 @@ def test_confused_pairs_and_near_duplicates():
     confused, near = an.confused_pairs(img, txt, np.array([0, 1, 2]), top=2)
     assert (confused[0].a, confused[0].b, confused[0].confusions) == (0, 1, 2)
     assert (near[0].a, near[0].b) == (0, 1) and near[0].cosine > 0.98
+    # an offset that lifts image 1 (as the hubness correction would) sends caption 1 to its
+    # own image: one confusion left
+    offsets = np.array([0, 0.5, 0], np.float32)
+    lifted, _ = an.confused_pairs(img, txt, np.array([0, 1, 2]), image_offsets=offsets)
+    assert [(p.a, p.b, p.confusions) for p in lifted] == [(0, 1, 1)]
 
 
 def test_word_contrast_counts_each_word_once_per_caption():

@@ -239,6 +239,56 @@ def test_html_shows_its_figures_in_chromium(built: dict[str, Any], tmp_path: Pat
     assert len(widths) >= 10 and all(w > 0 for w in widths), widths
 
 
+def test_a_model_with_the_hubness_correction_is_analysed_as_it_searches(
+    dataset_root: Path, tmp_path: Path
+):
+    """A model whose search adds hubness offsets and mirrors image queries: every analysis
+    ranks as eval (and a collection) does, so the whole-split gallery point and the prompt
+    study's raw captions are the eval's numbers, and each top-K example's order agrees with
+    its stated rank."""
+    import numpy as np
+    import torch
+
+    from crossmodal.models.base import l2_normalize
+    from crossmodal.models.hubness import HubnessCorrection
+
+    torch.manual_seed(0)  # the same tiny model whichever tests ran before
+    model = DualEncoder(TINY)
+    rng = np.random.default_rng(0)
+    banks = [l2_normalize(rng.standard_normal((12, model.dim)).astype(np.float32)) for _ in "ab"]
+    # a weight far above the shipped 0.6 so the offsets reorder this tiny gallery
+    model.hubness = HubnessCorrection(banks[0], banks[1], k=2, weight=3.0)
+    model.config["query_image_flip"] = True
+    saved = model.save(tmp_path / "hub")
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    rep = invoke(
+        "report", "--model", str(saved), *data_args(dataset_root), "--out", str(out),
+        *FAST, "--examples", "4", "--no-photos", "-q", "--cache-dir", str(cache),
+    )  # fmt: skip
+    assert rep.exit_code == 0, rep.output
+    ev = json.loads((out / "metrics.json").read_text())[0]
+    assert ev["t2i"] != ev["raw_similarities"]["t2i"]  # the correction changes this gallery
+    a = json.loads((out / "analysis.json").read_text())["models"][0]
+    for d in ("t2i", "i2t"):
+        for k in (1, 5, 10):
+            assert a["gallery_size"][f"{d}_mean"][f"R@{k}"][-1] == ev[d][f"R@{k}"]
+    assert a["prompt_study"]["raw caption"]["R@1"] == ev["t2i"]["R@1"]
+    examples = a["examples"]
+    assert examples["t2i_hits"]
+    for row in examples["t2i_hits"] + examples["t2i_misses"]:
+        images = [h["image"] for h in row["hits"]]
+        scores = [h["score"] for h in row["hits"]]
+        assert scores == sorted(scores, reverse=True)
+        rank = row["true_rank"]
+        assert (images.index(row["true_image"]) + 1 if row["true_image"] in images else 99) == (
+            rank if rank <= len(images) else 99
+        )
+    for row in examples["i2t_hits"]:
+        assert row["true_rank"] == 1 and row["hits"][0]["true"]
+    for row in examples["i2t_misses"]:  # ranked past 10: none of the top 3 is true
+        assert row["true_rank"] > 10 and not any(h["true"] for h in row["hits"])
+
+
 # ----------------------------------------------------------------------------- second run
 
 

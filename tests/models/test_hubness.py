@@ -222,7 +222,7 @@ def test_fit_selects_on_val_and_eval_reports_what_it_chose(tmp_path: Path):
         model, load_dataset("captions-json", root, split="val"), cache_dir=tmp_path / "cache"
     )
     assert result["t2i"] == best["t2i"] and result["i2t"] == best["i2t"]
-    assert result["without_hubness"]["t2i"] == rows[0]["t2i"]
+    assert result["raw_similarities"]["t2i"] == rows[0]["t2i"]
     with pytest.raises(ConfigError, match="weights > 0"):
         fit_hubness(source, tmp_path / "bad", **{**kwargs, "weights": (0.0,)})  # type: ignore[arg-type]
 

@@ -68,3 +68,7 @@ def test_eval_scores_image_to_text_with_mirrored_queries(flip_model_dir: Path, t
     _, i2t = retrieval_ranks(split.query_image_emb, split.text_emb, split.caption_image)
     t2i, _ = retrieval_ranks(split.image_emb, split.text_emb, split.caption_image)
     assert result["i2t"] == metrics_from_ranks(i2t) and result["t2i"] == metrics_from_ranks(t2i)
+    # the plain similarities beside them: every image querying with its own vector
+    _, plain_i2t = retrieval_ranks(split.image_emb, split.text_emb, split.caption_image)
+    assert result["raw_similarities"]["i2t"] == metrics_from_ranks(plain_i2t)
+    assert result["raw_similarities"]["t2i"] == result["t2i"]

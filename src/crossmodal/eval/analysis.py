@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from crossmodal.errors import CrossmodalError
+from crossmodal.eval.evaluate import SearchScoring
 from crossmodal.eval.metrics import (
     DEFAULT_KS,
     best_relevant_ranks,
     metrics_from_ranks,
     retrieval_ranks,
+    scores_with_offsets,
 )
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
@@ -177,9 +179,11 @@ def recall_vs_gallery_size(
     seed: int = 0,
     ks: Sequence[int] = DEFAULT_KS,
     progress: Callable[[int], None] | None = None,
+    scoring: SearchScoring | None = None,
 ) -> GallerySizeCurve:
     """Score random sub-galleries: `size` images drawn without replacement and all their
-    captions. A size equal to the whole split is scored once, since every draw is the same."""
+    captions. A size equal to the whole split is scored once, since every draw is the same.
+    `scoring`: the model's search scoring of the whole split (raw similarities without)."""
     n = len(image_emb)
     too_big = [s for s in sizes if s > n]
     if too_big:
@@ -202,8 +206,14 @@ def recall_vs_gallery_size(
             new_of_old = np.full(n, -1, np.int64)
             new_of_old[pick] = np.arange(size)
             keep = np.flatnonzero(new_of_old[caption_image] >= 0)
+            sub = scoring.subset(pick, keep) if scoring is not None else None
             t2i, i2t = retrieval_ranks(
-                image_emb[pick], text_emb[keep], new_of_old[caption_image[keep]]
+                image_emb[pick],
+                text_emb[keep],
+                new_of_old[caption_image[keep]],
+                image_offsets=None if sub is None else sub.image_offsets,
+                text_offsets=None if sub is None else sub.text_offsets,
+                image_queries=None if sub is None else sub.image_queries,
             )
             per["t2i"].append(metrics_from_ranks(t2i, ks))
             per["i2t"].append(metrics_from_ranks(i2t, ks))
@@ -230,7 +240,11 @@ PROMPT_VARIANTS: dict[str, Callable[[str], str]] = {
 
 
 def text_to_image_ranks(
-    image_emb: np.ndarray, text_emb: np.ndarray, caption_image: np.ndarray, chunk: int = 4096
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    caption_image: np.ndarray,
+    chunk: int = 4096,
+    image_offsets: np.ndarray | None = None,
 ) -> np.ndarray:
     """Text->image ranks alone, as `retrieval_ranks` computes them, for any subset of the
     captions (`retrieval_ranks` also scores image->text, which needs every image captioned)."""
@@ -238,7 +252,7 @@ def text_to_image_ranks(
     caption_image = np.asarray(caption_image, np.int64)
     out = np.empty(len(text_emb), np.int64)
     for s in range(0, len(text_emb), chunk):
-        scores = np.asarray(text_emb[s : s + chunk], np.float32) @ image_emb.T
+        scores = scores_with_offsets(text_emb[s : s + chunk], image_emb, image_offsets)
         rel = np.zeros_like(scores, dtype=bool)
         rel[np.arange(len(scores)), caption_image[s : s + chunk]] = True
         out[s : s + chunk] = best_relevant_ranks(scores, rel)
@@ -257,12 +271,19 @@ class TopK:
     scores: np.ndarray  # (n_queries, k) float
 
 
-def top_k(query_emb: np.ndarray, gallery_emb: np.ndarray, queries: Sequence[int], k: int) -> TopK:
-    """Highest-scoring gallery items; ties keep gallery order (stable sort)."""
+def top_k(
+    query_emb: np.ndarray,
+    gallery_emb: np.ndarray,
+    queries: Sequence[int],
+    k: int,
+    offsets: np.ndarray | None = None,
+) -> TopK:
+    """Highest-scoring gallery items; ties keep gallery order (stable sort). `offsets`: added
+    to every score of a gallery item (the hubness correction), as search does."""
     q = list(queries)
     if not q:
         return TopK([], np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
-    scores = np.asarray(query_emb[q], np.float32) @ np.asarray(gallery_emb, np.float32).T
+    scores = scores_with_offsets(query_emb[q], gallery_emb, offsets)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return TopK(q, order, np.take_along_axis(scores, order, axis=1))
 
@@ -299,18 +320,21 @@ def confused_pairs(
     caption_image: np.ndarray,
     top: int = 8,
     chunk: int = 1024,
+    image_offsets: np.ndarray | None = None,
 ) -> tuple[list[ImagePair], list[ImagePair]]:
     """(most confused pairs, nearest near-duplicates).
 
     Confused: pairs (true image, wrongly retrieved top-1 image) counted over text->image
-    queries, most frequent first, ties broken by image-image cosine. Near-duplicates: the
-    image pairs of highest image-image cosine in the gallery, with their confusion counts.
+    queries (scored with `image_offsets` added, as search does), most frequent first, ties
+    broken by image-image cosine. Near-duplicates: the image pairs of highest image-image
+    cosine in the gallery, with their confusion counts.
     """
     img = np.asarray(image_emb, np.float32)
     caption_image = np.asarray(caption_image, np.int64)
     top1 = np.empty(len(text_emb), np.int64)
     for s in range(0, len(text_emb), chunk):
-        top1[s : s + chunk] = np.argmax(np.asarray(text_emb[s : s + chunk]) @ img.T, axis=1)
+        scores = scores_with_offsets(text_emb[s : s + chunk], img, image_offsets)
+        top1[s : s + chunk] = np.argmax(scores, axis=1)
     counts: Counter[tuple[int, int]] = Counter()
     for true, got in zip(caption_image.tolist(), top1.tolist(), strict=True):
         if true != got:

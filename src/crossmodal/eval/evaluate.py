@@ -109,39 +109,77 @@ def evaluate(
     }
     if split.query_image_emb is not None:
         result["query_image_flip"] = True
-    if model.hubness is not None:  # what the raw similarities alone give, for comparison
-        raw_t2i, raw_i2t = split_ranks(model, split, hubness=False)
+    if model.hubness is not None:
         result["hubness"] = {"k": model.hubness.k, "weight": model.hubness.weight}
-        result["without_hubness"] = {
+    if model.hubness is not None or split.query_image_emb is not None:
+        # what the model's plain cosine similarities give, for comparison
+        raw_t2i, raw_i2t = split_ranks(model, split, raw=True)
+        result["raw_similarities"] = {
             "t2i": metrics_from_ranks(raw_t2i, ks),
             "i2t": metrics_from_ranks(raw_i2t, ks),
         }
     return result
 
 
-def split_ranks(
-    model: Encoder, split: EmbeddedSplit, hubness: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """Both directions' ranks as the model's search scores them: the hubness correction when
-    the model has one (and `hubness`), as a collection indexed with it applies, and image
-    queries with their mirror image when the model does that."""
-    correction = model.hubness if hubness else None
+@dataclass
+class SearchScoring:
+    """How the model's search scores a split across modalities: a per-item offset added to
+    every score of a gallery image / caption (the hubness correction; None without one), and
+    the vectors an image queries with (its own, or averaged with its mirror image's).
+
+    Every table that ranks a split (eval, and each of the report's analyses) scores through
+    this, so none of them can disagree with what a collection returns."""
+
+    image_offsets: np.ndarray | None
+    text_offsets: np.ndarray | None
+    image_queries: np.ndarray
+
+    def subset(self, images: np.ndarray, texts: np.ndarray) -> SearchScoring:
+        """The same scoring for a sub-gallery: the offsets are per item (they come from the
+        model's training bank, not from the rest of the gallery), so they are just sliced."""
+
+        def pick(a: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
+            return None if a is None else a[idx]
+
+        return SearchScoring(
+            pick(self.image_offsets, images), pick(self.text_offsets, texts),
+            self.image_queries[images],
+        )  # fmt: skip
+
+
+def search_scoring(model: Encoder, split: EmbeddedSplit, raw: bool = False) -> SearchScoring:
+    """The split's scoring as the model's search does it (`raw`: the plain cosine
+    similarities instead, no correction and every image querying with its own vector)."""
+    correction = None if raw else model.hubness
     image_offsets = text_offsets = None
     if correction is not None:
         image_offsets = correction.offsets(split.image_emb, "images")
         text_offsets = correction.offsets(split.text_emb, "texts")
-    t2i, i2t = retrieval_ranks(
+    flipped = split.query_image_emb
+    queries = split.image_emb if raw or flipped is None else flipped
+    return SearchScoring(image_offsets, text_offsets, queries)
+
+
+def split_ranks(
+    model: Encoder,
+    split: EmbeddedSplit,
+    raw: bool = False,
+    scoring: SearchScoring | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both directions' ranks as the model's search scores them: the hubness correction when
+    the model has one, as a collection indexed with it applies, and image queries with their
+    mirror image when the model does that (`raw`: plain cosine similarities; `scoring`:
+    already computed)."""
+    if scoring is None:
+        scoring = search_scoring(model, split, raw)
+    return retrieval_ranks(
         split.image_emb,
         split.text_emb,
         split.caption_image,
-        image_offsets=image_offsets,
-        text_offsets=text_offsets,
+        image_offsets=scoring.image_offsets,
+        text_offsets=scoring.text_offsets,
+        image_queries=scoring.image_queries,
     )
-    if split.query_image_emb is not None:
-        _, i2t = retrieval_ranks(
-            split.query_image_emb, split.text_emb, split.caption_image, text_offsets=text_offsets
-        )
-    return t2i, i2t
 
 
 METRIC_COLUMNS = ("R@1", "R@5", "R@10", "MRR", "MedR")
@@ -165,11 +203,13 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{label:<14}" + "".join(cells))
     if result.get("query_image_flip"):
         lines.append("(image->text: each query image averaged with its mirror image)")
-    raw = result.get("without_hubness")
-    if raw:
+    if "hubness" in result:
         h = result["hubness"]
+        lines.append(f"(hubness correction k={h['k']}, weight={h['weight']})")
+    raw = result.get("raw_similarities")
+    if raw:
         lines.append(
-            f"(hubness correction k={h['k']}, weight={h['weight']}; raw similarities alone: "
+            f"(plain cosine similarities, no correction, images as they are: "
             f"R@1 {raw['t2i']['R@1']:.2f} / {raw['i2t']['R@1']:.2f})"
         )
     if result.get("skipped"):

@@ -42,6 +42,17 @@ def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dic
     return out
 
 
+def scores_with_offsets(
+    queries: np.ndarray, gallery: np.ndarray, offsets: np.ndarray | None = None
+) -> np.ndarray:
+    """(n_queries, n_gallery) dot products, plus each gallery item's offset where given (the
+    hubness correction, as a collection's search adds it)."""
+    scores = np.asarray(queries, np.float32) @ np.asarray(gallery, np.float32).T
+    if offsets is not None:
+        scores += np.asarray(offsets, np.float32)[None, :]
+    return scores
+
+
 def retrieval_ranks(
     image_emb: np.ndarray,
     text_emb: np.ndarray,
@@ -49,26 +60,25 @@ def retrieval_ranks(
     chunk: int = 4096,
     image_offsets: np.ndarray | None = None,
     text_offsets: np.ndarray | None = None,
+    image_queries: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-query best-relevant ranks: text->image (one per caption, its image relevant) and
     image->text (one per image, all of its captions relevant). Offsets, where given, are
-    added to every score of a gallery image / caption (the hubness correction)."""
+    added to every score of a gallery image / caption (the hubness correction);
+    `image_queries`, where given, are the vectors the images query with (image->text)."""
     image_emb = np.asarray(image_emb, np.float32)
     text_emb = np.asarray(text_emb, np.float32)
+    queries = image_emb if image_queries is None else np.asarray(image_queries, np.float32)
     caption_image = np.asarray(caption_image, np.int64)
     t2i = np.empty(len(text_emb), np.int64)
     for s in range(0, len(text_emb), chunk):
-        scores = text_emb[s : s + chunk] @ image_emb.T
-        if image_offsets is not None:
-            scores += np.asarray(image_offsets, np.float32)[None, :]
+        scores = scores_with_offsets(text_emb[s : s + chunk], image_emb, image_offsets)
         rel = np.zeros_like(scores, dtype=bool)
         rel[np.arange(len(scores)), caption_image[s : s + chunk]] = True
         t2i[s : s + chunk] = best_relevant_ranks(scores, rel)
-    i2t = np.empty(len(image_emb), np.int64)
-    for s in range(0, len(image_emb), chunk):
-        scores = image_emb[s : s + chunk] @ text_emb.T
-        if text_offsets is not None:
-            scores += np.asarray(text_offsets, np.float32)[None, :]
+    i2t = np.empty(len(queries), np.int64)
+    for s in range(0, len(queries), chunk):
+        scores = scores_with_offsets(queries[s : s + chunk], text_emb, text_offsets)
         rel = caption_image[None, :] == np.arange(s, s + len(scores))[:, None]
         i2t[s : s + chunk] = best_relevant_ranks(scores, rel)
     return t2i, i2t

@@ -3,8 +3,11 @@
 The numbers come from one place: each model's split is embedded through the eval cache
 (`embed_split`), its per-query ranks come from `retrieval_ranks`, and the headline table is the
 very dict `evaluate` returns (written to `metrics.json`). Every other table (recall by caption
-length, by category, by gallery size, the prompt study) is computed from those same ranks and
-embeddings, so a report can never disagree with `crossmodal eval`.
+length, by category, by gallery size, the prompt study, the top-K grids, the confused pairs) is
+computed from those same ranks and embeddings, scored as the model's search scores them
+(`search_scoring`: the hubness correction, mirrored image queries), so a report can never
+disagree with `crossmodal eval` or with what a collection returns. Only the similarity heatmap
+and the t-SNE map show the raw embedding space.
 
 The document is built once as a list of blocks and rendered twice (Markdown and HTML), so the
 two files always hold the same content.
@@ -40,13 +43,19 @@ from crossmodal.eval import analysis as an
 from crossmodal.eval import plots
 from crossmodal.eval.evaluate import (
     EmbeddedSplit,
+    SearchScoring,
     embed_split,
     evaluate,
     format_table,
+    search_scoring,
     split_ranks,
 )
 from crossmodal.eval.evaluate import markdown_table as metrics_markdown_table
-from crossmodal.eval.metrics import DEFAULT_KS, metrics_from_ranks
+from crossmodal.eval.metrics import (
+    DEFAULT_KS,
+    metrics_from_ranks,
+    scores_with_offsets,
+)
 from crossmodal.models.base import Encoder
 from crossmodal.models.features import embed_texts
 
@@ -343,6 +352,8 @@ class _ModelRun:
     colour: str
     result: dict[str, Any]
     split: EmbeddedSplit
+    #: how the model's search scores this split; every ranking in the report goes through it
+    scoring: SearchScoring
     t2i: np.ndarray
     i2t: np.ndarray
     figures: dict[str, Path] = field(default_factory=dict)
@@ -351,12 +362,13 @@ class _ModelRun:
 
 def _embed_and_score(
     model: Encoder, dataset: ImageTextDataset, cache_dir: Path | None, show_progress: bool
-) -> tuple[dict[str, Any], EmbeddedSplit, np.ndarray, np.ndarray]:
+) -> tuple[dict[str, Any], EmbeddedSplit, SearchScoring, np.ndarray, np.ndarray]:
     # `evaluate` gives metrics.json exactly as `crossmodal eval` writes it and fills the
     # cache; the second embed_split is then all cache hits (a second or two).
     result = evaluate(model, dataset, cache_dir=cache_dir, show_progress=show_progress)
     split = embed_split(model, dataset, cache_dir=cache_dir, show_progress=False)
-    t2i, i2t = split_ranks(model, split)
+    scoring = search_scoring(model, split)
+    t2i, i2t = split_ranks(model, split, scoring=scoring)
     ks = tuple(int(k[2:]) for k in result["t2i"] if k.startswith("R@"))
     if metrics_from_ranks(t2i, ks) != result["t2i"] or metrics_from_ranks(i2t, ks) != result["i2t"]:
         # The second pass reads the first one's cache, so this only fires if the cache was
@@ -364,7 +376,7 @@ def _embed_and_score(
         raise CrossmodalError(
             f"{model.name}: embeddings changed between two passes; run with a cache"
         )
-    return result, split, t2i, i2t
+    return result, split, scoring, t2i, i2t
 
 
 def prompt_sample(n_captions: int, limit: int, seed: int) -> np.ndarray:
@@ -392,7 +404,12 @@ def _prompt_study(
         else:
             texts = [rewrite(split.captions[i]) for i in idx]
             emb = embed_texts(model, texts, cache_dir=cache_dir, show_progress=show_progress)
-            ranks = an.text_to_image_ranks(split.image_emb, emb, split.caption_image[idx])
+            ranks = an.text_to_image_ranks(
+                split.image_emb,
+                emb,
+                split.caption_image[idx],
+                image_offsets=run.scoring.image_offsets,
+            )
         m = metrics_from_ranks(ranks, opt.ks)
         out[name] = {f"R@{k}": m[f"R@{k}"] for k in opt.ks} | {"MRR": m["MRR"]}
     return out
@@ -464,8 +481,8 @@ def _build(
     runs: list[_ModelRun] = []
     for model, label, slug in zip(models, labels, _slugs(labels), strict=True):
         stage(label, "embed + eval")
-        result, split, t2i, i2t = _embed_and_score(model, dataset, cache, show_progress)
-        run = _ModelRun(label, slug, colours[label], result, split, t2i, i2t)
+        result, split, scoring, t2i, i2t = _embed_and_score(model, dataset, cache, show_progress)
+        run = _ModelRun(label, slug, colours[label], result, split, scoring, t2i, i2t)
         runs.append(run)
         bar.update(1)
         check_gallery_sizes(len(split.image_paths), opt.gallery_sizes, dataset.split)
@@ -489,6 +506,7 @@ def _build(
             trials=opt.trials,
             seed=opt.seed,
             ks=opt.ks,
+            scoring=scoring,
         )
         bar.update(1)
 
@@ -519,8 +537,9 @@ def _build(
 
         stage(label, "what went wrong")
         run.data["confused"], run.data["near_duplicates"] = an.confused_pairs(
-            split.image_emb, split.text_emb, split.caption_image
-        )
+            split.image_emb, split.text_emb, split.caption_image,
+            image_offsets=scoring.image_offsets,
+        )  # fmt: skip
         run.data["words"] = an.word_contrast(
             split.captions, t2i, fail_after=FAIL_AFTER, min_count=opt.min_word_count
         )
@@ -617,7 +636,7 @@ def _heatmap(run: _ModelRun, images: np.ndarray, save: Any) -> tuple[Path, dict[
 def _grids(
     run: _ModelRun, opt: ReportOptions, thumb: plots.Thumbnail, save: Any
 ) -> dict[str, list[dict[str, Any]]]:
-    split = run.split
+    split, scoring = run.split, run.scoring
     k = opt.top_k
     per_image: list[list[int]] = [[] for _ in split.image_paths]
     for c, i in enumerate(split.caption_image.tolist()):
@@ -627,7 +646,7 @@ def _grids(
     examples: dict[str, list[dict[str, Any]]] = {}
 
     def t2i_rows(queries: list[int]) -> list[plots.T2IRow]:
-        top = an.top_k(split.text_emb, split.image_emb, queries, k)
+        top = an.top_k(split.text_emb, split.image_emb, queries, k, scoring.image_offsets)
         rows = []
         for q, items, scores in zip(top.queries, top.items, top.scores, strict=True):
             true = int(split.caption_image[q])
@@ -638,12 +657,14 @@ def _grids(
             true_hit = None
             if not any(h.is_true for h in hits):
                 score = float(split.text_emb[q] @ split.image_emb[true])
+                if scoring.image_offsets is not None:
+                    score += float(scoring.image_offsets[true])
                 true_hit = plots.GridHit(split.image_paths[true], score, int(run.t2i[q]), True)
             rows.append(plots.T2IRow(split.captions[q], int(run.t2i[q]), hits, true_hit))
         return rows
 
     def i2t_rows(queries: list[int]) -> list[plots.I2TRow]:
-        top = an.top_k(split.image_emb, split.text_emb, queries, k)
+        top = an.top_k(scoring.image_queries, split.text_emb, queries, k, scoring.text_offsets)
         rows = []
         for q, items, scores in zip(top.queries, top.items, top.scores, strict=True):
             hits = [
@@ -651,11 +672,15 @@ def _grids(
                 for r, (c, s) in enumerate(zip(items.tolist(), scores.tolist(), strict=True))
             ]
             # the true caption that ranks best (the one whose rank is the query's rank)
-            best = max(
-                per_image[q],
-                key=lambda c: float(split.image_emb[q] @ split.text_emb[c]),
-                default=None,
-            )
+            mine = per_image[q]
+            best = None
+            if mine:
+                own = scores_with_offsets(
+                    scoring.image_queries[q : q + 1],
+                    split.text_emb[mine],
+                    None if scoring.text_offsets is None else scoring.text_offsets[mine],
+                )[0]
+                best = mine[int(np.argmax(own))]
             truth = split.captions[best] if best is not None else ""
             rows.append(plots.I2TRow(split.image_paths[q], int(run.i2t[q]), hits, truth))
         return rows
@@ -699,6 +724,36 @@ def _grids(
 # ----------------------------------------------------------------------------- analysis.json
 
 
+def _examples_json(
+    examples: dict[str, list[dict[str, Any]]], rel: Any
+) -> dict[str, list[dict[str, Any]]]:
+    """The top-K grids' rows with photo paths relative to the report folder."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for key, rows in examples.items():
+        if key.startswith("t2i"):
+            out[key] = [
+                {
+                    "query": r["query"],
+                    "true_rank": r["true_rank"],
+                    "true_image": rel(r["true_image"]),
+                    "hits": [{"image": rel(path), "score": score} for path, score in r["hits"]],
+                }
+                for r in rows
+            ]
+        else:
+            out[key] = [
+                {
+                    "image": rel(r["image"]),
+                    "true_rank": r["true_rank"],
+                    "hits": [
+                        {"caption": cap, "score": score, "true": ok} for cap, score, ok in r["hits"]
+                    ],
+                }
+                for r in rows
+            ]
+    return out
+
+
 def _analysis_json(
     runs: Sequence[_ModelRun], dataset: ImageTextDataset, out: Path, opt: ReportOptions
 ) -> dict[str, Any]:
@@ -740,6 +795,7 @@ def _analysis_json(
                     for p in d["near_duplicates"]
                 ],
                 "words": asdict(d["words"]),
+                "examples": _examples_json(d["examples"], rel),
             }
         )
     return {
