@@ -23,7 +23,6 @@ from crossmodal.eval.metrics import (
     DEFAULT_KS,
     best_relevant_ranks,
     metrics_from_ranks,
-    retrieval_ranks,
     scores_with_offsets,
 )
 
@@ -194,6 +193,8 @@ def recall_vs_gallery_size(
     if any(s < 1 for s in sizes):
         raise CrossmodalError("gallery sizes must be positive numbers of images")
     caption_image = np.asarray(caption_image, np.int64)
+    if scoring is None:  # plain similarities, every image querying with its own vector
+        scoring = SearchScoring(None, None, np.asarray(image_emb, np.float32))
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, list[float]]] = {
         key: {f"R@{k}": [] for k in ks} for key in ("t2i_mean", "t2i_std", "i2t_mean", "i2t_std")
@@ -206,14 +207,8 @@ def recall_vs_gallery_size(
             new_of_old = np.full(n, -1, np.int64)
             new_of_old[pick] = np.arange(size)
             keep = np.flatnonzero(new_of_old[caption_image] >= 0)
-            sub = scoring.subset(pick, keep) if scoring is not None else None
-            t2i, i2t = retrieval_ranks(
-                image_emb[pick],
-                text_emb[keep],
-                new_of_old[caption_image[keep]],
-                image_offsets=None if sub is None else sub.image_offsets,
-                text_offsets=None if sub is None else sub.text_offsets,
-                image_queries=None if sub is None else sub.image_queries,
+            t2i, i2t = scoring.subset(pick, keep).ranks(
+                image_emb[pick], text_emb[keep], new_of_old[caption_image[keep]]
             )
             per["t2i"].append(metrics_from_ranks(t2i, ks))
             per["i2t"].append(metrics_from_ranks(i2t, ks))

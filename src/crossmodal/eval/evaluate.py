@@ -146,6 +146,19 @@ class SearchScoring:
             self.image_queries[images],
         )  # fmt: skip
 
+    def ranks(
+        self, image_emb: np.ndarray, text_emb: np.ndarray, caption_image: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Both directions' ranks (`retrieval_ranks`) of the gallery this scoring is for."""
+        return retrieval_ranks(
+            image_emb,
+            text_emb,
+            caption_image,
+            image_offsets=self.image_offsets,
+            text_offsets=self.text_offsets,
+            image_queries=self.image_queries,
+        )
+
 
 def search_scoring(model: Encoder, split: EmbeddedSplit, raw: bool = False) -> SearchScoring:
     """The split's scoring as the model's search does it (`raw`: the plain cosine
@@ -172,14 +185,7 @@ def split_ranks(
     already computed)."""
     if scoring is None:
         scoring = search_scoring(model, split, raw)
-    return retrieval_ranks(
-        split.image_emb,
-        split.text_emb,
-        split.caption_image,
-        image_offsets=scoring.image_offsets,
-        text_offsets=scoring.text_offsets,
-        image_queries=scoring.image_queries,
-    )
+    return scoring.ranks(split.image_emb, split.text_emb, split.caption_image)
 
 
 METRIC_COLUMNS = ("R@1", "R@5", "R@10", "MRR", "MedR")
