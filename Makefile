@@ -9,16 +9,36 @@ STAMP := $(VENV)/.installed-stamp
 DATA ?= ../shared/data
 GALLERY ?= $(DATA)/flickr8k
 
-.PHONY: demo test lint setup clean-venv browser
+.PHONY: demo test test-fp32 lint lock setup clean-venv browser
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+# Every package version is pinned by requirements.lock (what the tests last passed with), so
+# two set-ups a week apart install the same thing; `make lock` refreshes it (see README).
+LOCK := requirements.lock
+
+$(STAMP): pyproject.toml $(LOCK)
+	@echo "== creating the virtual environment $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "== upgrading pip"
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "== installing torch 2.13.0 (CPU build) first, so no dependency pulls a CUDA build"
+	@$(BIN)/python -m pip install --quiet -c $(LOCK) torch==2.13.0
+	@echo "== installing crossmodal and its dependencies at the versions of $(LOCK) (a few minutes)"
+	@$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
+	@$(BIN)/python tools/check_lock.py $(LOCK)
+	@touch $(STAMP)
+
+# Refresh the lock: a throw-away venv gets the newest versions pyproject.toml allows, then the
+# whole suite should be run against them (`make clean-venv test`) before committing the lock.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet torch==2.13.0
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	.venv-lock/bin/python tools/check_lock.py --write $(LOCK)
+	rm -rf .venv-lock
 
 # The demo indexes the 1,000 Flickr8k test images with their captions into an ignored folder
 # (incremental: a second `make demo` only searches; --rebuild re-embeds it when the default
@@ -65,7 +85,16 @@ demo: $(STAMP)
 	  exec $(DEMO_CLI) serve --collection "$(DEMO_COLLECTION)" --port $(DEMO_PORT); fi
 
 test: $(STAMP) browser
+	$(BIN)/python tools/check_lock.py $(LOCK)
 	$(BIN)/python -m pytest -q
+
+# The numeric-path tests (towers, fast paths, eval figures on the fixture) on the fp32 path,
+# whatever this CPU would pick: CI runs them after `make test`, so both paths are covered on
+# any machine (the bf16 path itself is forced by its own tests, emulated where not native).
+NUMERIC_TESTS := tests/index/test_fast.py tests/models tests/test_cli_eval.py tests/eval \
+	tests/test_collection.py tests/index/test_store.py
+test-fp32: $(STAMP)
+	CROSSMODAL_FAST=fp32 $(BIN)/python -m pytest -q $(NUMERIC_TESTS)
 
 # The browser tests (tests/web) drive Debian's chromium; a new machine has only what the
 # project installs, so install it when it is missing and we can (root with apt-get). Elsewhere

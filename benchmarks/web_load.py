@@ -51,7 +51,11 @@ FLICKR8K = DATA / "flickr8k"
 #: Built here (ignored by git) and rebuilt when the model it was built with has changed.
 DEFAULT_COLLECTION = REPO / ".venv" / "web-bench-collection"
 REPORT = REPO / "docs" / "benchmarks.md"
-START, END = "<!-- web:start -->", "<!-- web:end -->"
+
+
+def markers(path: str) -> tuple[str, str]:
+    """docs/benchmarks.md markers of the web section of one inference path (bf16 / fp32)."""
+    return f"<!-- web:{path}:start -->", f"<!-- web:{path}:end -->"
 
 
 # ---- the server ------------------------------------------------------------------------------
@@ -346,10 +350,14 @@ def run_scenario(args: argparse.Namespace, scenario: str) -> dict:
 
 
 # ---- the report ------------------------------------------------------------------------------
-def format_section(runs: list[dict], command: str) -> str:
+def format_section(runs: list[dict], command: str, path: str, machine: str) -> str:
+    start, end = markers(path)
+    label = {"bf16": "bf16 path (AVX512-BF16 / AMX)", "fp32": "fp32 path (AVX2 and others)"}
     lines = [
-        START,
-        "## Web app under load (`benchmarks/web_load.py`)",
+        start,
+        f"## Web app under load (`benchmarks/web_load.py`) — {label[path]}",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} on: {machine}.",
         "",
         f"`{command}` on this machine (2 cores shared by the server, the load generator and "
         "whatever else runs): each of the clients holds a keep-alive connection to "
@@ -383,17 +391,18 @@ def format_section(runs: list[dict], command: str) -> str:
             f"{r['client_cores']:.2f} | "
             f"{r['other_cores']:.2f} |"
         )
-    lines += ["", END]
+    lines += ["", end]
     return "\n".join(lines)
 
 
-def write_report(section: str, notes: str | None) -> None:
+def write_report(section: str, notes: str | None, path: str) -> None:
+    start, end = markers(path)
     if notes:
-        section = section.replace(f"\n\n{END}", f"\n\n{notes.strip()}\n\n{END}")
+        section = section.replace(f"\n\n{end}", f"\n\n{notes.strip()}\n\n{end}")
     text = REPORT.read_text(encoding="utf-8") if REPORT.is_file() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1]
         text = before + section + after
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
@@ -427,12 +436,28 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-write", action="store_true", help="print, do not update docs")
     parser.add_argument("--notes", help="a paragraph added under the table")
+    parser.add_argument(
+        "--fast",
+        choices=["auto", "bf16", "fp32", "fp32-torch"],
+        default=None,
+        help="inference path of the server (CROSSMODAL_FAST); default: as set, else auto",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.fast:
+        os.environ["CROSSMODAL_FAST"] = args.fast  # the server subprocess inherits it
     if args.serve:
         serve_only(args)
         return
+    from crossmodal.models.fast import fast_mode
+    from crossmodal.runtime import describe_machine
+
+    path = fast_mode()
+    if path == "off":
+        parser.error("CROSSMODAL_FAST=0 turns the fast paths off: nothing to benchmark")
+    machine = describe_machine()
+    print(f"measuring on {machine}", flush=True)
     if args.max_batch is None:
         from crossmodal.web.settings import WebSettings
 
@@ -451,12 +476,14 @@ def main() -> None:
     command = (
         f"python benchmarks/web_load.py --clients {args.clients} --duration {args.duration:g} "
         f"--scenarios {args.scenarios} --pool {args.pool} --workers {args.workers} "
-        f"--max-batch {args.max_batch}" + ("" if args.child_encoders else " --no-child-encoders")
+        f"--max-batch {args.max_batch}"
+        + ("" if args.child_encoders else " --no-child-encoders")
+        + (f" --fast {args.fast}" if args.fast else "")
     )
-    section = format_section(runs, command)
+    section = format_section(runs, command, path, machine)
     print(section)
     if not args.no_write:
-        write_report(section, args.notes)
+        write_report(section, args.notes, path)
         print(f"written to {REPORT}")
 
 
