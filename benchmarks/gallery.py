@@ -596,8 +596,8 @@ def notes(results: dict[str, Any]) -> str:
         flat, half = queries["flat"], queries.get("flat-fp16", queries["flat"])
         dim = results.get("dim", 256)
         out.append(
-            f"- **A text query** is one pass of the text towers (MiniLM in {results['path']} "
-            f"without padding beside the multilingual USE on a second thread: "
+            f"- **A text query** is one pass of the text towers ({results['text_path']} "
+            f"beside the multilingual USE on a second thread: "
             f"{flat['encode_text_p50']:.1f} ms p50) plus a scan of every vector "
             f"({flat['search_vector_p50']:.1f} ms with the catalogue rows). A full exact scan "
             f"would read {dim} x 4 bytes per vector ({dim * 4 * 100_000 / 1e6:.0f} MB at "
@@ -685,8 +685,11 @@ def main() -> None:
     if path == "off":
         raise SystemExit("CROSSMODAL_FAST=0 turns the fast paths off: nothing to benchmark")
     print(f"measuring on {machine()}", flush=True)
+    from crossmodal.models.fast import describe_paths
+
     results: dict[str, Any] = {
         "path": path,
+        "text_path": describe_paths()["text"],
         "machine": machine(),
         "model": model_desc,
         "dim": model.dim,

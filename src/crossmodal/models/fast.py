@@ -30,12 +30,19 @@ copy of MiniLM with bf16 matrix products that runs the tokens of a batch without
 
 Measured steps, and what was tried and not kept, are in docs/benchmarks.md.
 
+CPUs without native bf16 (AVX2 laptops and servers, most Arm machines) take the fp32 path:
+bf16 there is emulated and dozens of times slower, so `auto` (the default) picks fp32, and both
+towers run on OpenVINO's fp32 kernels when it is installed (`crossmodal.models.openvino_net`;
+same arithmetic, about 1.3x (image) and 2x (text) PyTorch's fp32 on an AVX2 core), else on
+the folded fp32 module and `PackedBert` in fp32.
+
 The towers call these from `forward` when no gradient is needed; they return None (the caller
 falls back to the reference path) when a fast path does not apply: training mode, grad enabled,
 modules replaced by adapters (LoRA) in the image tower, or `CROSSMODAL_FAST=0`.
-`CROSSMODAL_FAST=fp32` keeps the folded image network but no bf16 anywhere. Rebuilt modules are
-cached on the tower and rebuilt whenever a weight changes in place (as an optimiser step does),
-keyed by the tensors' version counters.
+`CROSSMODAL_FAST` = auto | bf16 | fp32 | fp32-torch | 0: bf16 forces the bf16 path (runs
+anywhere, slowly where emulated), fp32 the fp32 path (OpenVINO where installed), fp32-torch the
+fp32 path on PyTorch alone. Rebuilt modules are cached on the tower and rebuilt whenever a
+weight changes in place (as an optimiser step does), keyed by the tensors' version counters.
 """
 
 from __future__ import annotations
@@ -337,19 +344,32 @@ def _supported(net: nn.Module) -> bool:
 # Any parameter, buffer or submodule registered anywhere (a model built, a LoRA adapter
 # injected) bumps this count; a module's list of tensors is collected again only then. Walking
 # the module tree for it on every call (`net.parameters()`) took ~1 ms of a 10 ms text query.
+# The hooks are global (every module of the process), so they are installed on the first use
+# of a fast path, not when this module is imported: a tensor list collected then is current,
+# and any registration after it is counted.
 _registrations = [0]
+_hooks_installed = [False]
 
 
 def _registered(*args: object) -> None:
     _registrations[0] += 1
 
 
-nn.modules.module.register_module_parameter_registration_hook(_registered)
-nn.modules.module.register_module_buffer_registration_hook(_registered)
-nn.modules.module.register_module_module_registration_hook(_registered)
+_HOOKS_LOCK = threading.Lock()
+
+
+def _install_hooks() -> None:
+    with _HOOKS_LOCK:
+        if not _hooks_installed[0]:
+            nn.modules.module.register_module_parameter_registration_hook(_registered)
+            nn.modules.module.register_module_buffer_registration_hook(_registered)
+            nn.modules.module.register_module_module_registration_hook(_registered)
+            _hooks_installed[0] = True
 
 
 def _weights_key(net: nn.Module) -> tuple[int, ...]:
+    if not _hooks_installed[0]:
+        _install_hooks()
     cached = net.__dict__.get("_fast_tensors")
     if cached is None or cached[0] != _registrations[0]:
         cached = (_registrations[0], (*net.parameters(), *net.buffers()))
