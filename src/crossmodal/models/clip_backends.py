@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from crossmodal.errors import ConfigError, ModelNotAvailable
+from crossmodal.errors import ModelNotAvailable
 from crossmodal.models.base import Encoder, l2_normalize
+from crossmodal.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +125,6 @@ def _quiet_transformers() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {device!r} requested but MPS is not available on this machine")
-    return dev
 
 
 def _hash_file(h: Any, path: Path, chunk: int = 1 << 20) -> None:
@@ -387,7 +379,7 @@ class HFClipEncoder(Encoder):
         name: str = "hf-clip",
         source_dir: str | Path | None = None,
     ) -> None:
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.model = model.to(device=self.device, dtype=torch.float32).eval()
         self.image_processor = image_processor
         self.tokenizer = tokenizer
@@ -627,7 +619,7 @@ class OpenClipEncoder(Encoder):
         dim: int | None = None,
         spec: str | None = None,
     ) -> None:
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.preprocess = preprocess
         self.tokenizer = tokenizer
@@ -650,7 +642,7 @@ class OpenClipEncoder(Encoder):
         are missing."""
         open_clip = _import_open_clip()
         arch, pretrained = _split_open_clip_spec(spec)
-        dev = _resolve_device(device)
+        dev = resolve_device(device)
         offline = not network_allowed()
 
         kwargs: dict[str, Any] = {}

@@ -92,6 +92,11 @@ def fast_mode() -> str:
     `CROSSMODAL_FAST` = auto (default) | bf16 | fp32 | fp32-torch | 0: `fp32` and
     `fp32-torch` are both the fp32 path; they differ in the image tower's runtime
     (`image_backend`)."""
+    from crossmodal.runtime import forced_fast_mode
+
+    forced = forced_fast_mode()
+    if forced is not None:
+        return forced
     value = _fast_setting()
     if value in ("0", "off", "false", "no"):
         return "off"
@@ -105,10 +110,12 @@ def fast_mode() -> str:
 def image_backend() -> str:
     """Which runtime runs the towers: 'openvino' on the fp32 path where OpenVINO is installed
     (unless CROSSMODAL_FAST=fp32-torch), 'torch' otherwise, 'reference' when off."""
+    from crossmodal.runtime import forced_fast_mode
+
     mode = fast_mode()
     if mode == "off":
         return "reference"
-    if mode == "fp32" and _fast_setting() != "fp32-torch":
+    if mode == "fp32" and (_fast_setting() != "fp32-torch" or forced_fast_mode() is not None):
         from crossmodal.models.openvino_net import openvino_available
 
         if openvino_available():

@@ -9,7 +9,6 @@ has to be built or stored).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from torch import nn
 
 from crossmodal.errors import ModelNotAvailable
 from crossmodal.models.towers import hf_tokenize, minilm_path
+from crossmodal.runtime import offline_hub
 
 DEFAULT_CNN_WIDTHS: tuple[int, ...] = (32, 64, 128, 256)
 
@@ -188,7 +188,7 @@ class SmallTextTower(nn.Module):
             raise ModelNotAvailable(
                 f"small-transformer width {width} must be a positive multiple of heads {heads}"
             )
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        offline_hub()
         self.tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
         self.vocab_size = int(self.tokenizer.vocab_size)
         self.width, self.n_layers, self.heads = int(width), int(layers), int(heads)

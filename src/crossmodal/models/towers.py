@@ -22,6 +22,7 @@ from PIL import Image
 from torch import nn
 
 from crossmodal.errors import ModelNotAvailable
+from crossmodal.runtime import offline_hub
 
 # Variant -> (package holding the ImageNet weights, class in it, native resolution).
 EFFICIENTNET_VARIANTS: dict[str, tuple[str, str, int]] = {
@@ -175,7 +176,7 @@ class MiniLMTower(nn.Module):
         from transformers import AutoModel, AutoTokenizer
 
         path = minilm_path()
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        offline_hub()
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self.net = AutoModel.from_pretrained(str(path), local_files_only=True)
         self.net.eval()

@@ -16,14 +16,12 @@ Design choices, and why:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from crossmodal import runtime
 from crossmodal.data import ImageTextDataset
 from crossmodal.data.images import load_image
 from crossmodal.errors import ConfigError, DatasetError, ImageLoadError
@@ -364,22 +363,11 @@ def _param_groups(model: DualEncoder, cfg: TrainConfig) -> list[dict[str, Any]]:
 
 
 def resolve_device(cfg: TrainConfig) -> torch.device:
-    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' asked for, but torch sees no GPU here")
-        return torch.device("cuda")
-    return torch.device("cpu")
+    return runtime.resolve_device(cfg.device)
 
 
 def autocast_for(cfg: TrainConfig, device: torch.device) -> Any:
-    precision = cfg.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext, None
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+    return runtime.autocast(device, cfg.precision)
 
 
 # ---- batches -----------------------------------------------------------------------------
@@ -448,21 +436,6 @@ def epoch_batches(
 
 
 # ---- evaluation --------------------------------------------------------------------------
-@contextlib.contextmanager
-def _no_fast_paths() -> Iterator[None]:
-    # the inference fast paths rebuild bf16 copies when weights change; during training the
-    # plain modules are both correct and cheaper than a copy per epoch
-    old = os.environ.get("CROSSMODAL_FAST")
-    os.environ["CROSSMODAL_FAST"] = "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("CROSSMODAL_FAST", None)
-        else:
-            os.environ["CROSSMODAL_FAST"] = old
-
-
 def embed_split_tensors(
     model: DualEncoder,
     data: SplitData,
@@ -502,7 +475,9 @@ def embed_in_batches(
     (by index) through the given functions, without gradients or inference fast paths;
     results on the CPU. Shared by the dual-encoder and CLIP trainers' evaluations."""
     images, texts = [], []
-    with torch.no_grad(), _no_fast_paths(), autocast():
+    # the inference fast paths rebuild copies when weights change; during training the plain
+    # modules are both correct and cheaper than a copy per epoch
+    with torch.no_grad(), runtime.fast_paths("off"), autocast():
         for start in range(0, len(pixels), batch_size):
             images.append(
                 image_vectors(pixels[start : start + batch_size].to(device)).float().cpu()

@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from crossmodal import runtime
 from crossmodal.data import ImageTextDataset, load_dataset, load_image
 from crossmodal.errors import ConfigError, DatasetError, ImageLoadError
 from crossmodal.eval.metrics import mean_recall, metrics_from_ranks, retrieval_ranks
@@ -182,39 +183,14 @@ class SSLConfig:
             raise ConfigError(
                 f"precision must be one of {', '.join(_PRECISIONS)}, got {self.precision!r}"
             )
-        resolve_device(self.device)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> the GPU when torch sees one, else the CPU; a missing GPU is a ConfigError."""
-    name = str(name).strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} asked for, but torch sees no GPU here")
-        try:
-            device = torch.device(name)
-        except RuntimeError:
-            raise ConfigError(f"device {name!r} is not a valid torch device") from None
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"device {name!r} asked for, but torch sees {torch.cuda.device_count()} GPU(s)"
-            )
-        return device
-    raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+        runtime.resolve_device(self.device)
 
 
 def _autocast(cfg: SSLConfig, device: torch.device) -> Callable[[], AbstractContextManager[Any]]:
-    """bf16 autocast on CUDA by default; on the CPU only when asked: on this AVX-512 machine
+    """bf16 autocast on CUDA by default; on the CPU only when asked: on an AVX-512 machine
     (no AMX) it made the Transformer ~1.3x faster but not the CNN (channels-last fp32 was as
     fast), which is not worth the rounding in from-scratch training by default."""
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    if not use_bf16:
-        return nullcontext
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return runtime.autocast(device, cfg.precision)[0]
 
 
 def model_config(cfg: SSLConfig, name: str = "unnamed") -> dict[str, Any]:
@@ -908,7 +884,7 @@ def train_ssl(cfg: SSLConfig, show_progress: bool = True) -> Path:
     `<out>/<stage>/metrics.jsonl`, `train_config.json` and `summary.json`. Returns `<out>/best`.
     """
     cfg.validate()
-    device = resolve_device(cfg.device)
+    device = runtime.resolve_device(cfg.device)
     start = time.perf_counter()
     if cfg.threads is not None:
         torch.set_num_threads(int(cfg.threads))
@@ -988,7 +964,6 @@ __all__ = [
     "pretrain_image_tower",
     "pretrain_text_tower",
     "random_resized_crop",
-    "resolve_device",
     "simsiam_loss",
     "train_ssl",
 ]
