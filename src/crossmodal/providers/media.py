@@ -79,7 +79,23 @@ def save_media(
     sidecar.pop("sidecar")
     sidecar["path"] = path.name
     media.sidecar.write_text(json.dumps(sidecar, ensure_ascii=False, indent=2), encoding="utf-8")
+    if kind == "image":
+        _append_caption(folder / CAPTIONS_FILE, path.name, prompt)
     return media
+
+
+#: `image<TAB>caption` of every generated image, so `crossmodal index <dir> --captions
+#: <dir>/captions.tsv` indexes them with their prompts as captions
+CAPTIONS_FILE = "captions.tsv"
+
+
+def _append_caption(file: Path, name: str, prompt: str) -> None:
+    caption = " ".join(prompt.split())
+    new = not file.exists()
+    with file.open("a", encoding="utf-8") as out:
+        if new:
+            out.write("image\tcaption\n")
+        out.write(f"{name}\t{caption}\n")
 
 
 def captions_for(folder: Path) -> dict[str, list[str]]:
