@@ -126,16 +126,30 @@ def fit_command(
 @dogs_app.command("build-dataset")
 @friendly_errors
 def build_dataset_command(
-    images: Annotated[Path, typer.Option(help="folder holding the images")],
-    labels: Annotated[Path, typer.Option(help="labels.tsv: image<TAB>wnid[<TAB>breed]")],
     out: Annotated[Path, typer.Option(help="output folder for captions.json + split lists")],
+    images: Annotated[Path | None, typer.Option(help="folder holding the images")] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="labels.tsv: image<TAB>wnid[<TAB>breed]")
+    ] = None,
+    tsinghua: Annotated[
+        Path | None,
+        typer.Option(help="a Tsinghua Dogs folder (low-resolution/ + TrainAndValList/) instead"),
+    ] = None,
     lang: Annotated[str, typer.Option(help="caption language: en | zh | both")] = "both",
     seed: Annotated[int, typer.Option(help="seed of the stratified split and captions")] = 0,
 ) -> None:
-    """Write a captions-json dataset with knowledge-base captions for labelled dog photos."""
-    from crossmodal.dogs.dataset import build_dataset
+    """Write a captions-json dataset with knowledge-base captions for labelled dog photos
+    (--images + --labels, or --tsinghua for the Tsinghua Dogs layout)."""
+    from crossmodal.dogs.dataset import build_dataset, build_tsinghua_dataset
 
-    report = build_dataset(images, labels, out, lang=lang.strip().lower(), seed=seed)
+    if tsinghua is not None:
+        if images is not None or labels is not None:
+            raise ConfigError("give either --tsinghua or --images with --labels, not both")
+        report = build_tsinghua_dataset(tsinghua, out, lang=lang.strip().lower(), seed=seed)
+    else:
+        if images is None or labels is None:
+            raise ConfigError("give --images and --labels (or --tsinghua FOLDER)")
+        report = build_dataset(images, labels, out, lang=lang.strip().lower(), seed=seed)
     typer.echo(report.summary())
     typer.echo(f"evaluate with: crossmodal eval --dataset captions-json --root {out}")
 
