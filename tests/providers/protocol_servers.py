@@ -3,8 +3,9 @@
 They accept the request shapes the real services document and answer with the documented
 response shapes (see the docstrings of crossmodal/providers/zhipu.py and baidu.py), bound to
 127.0.0.1 only. Faults are injected per test: `server.fault("/chat", 429)` makes the next
-request whose path starts with "/chat" answer 429 (also 401, 500, "malformed", "baidu-qps",
-"baidu-token"). Everything a client sent is kept in `server.requests` for assertions.
+request whose path starts with "/chat" answer 429 (also 401, 500, "malformed", "sse-garbage",
+"sse-cut", "stuck" for a video task that never finishes, "baidu-qps", "baidu-token").
+Everything a client sent is kept in `server.requests` for assertions.
 """
 
 from __future__ import annotations
@@ -135,6 +136,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "malformed":
             self._send(200, b"{not json", "application/json")
+            return
+        if fault == "sse-garbage":  # a streamed chat whose event is not JSON
+            self._send(200, b"data: {oops\n\ndata: [DONE]\n\n", "text/event-stream")
+            return
+        if fault == "sse-cut":  # a streamed chat that stops before [DONE]
+            event = {"choices": [{"index": 0, "delta": {"content": "half"}}]}
+            self._send(200, f"data: {json.dumps(event)}\n\n".encode(), "text/event-stream")
             return
         if fault == "stuck":  # a task that never finishes
             body = {"__stuck__": True, **(body if isinstance(body, dict) else {})}

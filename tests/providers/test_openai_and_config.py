@@ -48,6 +48,9 @@ def test_openai_errors(server: ProtocolServer, config: ProvidersConfig):
         OpenAIChat(_openai(config, server, key="bad")).chat([{"role": "user", "content": "x"}])
     server.fault("/chat", 429)
     assert OpenAIChat(_openai(config, server)).chat([{"role": "user", "content": "x"}])
+    server.fault("/chat", 500, times=3)
+    with pytest.raises(ProviderError, match=r"OpenAI-compatible chat: HTTP 500"):
+        OpenAIChat(_openai(config, server)).chat([{"role": "user", "content": "x"}])
     server.fault("/chat", "malformed")
     with pytest.raises(ProviderError, match=r"OpenAI-compatible chat: .*not JSON"):
         OpenAIChat(_openai(config, server)).chat([{"role": "user", "content": "x"}])

@@ -94,6 +94,15 @@ def test_streaming_retries_before_the_first_byte(server: ProtocolServer, config:
     assert "".join(ZhipuClient(config).chat_stream(USER)).endswith("柯基掉毛吗？")
 
 
+def test_malformed_stream_is_a_clear_error(server: ProtocolServer, config: ProvidersConfig):
+    server.fault("/chat", "sse-garbage")
+    with pytest.raises(ProviderError, match="event that is not a delta"):
+        list(ZhipuClient(config).chat_stream(USER))
+    server.fault("/chat", "sse-cut")
+    with pytest.raises(ProviderError, match=r"ended without \[DONE\]"):
+        list(ZhipuClient(config).chat_stream(USER))
+
+
 def test_malformed_reply_is_a_clear_error(server: ProtocolServer, config: ProvidersConfig):
     server.fault("/chat", "malformed")
     with pytest.raises(ProviderError, match="not JSON"):

@@ -5,7 +5,9 @@ How an answer is made:
 1. the language is detected (Chinese / English; anything else gets a clear "only Chinese and
    English" answer), breed names are spotted (`nlu.spot_breeds`), and the intent is found by
    keyword rules: identify / compare / recommend / one topic (children, apartment, first-time
-   owner, size, exercise, grooming, temperament, origin, appearance) / info / search;
+   owner, size, exercise, grooming, temperament, origin, appearance, lifespan, training,
+   barking, health, heat, cold, cats, other dogs, time alone, home) / info / not_known (a field
+   the base does not hold: said so, with what is known) / search;
 2. the subject is the breed(s) named in the question or, when none is named and a photo is
    given, the breed recognised in the photo (a photo that is not a dog gets an honest answer);
 3. the answer is rendered from knowledge-base fields only, and ends with the facts it used.

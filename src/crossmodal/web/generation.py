@@ -109,7 +109,9 @@ class GenerationDesk:
 
     def _run_video(self, task: Task, image: bytes | None) -> None:
         def progress(status: str, elapsed: float) -> None:
-            task.status = status
+            # the provider's SUCCESS comes before the download: the task is done only when
+            # its card is ready
+            task.status = "downloading" if status == "success" else status
 
         try:
             media = generate_video(
