@@ -156,6 +156,30 @@ def _draft(result: Answer) -> str:
     return result.text.removesuffix(line).rstrip() if line else result.text
 
 
+#: longest side of the photo a conversation keeps (the recogniser looks at 300 px or less):
+#: a server holds many conversations, and a phone photo is several MB
+KEEP_PIXELS = 1024
+
+
+def _compact(image: bytes) -> bytes:
+    """The photo as a JPEG of at most KEEP_PIXELS a side (as sent when it cannot be read:
+    reading it then raises the clear error)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    try:
+        with Image.open(BytesIO(image)) as img:
+            if max(img.size) <= KEEP_PIXELS and img.format == "JPEG":
+                return image
+            img.thumbnail((KEEP_PIXELS, KEEP_PIXELS))
+            out = BytesIO()
+            img.convert("RGB").save(out, format="JPEG", quality=90)
+            return out.getvalue()
+    except (OSError, Image.DecompressionBombError):
+        return image
+
+
 def _rules(session: ChatSession, message: str, image: bytes | None, lang: str | None) -> Answer:
     from io import BytesIO
 
@@ -265,7 +289,7 @@ def _prepare(
         raise DogQuestionError("the message is empty: ask about a breed, or describe a picture")
     config = config or load_config()
     if image is not None:
-        session.image = image
+        session.image = _compact(image)
     kind = generation_request(message)
     if kind is not None:
         reply = _generate(kind, session, message, image, config, collection, on_progress, media_dir)

@@ -376,7 +376,13 @@ class WebService:
         """One turn of a grounded conversation; a video request starts a background task."""
         if not self._dogs:
             raise Rejected(404, "the dog edition is not installed on this server")
-        from crossmodal.dogs.chat import _THIS_DOG, SessionStore, chat_turn, generation_request
+        from crossmodal.dogs.chat import (
+            _THIS_DOG,
+            SessionStore,
+            _compact,
+            chat_turn,
+            generation_request,
+        )
         from crossmodal.web.generation import media_card
 
         if image is not None:
@@ -386,7 +392,7 @@ class WebService:
         session = self._sessions.get(session_id)
         if generation_request(message) == "video" and self.providers.summary()["video"]:
             if image is not None:
-                session.image = image
+                session.image = _compact(image)
             source = image or (session.image if _THIS_DOG.search(message) else None)
             task = self.desk.start_video(message, source)
             zh = any("\u4e00" <= ch <= "\u9fff" for ch in message)
