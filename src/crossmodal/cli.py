@@ -571,6 +571,11 @@ from crossmodal.web.cli import register as _register_serve  # noqa: E402
 
 _register_serve(app)
 
+# `crossmodal generate …` and `crossmodal web-search` live in crossmodal/providers/cli.py
+from crossmodal.providers.cli import register as _register_providers  # noqa: E402
+
+_register_providers(app)
+
 
 def main() -> None:
     app()

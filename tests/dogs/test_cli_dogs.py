@@ -70,3 +70,29 @@ def test_build_dataset_command(tmp_path: Path) -> None:
     assert "20 images" in result.stdout and (out / "test.txt").is_file()
     bad = runner.invoke(app, [*args, "--out", str(out), "--lang", "fr"])
     assert bad.exit_code == 2 and "unknown language" in bad.output
+
+
+def test_build_dataset_from_the_tsinghua_layout(tmp_path: Path) -> None:
+    from tests.dogs.test_dataset import _fake_tsinghua
+
+    root = _fake_tsinghua(tmp_path / "thu", per_class=3)
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["dogs", "build-dataset", "--tsinghua", str(root), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "skipped 3 images of 1 breeds" in result.stdout
+    both = runner.invoke(
+        app,
+        [
+            "dogs",
+            "build-dataset",
+            "--tsinghua",
+            str(root),
+            "--images",
+            str(root),
+            "--out",
+            str(out),
+        ],
+    )
+    assert both.exit_code == 2 and "not both" in both.output

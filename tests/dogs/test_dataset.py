@@ -88,3 +88,60 @@ def test_real_stanford_dogs_split_matches_the_recogniser(dogs_root: Path, tmp_pa
     theirs = load_dataset("stanford-dogs", dogs_root, split="test")
     assert [p.resolve() for p in ours.image_paths] == [p.resolve() for p in theirs.image_paths]
     assert len(ours.captions) == 600 * 10
+
+
+# ---- Tsinghua Dogs layout -----------------------------------------------------------------
+#: class folders as the low-resolution download names them (image count, id, breed)
+THU_CLASSES = {
+    "1043-n000001-Shiba_Dog": None,  # not one of the 120 breeds: skipped, counted
+    "1160-n000003-Siberian_husky": "Siberian_husky",
+    "1936-n000005-Pomeranian": "Pomeranian",
+    "203-n000022-English_setter": "English_setter",
+}
+
+
+def _fake_tsinghua(root: Path, per_class: int = 14) -> Path:
+    """A tiny Tsinghua Dogs folder in its documented layout: low-resolution/<class>/<image>,
+    TrainAndValList/{train,validation}.lst with `.//<class>/<image>` lines and a BOM."""
+    train, val = [], []
+    for c, folder in enumerate(THU_CLASSES):
+        for k in range(per_class):
+            name = f"{1000 * c + k}.jpg"
+            make_image(root / "low-resolution" / folder / name, (30 * c + 40, 10 * k, 120))
+            (val if k < 2 else train).append(f".//{folder}/{name}")
+    lists = root / "TrainAndValList"
+    lists.mkdir(parents=True)
+    (lists / "train.lst").write_text("\ufeff" + "\n".join(train) + "\n", encoding="utf-8")
+    (lists / "validation.lst").write_text("\ufeff" + "\r\n".join(val) + "\r\n", encoding="utf-8")
+    return root
+
+
+def test_tsinghua_layout_builds_a_dataset(tmp_path: Path) -> None:
+    from crossmodal.dogs.dataset import build_tsinghua_dataset, read_tsinghua
+
+    root = _fake_tsinghua(tmp_path / "thu")
+    layout = read_tsinghua(root)
+    assert layout.skipped == {"Shiba_Dog": 14} and layout.missing == 0
+    kb = KnowledgeBase.load()
+    breeds = {kb.by_wnid(w).breed for _, _, w, _ in layout.rows}
+    assert breeds == {b for b in THU_CLASSES.values() if b}
+    report = build_tsinghua_dataset(root, tmp_path / "out", lang="both")
+    assert report.images == 42 and report.splits["test"] == 6  # validation.lst is our test
+    assert report.splits["train"] + report.splits["val"] == 36
+    assert "skipped 14 images of 1 breeds" in report.summary() and "Shiba_Dog" in report.summary()
+    test = load_dataset("captions-json", tmp_path / "out", split="test")
+    assert len(test) == 6 and all(p.is_file() for p in test.image_paths)
+    # the captions draw on the care fields (lifespan, cold tolerance, trainability ...)
+    caps = " ".join(test.captions)
+    assert "years" in caps or "cold weather" in caps or "easily trained" in caps
+    assert "寿命" in caps or "耐寒" in caps or "容易训练" in caps or "怕热" in caps
+
+
+def test_tsinghua_bad_folder(tmp_path: Path) -> None:
+    from crossmodal.dogs.dataset import read_tsinghua
+
+    with pytest.raises(DatasetError, match="not a Tsinghua Dogs folder"):
+        read_tsinghua(tmp_path)
+    (tmp_path / "low-resolution").mkdir()
+    with pytest.raises(DatasetError, match="list not found"):
+        read_tsinghua(tmp_path)

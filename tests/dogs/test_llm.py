@@ -89,7 +89,7 @@ def test_rephrases_with_the_facts_in_the_prompt(llm: FakeLLM) -> None:
     got = answer("Is a Beagle good with kids?")
     assert got.text.startswith("LLM says: ok")
     # the facts line is ours, appended after the LLM's text: facts stay named
-    assert "Facts used (knowledge base): Beagle — children: good." in got.text
+    assert "Facts used (knowledge base): Beagle — children: good; trainability: low." in got.text
     assert any("llm rephrasing: fake-model" in s for s in got.sources)
     (request,) = llm.requests
     assert request["path"] == "/v1/chat/completions"

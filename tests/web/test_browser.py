@@ -248,7 +248,7 @@ def test_chat_answers_a_chinese_question_about_the_uploaded_photo(  # type: igno
     page.wait_for_selector(".card")
     assert page.is_visible("#attach-row") and page.is_checked("#attach")
     page.fill("#question", "这是什么品种？")
-    with page.expect_response(lambda r: r.url.endswith("/api/dogs/ask"), timeout=60_000) as info:
+    with page.expect_response(lambda r: r.url.endswith("/api/dogs/chat"), timeout=60_000) as info:
         page.click("#ask-button")
     body = info.value.json()
     assert info.value.status == 200 and body["lang"] == "zh" and body["breeds"], body

@@ -7,6 +7,7 @@ Heavy imports (torch, the towers) happen inside the commands so `crossmodal --he
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -125,16 +126,30 @@ def fit_command(
 @dogs_app.command("build-dataset")
 @friendly_errors
 def build_dataset_command(
-    images: Annotated[Path, typer.Option(help="folder holding the images")],
-    labels: Annotated[Path, typer.Option(help="labels.tsv: image<TAB>wnid[<TAB>breed]")],
     out: Annotated[Path, typer.Option(help="output folder for captions.json + split lists")],
+    images: Annotated[Path | None, typer.Option(help="folder holding the images")] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="labels.tsv: image<TAB>wnid[<TAB>breed]")
+    ] = None,
+    tsinghua: Annotated[
+        Path | None,
+        typer.Option(help="a Tsinghua Dogs folder (low-resolution/ + TrainAndValList/) instead"),
+    ] = None,
     lang: Annotated[str, typer.Option(help="caption language: en | zh | both")] = "both",
     seed: Annotated[int, typer.Option(help="seed of the stratified split and captions")] = 0,
 ) -> None:
-    """Write a captions-json dataset with knowledge-base captions for labelled dog photos."""
-    from crossmodal.dogs.dataset import build_dataset
+    """Write a captions-json dataset with knowledge-base captions for labelled dog photos
+    (--images + --labels, or --tsinghua for the Tsinghua Dogs layout)."""
+    from crossmodal.dogs.dataset import build_dataset, build_tsinghua_dataset
 
-    report = build_dataset(images, labels, out, lang=lang.strip().lower(), seed=seed)
+    if tsinghua is not None:
+        if images is not None or labels is not None:
+            raise ConfigError("give either --tsinghua or --images with --labels, not both")
+        report = build_tsinghua_dataset(tsinghua, out, lang=lang.strip().lower(), seed=seed)
+    else:
+        if images is None or labels is None:
+            raise ConfigError("give --images and --labels (or --tsinghua FOLDER)")
+        report = build_dataset(images, labels, out, lang=lang.strip().lower(), seed=seed)
     typer.echo(report.summary())
     typer.echo(f"evaluate with: crossmodal eval --dataset captions-json --root {out}")
 
@@ -177,3 +192,90 @@ def search_command(
         typer.echo(f"{h.score:.4f}\t{h.breed or '-'}\t{h.path}")
     if not hits:
         typer.echo("no matching dogs in the collection", err=True)
+
+
+@dogs_app.command("chat")
+@friendly_errors
+def chat_command(
+    image: Annotated[
+        Path | None, typer.Option("--image", "-i", help="photo the conversation is about")
+    ] = None,
+    message: Annotated[
+        list[str] | None,
+        typer.Option("--message", "-m", help="say this (repeatable) instead of reading stdin"),
+    ] = None,
+    collection: CollectionOpt = None,
+    lang: Annotated[
+        str | None, typer.Option(help="answer language: en | zh (default: the message's)")
+    ] = None,
+) -> None:
+    """A conversation about dogs (zh/en), grounded in the knowledge base; type `/image PATH`
+    to show a photo, an empty line or Ctrl-D to stop. Generation requests ("画一只萨摩耶")
+    go to the generation providers. Without a key the rule-based answers reply."""
+    from crossmodal.dogs.chat import ChatReply, ChatSession, stream_turn
+    from crossmodal.providers import load_config
+
+    config = load_config()
+    session = ChatSession()
+    pending = _read_photo(image) if image is not None else None
+    if pending is not None:
+        _setup_torch()
+    missing = [k for k, v in config.summary().items() if not v]
+    if missing:
+        typer.echo(
+            f"(without keys: {', '.join(missing)}; see docs/dogs.md / 未配置密钥的功能："
+            f"{', '.join(missing)})",
+            err=True,
+        )
+    col = _open_collection(collection)
+    interactive = message is None and sys.stdin.isatty()
+    lines = iter(message) if message is not None else sys.stdin
+    try:
+        while True:
+            if interactive:
+                typer.echo("> ", nl=False, err=True)
+            line = next(lines, None)
+            if line is None or not line.strip():
+                break
+            text = line.strip()
+            if text.startswith("/image "):
+                pending = _read_photo(Path(text[7:].strip()))
+                _setup_torch()
+                typer.echo("(photo attached / 已添加照片)", err=True)
+                continue
+            reply: ChatReply | None = None
+            for piece in stream_turn(
+                session, text, pending, lang=lang, config=config, collection=col
+            ):
+                if isinstance(piece, ChatReply):
+                    reply = piece
+                elif piece:
+                    typer.echo(piece, nl=False)
+            pending = None
+            assert reply is not None
+            typer.echo("")
+            if reply.provider and reply.notice:
+                typer.echo(reply.notice)  # the facts the model's answer rests on
+            if reply.media:
+                typer.echo(f"[{reply.media['kind']}] {reply.media['path']}")
+            for p in reply.photos:
+                typer.echo(f"[{p['label']}] {p['path']}")
+    finally:
+        if col is not None:
+            col.close()
+
+
+def _read_photo(path: Path) -> bytes:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such photo")
+    return path.read_bytes()
+
+
+def _open_collection(path: Path | None) -> object | None:
+    """The collection whose photos are offered when generation has no key (none: no offer)."""
+    if path is None:
+        return None
+    from crossmodal.collection import Collection
+
+    _setup_torch()
+    return Collection.open(path)

@@ -45,6 +45,43 @@ Suitability = Literal["good", "ok", "poor"]
 NonEmpty = Annotated[str, Field(min_length=1)]
 Range = tuple[float, float]
 
+#: common health problems, stored as codes so that both languages name the same condition
+HEALTH: dict[str, tuple[str, str]] = {
+    "hip": ("hip dysplasia", "髋关节发育不良"),
+    "elbow": ("elbow dysplasia", "肘关节发育不良"),
+    "patella": ("luxating kneecaps", "髌骨脱位"),
+    "eyes": (
+        "inherited eye disease (e.g. progressive retinal atrophy)",
+        "遗传性眼病（如进行性视网膜萎缩）",
+    ),
+    "cataract": ("cataracts", "白内障"),
+    "entropion": ("entropion (in-rolling eyelids)", "眼睑内翻"),
+    "bloat": ("bloat (gastric dilatation-volvulus)", "胃扩张扭转"),
+    "heart": ("heart disease", "心脏病"),
+    "brachy": (
+        "breathing problems of a short muzzle (BOAS)",
+        "短鼻导致的呼吸问题（短头气道综合征）",
+    ),
+    "ivdd": ("intervertebral disc disease", "椎间盘疾病"),
+    "skin": ("skin allergies and skin disease", "皮肤过敏和皮肤病"),
+    "ears": ("ear infections", "耳部感染"),
+    "cancer": ("cancer", "癌症"),
+    "osteosarcoma": ("bone cancer (osteosarcoma)", "骨肉瘤"),
+    "dental": ("dental disease", "牙齿疾病"),
+    "deaf": ("deafness", "耳聋"),
+    "thyroid": ("hypothyroidism", "甲状腺功能减退"),
+    "epilepsy": ("epilepsy", "癫痫"),
+    "trachea": ("collapsing trachea", "气管塌陷"),
+    "bleeding": ("von Willebrand disease (a bleeding disorder)", "血管性血友病（凝血障碍）"),
+    "copper": ("copper storage liver disease", "铜累积性肝病"),
+    "shunt": ("liver shunt", "肝门静脉分流"),
+    "kidney": ("kidney disease", "肾病"),
+    "dm": ("degenerative myelopathy", "退行性脊髓病"),
+    "obesity": ("a tendency to obesity", "容易肥胖"),
+    "syringo": ("syringomyelia", "脊髓空洞症"),
+}
+HealthCode = Literal[tuple(HEALTH)]  # type: ignore[valid-type]
+
 
 class BreedInfo(BaseModel):
     """One breed (or, for three classes, one wild canid species), in English and Chinese."""
@@ -77,8 +114,18 @@ class BreedInfo(BaseModel):
     description_zh: NonEmpty
     origin_en: str | None = None
     origin_zh: str | None = None
+    # care and living-together fields (added for the questions people ask most; null = unsure)
+    lifespan_years: Range | None = None
+    trainability: Level | None = None  # how easy to train: high = easy
+    barking: Level | None = None  # how much it barks (or howls)
+    health: list[HealthCode] = Field(default_factory=list)  # common problems; [] = not known
+    heat_tolerance: Level | None = None
+    cold_tolerance: Level | None = None
+    cats: Suitability | None = None  # living with cats
+    other_dogs: Suitability | None = None  # living with other dogs
+    alone: Level | None = None  # tolerance of time alone: low = prone to separation distress
 
-    @field_validator("weight_kg", "height_cm")
+    @field_validator("weight_kg", "height_cm", "lifespan_years")
     @classmethod
     def _check_range(cls, value: Range | None) -> Range | None:
         if value is None:
@@ -144,6 +191,7 @@ class _BreedsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: int
+    notes: list[str] = Field(default_factory=list)  # sources and conventions, for people
     breeds: list[dict[str, Any]]
 
 

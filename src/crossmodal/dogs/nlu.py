@@ -17,10 +17,14 @@ from dataclasses import dataclass, field
 from crossmodal.dogs.knowledge import BreedInfo, KnowledgeBase, normalize_name
 
 __all__ = [
+    "GENERAL_INFO",
+    "MISSING_FIELDS",
     "Filters",
     "Mention",
+    "blank_missing",
     "detect_intent",
     "detect_language",
+    "detect_missing",
     "extract_filters",
     "spot_breeds",
     "suggest_breed_names",
@@ -239,8 +243,6 @@ TOPIC_PATTERNS: dict[str, re.Pattern[str]] = {
         "家庭",
         "宝宝",
         "婴儿",
-        "家养",
-        "家里养",
         "娃",
     ),
     "apartment": _rx(
@@ -352,7 +354,6 @@ TOPIC_PATTERNS: dict[str, re.Pattern[str]] = {
         "咬人",
         "友好",
         "好相处",
-        "听话",
     ),
     "origin": _rx(
         r"\bwhere\b.*\b(from|originate|come)\b",
@@ -379,7 +380,274 @@ TOPIC_PATTERNS: dict[str, re.Pattern[str]] = {
         "外貌",
         "被毛",
     ),
+    "lifespan": _rx(
+        r"\blife ?span\b",
+        r"\blife expectancy\b",
+        r"\bhow long (do|does|will|can|would)\b.*\blive\b",
+        r"\blive (for )?how long\b",
+        r"\bhow many years\b",
+        r"\blong[- ]lived\b",
+        "寿命",
+        "活多久",
+        "能活",
+        "活几年",
+        "活多少年",
+    ),
+    "training": _rx(
+        r"\btrain(able|ability|ing|ed)?\b",
+        r"\bobedien\w*",
+        r"\bstubborn\b",
+        r"\bhouse ?break\w*",
+        r"\bpotty\b",
+        "训练",
+        "好训",
+        "难训",
+        "调教",
+        "听话",
+        "服从",
+        "教会",
+    ),
+    "barking": _rx(
+        r"\bbark\w*",
+        r"\bnois(y|e)\b",
+        r"\bvocal\b",
+        r"\bhowl\w*",
+        r"\bquiet\b",
+        r"\byap\w*",
+        "爱叫",
+        "乱叫",
+        "叫声",
+        "叫吗",
+        "吠",
+        "吵",
+        "扰民",
+        "安静",
+    ),
+    "health": _rx(
+        r"\bhealth\w*",
+        r"\bdiseases?\b",
+        r"\billness\w*",
+        r"\bsick\w*",
+        r"\bgenetic\b",
+        r"\bhereditary\b",
+        r"\bmedical\b",
+        r"\bhip dysplasia\b",
+        "健康",
+        "疾病",
+        "遗传病",
+        "什么病",
+        "毛病",
+        "易患",
+        "常见病",
+    ),
+    "heat": _rx(
+        r"\bhot\b",
+        r"\bheat\b",
+        r"\bwarm (weather|climate)s?\b",
+        r"\bsummers?\b",
+        r"\bhumid\w*",
+        r"\btropical\b",
+        "怕热",
+        "耐热",
+        "夏天",
+        "高温",
+        "炎热",
+        "天热",
+        "南方",
+    ),
+    "cold": _rx(
+        r"\bcold\b",
+        r"\bwinters?\b",
+        r"\bsnow\w*",
+        r"\bfreez\w*",
+        r"\bchilly\b",
+        "怕冷",
+        "耐寒",
+        "冬天",
+        "寒冷",
+        "天冷",
+        "抗冻",
+        "北方",
+    ),
+    "cats": _rx(r"\bcats?\b", r"\bkitt(en|ens|y|ies)\b", "猫"),
+    "other_dogs": _rx(
+        r"\bother dogs?\b",
+        r"\b(a )?second dog\b",
+        r"\banother dog\b",
+        r"\bwith dogs\b",
+        r"\bmulti-?dog\b",
+        "其他狗",
+        "其它狗",
+        "别的狗",
+        "另一只狗",
+        "多只狗",
+        "两只狗",
+        "和狗相处",
+        "其他犬",
+    ),
+    "alone": _rx(
+        r"\balone\b",
+        r"\bseparation\b",
+        r"\bby (it|him|her)self\b",
+        r"\bwhile i('m| am) (at|out)\b",
+        r"\bfull[- ]time\b",
+        r"\bwork all day\b",
+        "独处",
+        "单独",
+        "独自",
+        "一个人在家",
+        "自己在家",
+        "分离焦虑",
+        "上班",
+    ),
+    "home": _rx(
+        r"\bhouse ?pets?\b",
+        r"\bpet at home\b",
+        r"\bindoor (pet|dog)\b",
+        r"\bhome pet\b",
+        r"\bkeep (one|it|them|an? [\w-]+) (at|in the) (home|house)\b",
+        r"\bgood pets?\b",
+        "家养",
+        "在家养",
+        "家里养",
+        "当宠物",
+        "家庭宠物",
+        "宠物狗",
+        "室内养",
+    ),
 }
+
+#: things people ask that the knowledge base does not hold: (key, English words, Chinese words).
+#: A question about one of these gets an honest "not known", never the nearest other field.
+MISSING_FIELDS: list[tuple[str, str, str, re.Pattern[str]]] = [
+    (
+        "price",
+        "price",
+        "价格",
+        _rx(
+            r"\bprice\b",
+            r"\bcosts?\b",
+            r"\bexpensive\b",
+            r"\bcheap\b",
+            r"\bhow much is\b",
+            "价格",
+            "多少钱",
+            "贵",
+            "便宜",
+            "价钱",
+            "售价",
+        ),
+    ),
+    (
+        "diet",
+        "diet",
+        "饮食",
+        _rx(
+            r"\bdiet\b",
+            r"\bfood\b",
+            r"\bfeed\w*",
+            r"\beat\w*",
+            r"\bmeals?\b",
+            "吃什么",
+            "狗粮",
+            "喂",
+            "饮食",
+            "食量",
+            "吃多少",
+        ),
+    ),
+    (
+        "intelligence",
+        "intelligence",
+        "智商",
+        _rx(r"\bsmart\w*", r"\bintelligen\w*", r"\bclever\b", r"\bIQ\b", "聪明", "智商", "智力"),
+    ),
+    (
+        "swimming",
+        "swimming",
+        "游泳能力",
+        _rx(r"\bswim\w*", "游泳", "下水"),
+    ),
+    (
+        "guarding",
+        "guarding ability",
+        "看家护卫能力",
+        _rx(r"\bguard\w*", r"\bwatch ?dog\b", r"\bprotect\w*", "看家", "护卫", "护主", "看门"),
+    ),
+    (
+        "drooling",
+        "drooling",
+        "流口水情况",
+        _rx(r"\bdrool\w*", r"\bslobber\w*", "流口水", "口水"),
+    ),
+    (
+        "litter",
+        "litter size",
+        "每窝产仔数",
+        _rx(r"\blitters?\b", r"\bpuppies (per|in a)\b", "一窝", "产仔", "生几只"),
+    ),
+    (
+        "speed",
+        "running speed",
+        "奔跑速度",
+        _rx(
+            r"\bhow fast\b(.*\brun\w*)?",
+            r"\bspeed\b",
+            r"\bmph\b",
+            r"\bkm/h\b",
+            "跑多快",
+            "速度",
+            "时速",
+        ),
+    ),
+    (
+        "smell",
+        "body odour",
+        "体味",
+        _rx(r"\bsmell(y|s)?\b", r"\bodou?r\b", r"\bstink\w*", "体味", "臭", "异味"),
+    ),
+]
+
+
+def detect_missing(text: str) -> list[tuple[str, str, str]]:
+    """Fields the question asks for that the knowledge base does not hold, in text order."""
+    hits = []
+    for key, en, zh, pattern in MISSING_FIELDS:
+        m = pattern.search(text)
+        if m:
+            hits.append((m.start(), (key, en, zh)))
+    return [h for _, h in sorted(hits)]
+
+
+def blank_missing(text: str) -> str:
+    """`text` with the words of not-held fields blanked, so they do not also read as topics."""
+    chars = list(text)
+    for _, _, _, pattern in MISSING_FIELDS:
+        for m in pattern.finditer(text):
+            chars[m.start() : m.end()] = " " * (m.end() - m.start())
+    return "".join(chars)
+
+
+#: a general "tell me about X" request (answered with the breed's description)
+GENERAL_INFO = _rx(
+    r"\btell me\b",
+    r"\babout\b",
+    r"\bwhat (is|are|'s) (an? |the )?[\w\s-]*\??$",
+    r"\bwho (is|are)\b",
+    r"\bdescribe\b",
+    r"\binfo(rmation)?\b",
+    r"\boverview\b",
+    r"\bfacts?\b",
+    "介绍",
+    "怎么样",
+    "是什么",
+    "什么样",
+    "了解",
+    "讲讲",
+    "说说",
+    "资料",
+    "信息",
+)
 
 _IDENTIFY = _rx(
     r"\bwhat (breed|kind|type|sort)\b",

@@ -5,7 +5,9 @@ How an answer is made:
 1. the language is detected (Chinese / English; anything else gets a clear "only Chinese and
    English" answer), breed names are spotted (`nlu.spot_breeds`), and the intent is found by
    keyword rules: identify / compare / recommend / one topic (children, apartment, first-time
-   owner, size, exercise, grooming, temperament, origin, appearance) / info / search;
+   owner, size, exercise, grooming, temperament, origin, appearance, lifespan, training,
+   barking, health, heat, cold, cats, other dogs, time alone, home) / info / not_known (a field
+   the base does not hold: said so, with what is known) / search;
 2. the subject is the breed(s) named in the question or, when none is named and a photo is
    given, the breed recognised in the photo (a photo that is not a dog gets an honest answer);
 3. the answer is rendered from knowledge-base fields only, and ends with the facts it used.
@@ -38,6 +40,7 @@ from crossmodal.dogs.knowledge import (
     _SIZE_ZH,
     _SUIT_EN,
     _SUIT_ZH,
+    HEALTH,
     BreedInfo,
     KnowledgeBase,
 )
@@ -110,6 +113,15 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "recognized": ("recognised in the photo, score", "照片识别结果，置信度"),
     "is_dog": ("is a dog", "是狗"),
     "passage": ("passage", "段落"),
+    "lifespan_years": ("lifespan", "寿命"),
+    "trainability": ("trainability", "训练难易"),
+    "barking": ("barking", "吠叫"),
+    "health": ("common health problems", "常见健康问题"),
+    "heat_tolerance": ("heat tolerance", "耐热"),
+    "cold_tolerance": ("cold tolerance", "耐寒"),
+    "cats": ("with cats", "与猫相处"),
+    "other_dogs": ("with other dogs", "与其他狗相处"),
+    "alone": ("time alone", "独处"),
 }
 _VALUE_ZH = {
     "good": "好",
@@ -134,6 +146,16 @@ _SUIT_RANK = {"good": 2, "ok": 1, "poor": 0}
 _LEVEL_RANK = {"low": 0, "moderate": 1, "high": 2}
 _SIZE_RANK = {"toy": 0, "small": 1, "medium": 2, "large": 3, "giant": 4}
 _TOPIC_FIELD = {"first_time": "first_time_owner"}
+#: topics answered from one level / suitability field added for the care questions
+_CARE_FIELD = {
+    "training": "trainability",
+    "barking": "barking",
+    "heat": "heat_tolerance",
+    "cold": "cold_tolerance",
+    "cats": "cats",
+    "other_dogs": "other_dogs",
+    "alone": "alone",
+}
 _SUIT_PREFIX = {
     "en": {"good": "Yes.", "ok": "It can work.", "poor": "Not really."},
     "zh": {"good": "适合。", "ok": "可以，但有前提。", "poor": "不太适合。"},
@@ -167,6 +189,10 @@ def _value_text(fact: Fact, lang: str) -> str:
         return _range_text(v, "kg", lang)
     if fact.field == "height_cm":
         return _range_text(v, "cm", lang)
+    if fact.field == "lifespan_years":
+        return _years(v, lang)
+    if fact.field == "health":
+        return _health_names(v, lang)
     if fact.field == "recognized":
         return f"{float(v):.2f}"
     if isinstance(v, bool):
@@ -284,7 +310,8 @@ def _suitability(info: BreedInfo, field_name: str, lang: str) -> tuple[str, list
         )
         if info.is_wild:
             text += f" Note: the {info.name_en} is a wild animal, not a pet."
-    return text, facts
+    extra, more = _nuance(info, field_name, lang)
+    return text + extra, facts + more
 
 
 def _size(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
@@ -405,6 +432,271 @@ def _appearance(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
     return "; ".join(parts) + ".", facts
 
 
+# ---------------------------------------------------------------------- care topics
+_CARE_EN: dict[str, dict[str, str]] = {
+    "trainability": {
+        "high": "is easy to train: eager to please and quick to learn",
+        "moderate": "is moderately easy to train; it learns well with consistent, reward-based "
+        "training",
+        "low": "is hard to train: independent or stubborn, it needs patience and consistency",
+    },
+    "barking": {
+        "low": "barks little",
+        "moderate": "barks moderately, mostly to alert",
+        "high": "barks (or howls) a lot",
+    },
+    "heat_tolerance": {
+        "low": "does not tolerate heat well; keep it cool and calm in hot weather",
+        "moderate": "tolerates heat moderately; avoid exercise in the midday heat",
+        "high": "copes well with heat",
+    },
+    "cold_tolerance": {
+        "low": "feels the cold; it needs a coat or a warm home in winter",
+        "moderate": "tolerates cold moderately",
+        "high": "copes well with cold weather",
+    },
+    "cats": {
+        "good": "usually gets on well with cats",
+        "ok": "can live with cats, best when raised with them and introduced carefully",
+        "poor": "is a poor match for a home with cats; it tends to chase them",
+    },
+    "other_dogs": {
+        "good": "usually gets on well with other dogs",
+        "ok": "can live with other dogs with good socialisation",
+        "poor": "is often not friendly to other dogs, especially of the same sex",
+    },
+    "alone": {
+        "low": "does not like being left alone and is prone to separation distress",
+        "moderate": "can be left alone for a few hours once it is used to it",
+        "high": "copes well with time alone",
+    },
+}
+_CARE_ZH: dict[str, dict[str, str]] = {
+    "trainability": {
+        "high": "容易训练，乐于取悦主人、学得快",
+        "moderate": "训练难度中等，坚持用奖励为主的方法训练效果较好",
+        "low": "不太好训练，比较独立或固执，需要耐心和一致的规则",
+    },
+    "barking": {"low": "很少吠叫", "moderate": "吠叫中等，多为示警", "high": "比较爱叫（或嚎叫）"},
+    "heat_tolerance": {
+        "low": "不耐热，炎热天气要注意降温、减少活动",
+        "moderate": "耐热程度中等，避免在正午高温时运动",
+        "high": "比较耐热",
+    },
+    "cold_tolerance": {
+        "low": "怕冷，冬天需要穿衣服或待在温暖的室内",
+        "moderate": "耐寒程度中等",
+        "high": "很耐寒",
+    },
+    "cats": {
+        "good": "通常能和猫和睦相处",
+        "ok": "可以和猫一起养，最好从小一起长大并谨慎引见",
+        "poor": "不太适合有猫的家庭，容易追猫",
+    },
+    "other_dogs": {
+        "good": "通常能和其他狗友好相处",
+        "ok": "社会化良好时可以和其他狗一起生活",
+        "poor": "对其他狗常不友好，尤其是同性别的狗",
+    },
+    "alone": {
+        "low": "不喜欢独处，容易出现分离焦虑",
+        "moderate": "习惯后可以独自在家几个小时",
+        "high": "能很好地适应独处",
+    },
+}
+_WILD_NOTE = {
+    "en": " Note: the {name} is a wild animal, not a pet.",
+    "zh": "注意：{name}是野生动物，不是宠物。",
+}
+
+
+def _years(r: tuple[float, float] | list[float], lang: str) -> str:
+    low, high = (f"{v:g}" for v in r)
+    if lang == "zh":
+        return f"{low}年" if low == high else f"{low}至{high}年"
+    return f"{low} years" if low == high else f"{low}-{high} years"
+
+
+def _health_names(codes: list[str], lang: str) -> str:
+    names = [HEALTH[c][lang == "zh"] for c in codes]
+    return "、".join(names) if lang == "zh" else ", ".join(names)
+
+
+def _not_known(info: BreedInfo, field_name: str, lang: str) -> str:
+    what = FIELD_LABELS[field_name][lang == "zh"]
+    text = _NOT_IN_KB[lang].format(name=_name(info, lang, the=False), what=what)
+    if info.is_wild:
+        text += _WILD_NOTE[lang].format(name=info.display_name(lang))
+    return text
+
+
+def _care(info: BreedInfo, field_name: str, lang: str) -> tuple[str, list[Fact]]:
+    value = getattr(info, field_name)
+    facts = [Fact(info.breed, field_name, value)]
+    if value is None:
+        return _not_known(info, field_name, lang), facts
+    if lang == "zh":
+        return f"{info.name_zh}{_CARE_ZH[field_name][value]}。", facts
+    return f"{_cap(_name(info, 'en'))} {_CARE_EN[field_name][value]}.", facts
+
+
+def _lifespan(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
+    facts = [Fact(info.breed, "lifespan_years", info.lifespan_years)]
+    if info.lifespan_years is None:
+        return _not_known(info, "lifespan_years", lang), facts
+    years = _years(info.lifespan_years, lang)
+    if lang == "zh":
+        return f"{info.name_zh}的寿命一般为{years}。", facts
+    return f"{_cap(_name(info, 'en'))} typically lives {years}.", facts
+
+
+def _health(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
+    facts = [Fact(info.breed, "health", list(info.health))]
+    if not info.health:
+        return _not_known(info, "health", lang), facts
+    names = _health_names(list(info.health), lang)
+    if lang == "zh":
+        return (
+            f"{info.name_zh}较常见的健康问题有：{names}。这些是该犬种常被报告的问题，不代表每只狗"
+            "都会患病；选购时可以询问父母犬的健康筛查。",
+            facts,
+        )
+    return (
+        f"Health problems seen most often in {_name(info, 'en')}: {names}. These are what the "
+        "breed is known for, not a diagnosis of any one dog; ask breeders for the parents' "
+        "health screening.",
+        facts,
+    )
+
+
+#: what makes a breed harder for a novice: (field, value, English, Chinese)
+_NOVICE_CAVEATS = [
+    ("trainability", "low", "it can be stubborn to train", "训练需要耐心"),
+    ("exercise", "high", "it needs a lot of daily exercise", "每天需要大量运动"),
+    (
+        "size",
+        "giant",
+        "its size takes space and strength to handle",
+        "体型巨大，需要空间和力气控制",
+    ),
+    ("alone", "low", "it dislikes being left alone", "不喜欢独处"),
+    ("barking", "high", "it barks a lot", "比较爱叫"),
+    ("grooming", "high", "its coat needs a lot of grooming", "被毛需要大量打理"),
+]
+#: what matters with young children
+_CHILD_CAVEATS = [
+    (
+        "size",
+        "toy",
+        "it is small and fragile, so children must handle it gently",
+        "体型小而脆弱，孩子需要轻拿轻放",
+    ),
+    ("size", "giant", "its size can knock over small children", "体型巨大，可能无意中撞倒小孩"),
+    ("trainability", "low", "it can be stubborn to train", "训练需要耐心"),
+]
+
+
+def _nuance(info: BreedInfo, field_name: str, lang: str) -> tuple[str, list[Fact]]:
+    """Why a breed is or is not easy for a novice / a family: the fields that make it so."""
+    if info.is_wild or field_name not in ("first_time_owner", "children"):
+        return "", []
+    table = _NOVICE_CAVEATS if field_name == "first_time_owner" else _CHILD_CAVEATS
+    hits = [(f, en, zh) for f, v, en, zh in table if getattr(info, f) == v]
+    if not hits:
+        return "", []
+    facts = [Fact(info.breed, f, getattr(info, f)) for f, _, _ in hits]
+    if lang == "zh":
+        return "需要注意：" + "；".join(zh for _, _, zh in hits) + "。", facts
+    return " Keep in mind: " + "; ".join(en for _, en, _ in hits) + ".", facts
+
+
+def _home(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
+    """'Can I keep it as a pet at home?': apartment, first-time owner, time alone, barking."""
+    if info.is_wild:
+        text = (
+            f"不适合。{info.name_zh}是野生动物，不是宠物，不适合家养。"
+            if lang == "zh"
+            else f"No. The {info.name_en} is a wild animal, not a pet, and unsuitable for any home."
+        )
+        return text, [Fact(info.breed, "apartment", info.apartment)]
+    fields = ["apartment", "first_time_owner", "alone", "barking"]
+    facts = [Fact(info.breed, f, getattr(info, f)) for f in fields]
+    parts = []
+    for f in fields:
+        value = getattr(info, f)
+        if value is None:
+            continue
+        table = (_SUIT_ZH if lang == "zh" else _SUIT_EN).get(f) or (
+            _CARE_ZH if lang == "zh" else _CARE_EN
+        )[f]
+        parts.append(table[value].removeprefix("is ") if lang == "en" else table[value])
+    ranks = [_SUIT_RANK.get(v, 1) for v in (info.apartment, info.first_time_owner) if v]
+    verdict = min(ranks) if ranks else 1
+    if lang == "zh":
+        lead = {2: "适合家养。", 1: "可以家养，但要看你的条件。", 0: "不太适合一般家庭饲养。"}[
+            verdict
+        ]
+        body = f"{info.name_zh}" + "，".join(parts) + "。" if parts else ""
+        return lead + body, facts
+    lead = {
+        2: "Yes, it makes a good pet at home.",
+        1: "It can, depending on your home.",
+        0: "It is not an easy pet for most homes.",
+    }[verdict]
+    body = f" The {info.name_en}: " + "; ".join(parts) + "." if parts else ""
+    return lead + body, facts
+
+
+def _names(infos: list[BreedInfo], lang: str) -> str:
+    if lang == "zh":
+        return "和".join(i.name_zh for i in infos)
+    return " and the ".join(i.name_en for i in infos)
+
+
+def _not_held(
+    info: BreedInfo, missing: list[tuple[str, str, str]], lang: str, name: str | None = None
+) -> str:
+    """An honest 'I don't know X for this breed', and what is known instead."""
+    known = _known_topics(info, lang)
+    name = name or info.display_name(lang)
+    if lang == "zh":
+        what = "、".join(zh for _, _, zh in missing)
+        return (
+            f"我的知识库中没有{name}的{what}信息，所以无法回答这一点。"
+            f"关于{name}，我知道的有：{'、'.join(known)}。"
+        )
+    what = " or ".join(en for _, en, _ in missing)
+    return (
+        f"I don't know the {what} of the {name}: it is not in my knowledge base. "
+        f"What I do know about it: {', '.join(known)}."
+    )
+
+
+_KNOWN_TOPICS = [
+    ("size", "size", "体型"),
+    ("temperament_en", "temperament", "性格"),
+    ("exercise", "exercise", "运动需求"),
+    ("grooming", "grooming and shedding", "打理和掉毛"),
+    ("lifespan_years", "lifespan", "寿命"),
+    ("trainability", "training", "训练"),
+    ("barking", "barking", "吠叫"),
+    ("health", "common health problems", "常见健康问题"),
+    ("cold_tolerance", "heat and cold tolerance", "耐热耐寒"),
+    ("children", "children", "与孩子相处"),
+    ("cats", "cats and other dogs", "与猫和其他狗相处"),
+    ("alone", "time alone", "独处"),
+    ("origin_en", "origin", "原产地"),
+]
+
+
+def _known_topics(info: BreedInfo, lang: str) -> list[str]:
+    return [
+        (zh if lang == "zh" else en)
+        for attr, en, zh in _KNOWN_TOPICS
+        if getattr(info, attr) not in (None, [], ())
+    ]
+
+
 def _info(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
     desc = info.description_zh if lang == "zh" else info.description_en
     facts = [
@@ -440,6 +732,14 @@ def topic_answer(info: BreedInfo, topic: str, lang: str, question: str) -> tuple
         return _origin(info, lang)
     if topic == "appearance":
         return _appearance(info, lang)
+    if topic == "lifespan":
+        return _lifespan(info, lang)
+    if topic == "health":
+        return _health(info, lang)
+    if topic == "home":
+        return _home(info, lang)
+    if topic in _CARE_FIELD:
+        return _care(info, _CARE_FIELD[topic], lang)
     return _info(info, lang)
 
 
@@ -454,6 +754,16 @@ _COMPARE_FIELDS: dict[str, list[str]] = {
     "temperament": ["temperament"],
     "origin": ["origin"],
     "appearance": ["coat", "colors"],
+    "lifespan": ["lifespan_years"],
+    "training": ["trainability"],
+    "barking": ["barking"],
+    "health": ["health"],
+    "heat": ["heat_tolerance"],
+    "cold": ["cold_tolerance"],
+    "cats": ["cats"],
+    "other_dogs": ["other_dogs"],
+    "alone": ["alone"],
+    "home": ["apartment", "first_time_owner", "alone", "barking"],
 }
 _DEFAULT_COMPARE = [
     "size",
@@ -469,6 +779,8 @@ _DEFAULT_COMPARE = [
 
 
 def _field_value(info: BreedInfo, name: str, lang: str) -> Any:
+    if name == "health":
+        return list(info.health)
     if name in ("temperament", "colors"):
         return list(getattr(info, f"{name}_{lang}"))
     if name in ("coat", "origin"):
@@ -476,7 +788,9 @@ def _field_value(info: BreedInfo, name: str, lang: str) -> Any:
     return getattr(info, name)
 
 
-def _compare(infos: list[BreedInfo], topics: list[str], lang: str) -> tuple[str, list[Fact]]:
+def _compare(
+    infos: list[BreedInfo], topics: list[str], lang: str, header: str | None = None
+) -> tuple[str, list[Fact]]:
     fields: list[str] = []
     for t in topics:
         for f in _COMPARE_FIELDS.get(t, []):
@@ -487,7 +801,8 @@ def _compare(infos: list[BreedInfo], topics: list[str], lang: str) -> tuple[str,
     facts: list[Fact] = []
     lines = []
     names = [i.display_name(lang) for i in infos]
-    header = (" 与 ".join(names) + "的比较：") if lang == "zh" else " vs ".join(names) + ":"
+    if header is None:
+        header = (" 与 ".join(names) + "的比较：") if lang == "zh" else " vs ".join(names) + ":"
     for f in fields:
         cells = []
         for info in infos:
@@ -875,7 +1190,8 @@ def _answer(
     for m in mentions:
         chars[m.start : m.end] = " " * (m.end - m.start)
     blank = "".join(chars)
-    topics = nlu.detect_topics(blank)
+    # "how fast can it run" asks for speed (not held), not exercise: topics ignore those words
+    topics = nlu.detect_topics(nlu.blank_missing(blank))
     subjects = _subjects(mentions)
     filters = nlu.extract_filters(blank, kb, topics) if not subjects else nlu.Filters()
     # filters beyond what topic words imply ("small", "doesn't shed") describe a wish list
@@ -953,27 +1269,72 @@ def _answer(
         text, c_facts = _compare(subjects[:3], topics, lang)
         return _finish(text, lang, intent, subjects[:3], facts + c_facts, sources, kb)
 
-    # one topic (or a general 'info') about each subject; ambiguous names ("corgi") give two
-    texts = [photo_lead] if photo_lead else []
+    missing = nlu.detect_missing(blank)
+    if not topics and (missing or _asks_something_specific(blank)):
+        # a field the knowledge base does not hold: say so, never answer a different field
+        texts = [photo_lead] if photo_lead else []
+        for info in subjects[:3]:
+            texts.append(_not_held(info, missing, lang) if missing else _unclear(info, lang))
+        text = ("" if lang == "zh" else " ").join(texts)
+        return _finish(text, lang, "not_known", subjects[:3], facts, sources, kb)
+
     wanted = topics or ["info"]
     if intent not in wanted:
         wanted = [intent, *[t for t in wanted if t != intent]]
-    for info in subjects[:3]:
-        for topic in wanted[:2]:
-            t, f = topic_answer(info, topic, lang, q)
-            texts.append(t)
-            facts.extend(f)
+    texts = [photo_lead] if photo_lead else []
     if len(subjects) > 1 and len(mentions) == 1:
-        note = (
-            f"（“{mentions[0].text}”可以指{'或'.join(s.name_zh for s in subjects)}。）"
+        # one name, several breeds ("柯基": Pembroke and Cardigan): one answer naming both
+        names = (
+            "和".join(s.name_zh for s in subjects)
             if lang == "zh"
-            else f"('{mentions[0].text}' can mean the "
-            + " or the ".join(s.name_en for s in subjects)
-            + ".)"
+            else " and the ".join(s.name_en for s in subjects)
         )
-        texts.append(note)
+        header = (
+            f"“{mentions[0].text}”指两个犬种：{names}。"
+            if lang == "zh"
+            else f"'{mentions[0].text}' can mean the {names}."
+        )
+        body, c_facts = _compare(subjects[:3], wanted[:2] if topics else [], lang, header=header)
+        texts.append(body)
+        facts.extend(c_facts)
+    else:
+        for info in subjects[:3]:
+            for topic in wanted[:2]:
+                t, f = topic_answer(info, topic, lang, q)
+                texts.append(t)
+                facts.extend(f)
+    if missing:
+        texts.extend(_not_held(info, missing, lang) for info in subjects[:1])
     text = ("" if lang == "zh" else " ").join(texts)
     return _finish(text, lang, intent, subjects[:3], facts, sources, kb)
+
+
+_QUESTION_CUE = re.compile(
+    r"[?？吗呢]|^\s*(how|what|which|when|why|can|could|do|does|is|are|will|should)\b|"
+    r"(多少|几|哪|怎么|如何|为什么|是否|能不能|会不会|可不可以)",
+    re.I,
+)
+
+
+def _asks_something_specific(blank: str) -> bool:
+    """A question about a named breed that is not a general 'tell me about it'."""
+    if nlu.GENERAL_INFO.search(blank):
+        return False
+    return bool(_QUESTION_CUE.search(blank))
+
+
+def _unclear(info: BreedInfo, lang: str, name: str | None = None) -> str:
+    known = _known_topics(info, lang)
+    name = name or info.display_name(lang)
+    if lang == "zh":
+        return (
+            f"我不确定你想了解{name}的哪一方面，知识库里可能没有这项信息，我不想乱猜。"
+            f"关于{name}，我知道的有：{'、'.join(known)}。"
+        )
+    return (
+        f"I'm not sure which fact about the {name} you are asking for, and it may not be "
+        f"in my knowledge base, so I won't guess. What I do know about it: {', '.join(known)}."
+    )
 
 
 def _finish(

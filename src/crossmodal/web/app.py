@@ -23,8 +23,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from crossmodal import __version__
 from crossmodal.collection import Collection
 from crossmodal.errors import CollectionError, CrossmodalError, ImageLoadError
+from crossmodal.providers import ProviderError, ProviderNotConfigured
 from crossmodal.web.errors import Rejected
-from crossmodal.web.routes import api_router, dogs_router, validation_line, write_router
+from crossmodal.web.routes import (
+    api_router,
+    dogs_router,
+    generation_router,
+    validation_line,
+    write_router,
+)
 from crossmodal.web.service import WebService
 from crossmodal.web.settings import WebSettings
 from crossmodal.web.uploads import MULTIPART_SLACK, BodyLimitMiddleware
@@ -69,6 +76,7 @@ def create_app(
     app.include_router(api_router)
     if service.capabilities()["dogs"]:
         app.include_router(dogs_router)
+    app.include_router(generation_router)
     app.include_router(write_router)
     _add_docs(app)
     _add_page(app)
@@ -104,6 +112,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         # "being changed by another process": a conflict the client may retry later
         status = 409 if "another process" in str(exc) else 400
         return _error(status, str(exc))
+
+    @app.exception_handler(ProviderError)
+    async def provider_error(request: Request, exc: ProviderError) -> JSONResponse:
+        # no key: the request cannot be served as configured (what to set); else the paid
+        # service failed: a bad gateway, still one line and never a 500
+        return _error(400 if isinstance(exc, ProviderNotConfigured) else 502, str(exc))
 
     @app.exception_handler(CrossmodalError)
     async def crossmodal_error(request: Request, exc: CrossmodalError) -> JSONResponse:

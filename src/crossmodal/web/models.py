@@ -37,6 +37,10 @@ class Capabilities(BaseModel):
     modes: list[str]
     max_upload_bytes: int
     max_pixels: int
+    providers: dict[str, Any] = Field(
+        default_factory=dict,
+        description="which paid features have keys: chat, vision, image, video, web_search",
+    )
 
 
 class AskRequest(BaseModel):

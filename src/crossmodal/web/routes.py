@@ -37,7 +37,14 @@ from crossmodal.web.models import (
 )
 from crossmodal.web.service import MAX_OFFSET, Page, WebService
 
-__all__ = ["api_router", "dogs_router", "require_token", "validation_line", "write_router"]
+__all__ = [
+    "api_router",
+    "dogs_router",
+    "generation_router",
+    "require_token",
+    "validation_line",
+    "write_router",
+]
 
 
 async def get_service(request: Request) -> WebService:
@@ -192,6 +199,117 @@ async def ask(request: Request, service: Service) -> dict[str, Any]:
     else:
         raise Rejected(415, "send the question as JSON or as a form (multipart/form-data)")
     return await run_in_threadpool(service.ask, question, lang or None, image)
+
+
+@dogs_router.post("/chat")
+async def chat(request: Request, service: Service) -> dict[str, Any]:
+    """One turn of a grounded chat (JSON or form: `message`, `session_id`, `lang`, `file`).
+    The reply carries `session_id` (send it back for the next turn), the facts it rests on,
+    `needs_key` (features a key would add), a generated `card`, a video `task` to poll, or
+    collection `photos` offered when generation has no key."""
+    fields, image = await _form_or_json(request, service, ("message", "session_id", "lang"))
+    message = fields.get("message")
+    if not isinstance(message, str) or not message.strip():
+        raise Rejected(422, "message: give the message as a non-empty text field")
+    if len(message) > 2000:
+        raise Rejected(422, "message: 2000 characters at most")
+    return await run_in_threadpool(
+        service.chat, message, fields.get("session_id") or None, fields.get("lang") or None, image
+    )
+
+
+async def _form_or_json(
+    request: Request, service: WebService, names: tuple[str, ...]
+) -> tuple[dict[str, str | None], bytes | None]:
+    """Text fields (and an uploaded `file`) from a form, or the fields of a JSON object."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    image: bytes | None = None
+    out: dict[str, str | None] = {}
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        async with request.form(max_files=1, max_fields=len(names) + 2) as form:
+            for name in names:
+                value = form.get(name)
+                if value is not None and not isinstance(value, str):
+                    raise Rejected(422, f"{name}: give it as a text field")
+                out[name] = value
+            upload = form.get("file")
+            if isinstance(upload, StarletteUpload) and (upload.filename or upload.size):
+                image = await upload.read(service.settings.max_upload_bytes + 1)
+    elif content_type == "application/json":
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise Rejected(400, "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise Rejected(422, "the request body must be a JSON object")
+        for name in names:
+            value = body.get(name)
+            if value is not None and not isinstance(value, str):
+                raise Rejected(422, f"{name}: must be a string")
+            out[name] = value
+    else:
+        raise Rejected(415, "send JSON or a form (multipart/form-data)")
+    return out, image
+
+
+# ---- generation and web image search (paid providers) ---------------------------------------
+generation_router = APIRouter(prefix="/api")
+
+
+@generation_router.post("/generate/image")
+async def generate_image(request: Request, service: Service) -> dict[str, Any]:
+    """Text -> image (CogView-3): the saved image as a card with its URL. 400 without a key."""
+    fields, _ = await _form_or_json(request, service, ("prompt",))
+    prompt = fields.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise Rejected(422, "prompt: describe the picture to generate")
+    return await run_in_threadpool(service.desk.image, prompt)
+
+
+@generation_router.post("/generate/video")
+async def generate_video(request: Request, service: Service) -> dict[str, Any]:
+    """Text (+ an uploaded `file`) -> video (CogVideoX): starts a task and answers its id;
+    poll GET /api/generate/tasks/{id}."""
+    fields, image = await _form_or_json(request, service, ("prompt",))
+    prompt = fields.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise Rejected(422, "prompt: describe what should happen in the video")
+    if image is not None:
+        service.decode_upload(image)
+    return service.desk.start_video(prompt, image)
+
+
+@generation_router.get("/generate/tasks/{task_id}")
+def generation_task(
+    service: Service, task_id: Annotated[str, Path(max_length=64, pattern=r"^[0-9a-f]+$")]
+) -> dict[str, Any]:
+    """A video task: status (submitted / processing / success / failed), seconds elapsed,
+    and the finished video's card or the error."""
+    return service.desk.task(task_id)
+
+
+@generation_router.get("/media/{folder}/{name}", response_class=Response)
+def media_file(
+    service: Service,
+    folder: Annotated[str, Path(pattern=r"^(images|videos)$")],
+    name: Annotated[str, Path(max_length=200)],
+) -> Response:
+    """A generated image or video, by file name (no path is ever accepted)."""
+    from fastapi.responses import FileResponse
+
+    return FileResponse(service.desk.media_path(folder, name))
+
+
+@generation_router.post("/web-search")
+def web_search(
+    service: Service,
+    file: Annotated[UploadFile, File(description="the photo to find similar images of")],
+    k: Annotated[int, Form(ge=1, le=50)] = 10,
+) -> dict[str, Any]:
+    """Similar images on the web (Baidu image search). 400 without its AK/SK."""
+    data = _read_upload(file, service)
+    service.decode_upload(data)
+    return service.desk.web_search(data, k)
 
 
 # ---- writes -----------------------------------------------------------------------------------

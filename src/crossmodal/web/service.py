@@ -229,6 +229,14 @@ class WebService:
         )
         self._version = CatalogVersion(collection.catalog.path)
         self._dogs = dogs_available()
+        # paid providers (chat model, generation, web image search): keys from the environment
+        # or providers.toml, read once; the chat's conversations live in memory
+        from crossmodal.providers import load_config
+        from crossmodal.web.generation import GenerationDesk
+
+        self.providers = load_config()
+        self.desk = GenerationDesk(self.providers)
+        self._sessions: Any = None
         self._writer: Collection | None = None
         self._writing = threading.Lock()
         # Text searches of concurrent requests run together: their texts through the text
@@ -281,6 +289,7 @@ class WebService:
             "modes": ["t2i", "t2t", "i2i", "i2t"],
             "max_upload_bytes": self.settings.max_upload_bytes,
             "max_pixels": self.settings.max_pixels,
+            "providers": self.providers.summary(),
         }
 
     def stats(self) -> dict[str, Any]:
@@ -361,6 +370,52 @@ class WebService:
         picture = self.decode_upload(image) if image is not None else None
         return answer(question, image=picture, lang=lang).to_dict()
 
+    def chat(
+        self, message: str, session_id: str | None, lang: str | None, image: bytes | None
+    ) -> dict[str, Any]:
+        """One turn of a grounded conversation; a video request starts a background task."""
+        if not self._dogs:
+            raise Rejected(404, "the dog edition is not installed on this server")
+        from crossmodal.dogs.chat import (
+            _THIS_DOG,
+            SessionStore,
+            _compact,
+            chat_turn,
+            generation_request,
+        )
+        from crossmodal.web.generation import media_card
+
+        if image is not None:
+            self.decode_upload(image)  # size and pixel limits, a clear 413 / 422
+        if self._sessions is None:
+            self._sessions = SessionStore()
+        session = self._sessions.get(session_id)
+        if generation_request(message) == "video" and self.providers.summary()["video"]:
+            if image is not None:
+                session.image = _compact(image)
+            source = image or (session.image if _THIS_DOG.search(message) else None)
+            task = self.desk.start_video(message, source)
+            zh = any("\u4e00" <= ch <= "\u9fff" for ch in message)
+            text = "正在生成视频…" if zh else "Generating the video…"
+            session.add("user", message)
+            session.add("assistant", text)
+            return {
+                "text": text,
+                "lang": "zh" if zh else "en",
+                "kind": "generating",
+                "task": task,
+                "session_id": session.id,
+            }
+        reply = chat_turn(
+            session, message, image, lang=lang, config=self.providers, collection=self.collection
+        )
+        out = reply.to_dict()
+        out.pop("notice", None)
+        if reply.media:
+            out["card"] = media_card(reply.media)
+            out.pop("media")
+        return out
+
     # ---- write --------------------------------------------------------------------------------
     def index_folder(self, folder: str, captions: str | None) -> dict[str, Any]:
         if not folder.strip():
@@ -388,6 +443,7 @@ class WebService:
         return {"id": image_id, "removed": removed}
 
     def close(self) -> None:
+        self.desk.close()
         if self._batcher is not None:
             self._batcher.close()
         if self._children is not None:

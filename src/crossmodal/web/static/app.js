@@ -345,48 +345,222 @@ function factsList(facts) {
   return list;
 }
 
+const chat = { sessionId: null, sentPhoto: null };
+
 async function ask(event) {
   event.preventDefault();
   const input = $("question");
-  const question = input.value.trim();
-  if (!question) {
-    bubble("bot error", "Type a question first.");
+  const message = input.value.trim();
+  if (!message) {
+    bubble("bot error", "Type a question first. / 请先输入问题。");
     return;
   }
-  const withPhoto = state.file && $("attach").checked;
+  // the photo goes with the first message about it; the server keeps it for the follow-ups
+  const withPhoto = state.file && $("attach").checked && chat.sentPhoto !== state.file;
   let thumb = null;
   if (withPhoto) {
     thumb = document.createElement("img");
     thumb.src = state.fileUrl;
     thumb.alt = "";
   }
-  bubble("user", question, thumb);
+  bubble("user", message, thumb);
   input.value = "";
   $("ask-button").disabled = true;
   const pending = bubble("bot", "…");
   try {
-    let answer;
-    if (withPhoto) {
-      const form = new FormData();
-      form.append("question", question);
-      form.append("file", state.file, state.file.name || "photo");
-      answer = await api("/api/dogs/ask", { method: "POST", body: form });
-    } else {
-      answer = await api("/api/dogs/ask", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ question }),
-      });
-    }
-    pending.textContent = answer.text;
-    pending.classList.add("answer");
-    if (answer.facts && answer.facts.length) pending.append(factsList(answer.facts));
+    const form = new FormData();
+    form.append("message", message);
+    if (chat.sessionId) form.append("session_id", chat.sessionId);
+    if (withPhoto) form.append("file", state.file, state.file.name || "photo");
+    const reply = await api("/api/dogs/chat", { method: "POST", body: form });
+    chat.sessionId = reply.session_id || chat.sessionId;
+    if (withPhoto) chat.sentPhoto = state.file;
+    showReply(pending, reply);
   } catch (err) {
     pending.textContent = err.message;
     pending.classList.add("error");
     showMessage(err.message);
   } finally {
     $("ask-button").disabled = false;
+  }
+}
+
+function showReply(el, reply) {
+  el.textContent = reply.text;
+  el.classList.add("answer");
+  if (reply.provider) {
+    const tag = document.createElement("span");
+    tag.className = "provider";
+    tag.textContent = reply.provider;
+    el.prepend(tag);
+  }
+  if (reply.facts && reply.facts.length) el.append(factsList(reply.facts));
+  if (reply.card) el.append(mediaCard(reply.card));
+  if (reply.photos && reply.photos.length) {
+    const grid = document.createElement("div");
+    grid.className = "offer";
+    for (const photo of reply.photos) grid.append(offerCard(photo));
+    el.append(grid);
+  }
+  if (reply.task) {
+    const holder = document.createElement("div");
+    el.append(holder);
+    followTask(reply.task, holder);
+  }
+}
+
+function offerCard(photo) {
+  const fig = document.createElement("figure");
+  fig.className = "media-card offered";
+  const img = document.createElement("img");
+  img.src = `${photo.thumbnail}?size=${THUMB}`;
+  img.alt = photo.caption || "a photo of the collection";
+  const cap = document.createElement("figcaption");
+  cap.textContent = photo.label;
+  fig.append(img, cap);
+  return fig;
+}
+
+// ---- generation and web search ---------------------------------------------------------
+function mediaCard(item) {
+  const fig = document.createElement("figure");
+  fig.className = "media-card";
+  fig.dataset.kind = item.kind;
+  let media;
+  if (item.kind === "video") {
+    media = document.createElement("video");
+    media.controls = true;
+    media.preload = "metadata";
+    media.src = item.url;
+  } else {
+    media = document.createElement("img");
+    media.src = item.url;
+    media.alt = item.prompt;
+  }
+  const cap = document.createElement("figcaption");
+  cap.textContent = `${item.prompt} — ${item.label || "generated"} (${item.provider} ${item.model})`;
+  fig.append(media, cap);
+  return fig;
+}
+
+function progressCard(task) {
+  const fig = document.createElement("figure");
+  fig.className = "media-card pending";
+  const bar = document.createElement("progress");
+  const cap = document.createElement("figcaption");
+  cap.className = "task-status";
+  fig.append(bar, cap);
+  const update = (t) => {
+    cap.textContent = `video task ${t.status} · ${Math.round(t.elapsed)} s — 视频生成中…`;
+  };
+  update(task);
+  return { fig, update };
+}
+
+async function followTask(task, holder) {
+  const view = progressCard(task);
+  holder.append(view.fig);
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    let now;
+    try {
+      now = await api(`/api/generate/tasks/${task.id}`);
+    } catch (err) {
+      view.fig.replaceWith(errorLine(err.message));
+      return;
+    }
+    if (now.status === "success") {
+      view.fig.replaceWith(mediaCard(now.result));
+      return;
+    }
+    if (now.status === "failed") {
+      view.fig.replaceWith(errorLine(now.error || "the video task failed"));
+      return;
+    }
+    view.update(now);
+  }
+}
+
+function errorLine(text) {
+  const p = document.createElement("p");
+  p.className = "message error";
+  p.textContent = text;
+  return p;
+}
+
+async function generate(kind) {
+  const prompt = $("gen-prompt").value.trim();
+  if (!prompt) {
+    showMessage("Describe what to generate first. / 请先描述要生成的内容。");
+    return;
+  }
+  clearMessage();
+  const holder = document.createElement("div");
+  holder.className = "gen-item";
+  $("gen-results").prepend(holder);
+  try {
+    if (kind === "image") {
+      holder.textContent = "generating the image… / 正在生成图片…";
+      const item = await api("/api/generate/image", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ prompt }),
+      });
+      holder.textContent = "";
+      holder.append(mediaCard(item));
+    } else {
+      const form = new FormData();
+      form.append("prompt", prompt);
+      if ($("gen-attach").checked && state.file) form.append("file", state.file, state.file.name);
+      const task = await api("/api/generate/video", { method: "POST", body: form });
+      await followTask(task, holder);
+    }
+  } catch (err) {
+    holder.replaceWith(errorLine(err.message));
+  }
+}
+
+async function searchWeb() {
+  if (!state.file) {
+    showMessage("Upload a photo above first. / 请先在上方上传照片。");
+    return;
+  }
+  clearMessage();
+  const holder = document.createElement("div");
+  holder.className = "gen-item";
+  holder.textContent = "searching the web… / 正在网络搜图…";
+  $("gen-results").prepend(holder);
+  try {
+    const form = new FormData();
+    form.append("file", state.file, state.file.name || "photo");
+    const result = await api("/api/web-search", { method: "POST", body: form });
+    holder.textContent = "";
+    if (!result.hits.length) holder.textContent = "no similar images found / 没有找到相似图片";
+    for (const hit of result.hits) {
+      const link = document.createElement("a");
+      link.className = "web-hit";
+      link.href = hit.url || "#";
+      link.rel = "noreferrer noopener";
+      link.target = "_blank";
+      link.textContent = `${Number(hit.score).toFixed(2)} · ${hit.title || hit.url || "image"}`;
+      holder.append(link);
+    }
+  } catch (err) {
+    holder.replaceWith(errorLine(err.message));
+  }
+}
+
+function showKeys(providers) {
+  const missing = Object.entries(providers || {})
+    .filter(([name, on]) => !on && name !== "vision")
+    .map(([name]) => name);
+  const text = missing.length
+    ? `Needs a key (see docs/dogs.md) / 需要密钥：${missing.join(", ")}. ` +
+      "Without one the answers come from the knowledge base. / 未配置时由知识库回答。"
+    : "";
+  for (const id of ["keys", "chat-keys"]) {
+    $(id).textContent = text;
+    $(id).hidden = !text;
   }
 }
 
@@ -397,6 +571,7 @@ async function loadStats() {
     const caps = stats.capabilities || {};
     state.maxUpload = caps.max_upload_bytes || state.maxUpload;
     $("chat").hidden = !caps.dogs;
+    showKeys(caps.providers);
     const parts = [`${formatCount(stats.images)} images`, `${formatCount(stats.texts)} captions`];
     if (stats.model) parts.push(`model: ${String(stats.model).split("/").pop()}`);
     $("stats").textContent = parts.join(" · ");
@@ -413,6 +588,17 @@ function start() {
   });
   $("more").addEventListener("click", () => run(state.nextOffset || 0));
   $("chat-form").addEventListener("submit", ask);
+  $("new-chat").addEventListener("click", () => {
+    chat.sessionId = null;
+    chat.sentPhoto = null;
+    $("chat-log").textContent = "";
+  });
+  $("gen-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    generate("image");
+  });
+  $("gen-video").addEventListener("click", () => generate("video"));
+  $("web-search").addEventListener("click", searchWeb);
   setupDropzone();
   setMode("t2i");
   loadStats();
