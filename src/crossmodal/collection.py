@@ -42,12 +42,15 @@ from crossmodal.errors import CollectionError, CrossmodalError, ImageLoadError
 from crossmodal.index.ann import (
     ALL_KINDS,
     APPROXIMATE_KINDS,
+    SAMPLE_QUERIES,
     ApproximateStore,
     BuildInfo,
     choose_kind,
     load_any_store,
+    near_rows,
     new_store,
     parse_memory,
+    with_combinations,
 )
 from crossmodal.index.catalog import Catalog, ImageRow
 from crossmodal.index.pipeline import file_sha1, iter_embedded_batches
@@ -499,11 +502,18 @@ class Collection:
 
     def _sample_queries(self, table: str) -> np.ndarray | None:
         """Queries to tune an approximate store on: vectors of the other table (captions for
-        images, images for captions), as cross-modal queries; None: the store's default."""
+        images, images for captions), else the table's own rows moved by noise; as
+        cross-modal queries (with a 1 in the hubness column, like the searches that use it)."""
         other = "texts" if table == "images" else "images"
-        sample = self.catalog.sample_vectors(other, 200, self.dim)
+        rng = np.random.default_rng(0)
+        sample = self.catalog.sample_vectors(other, SAMPLE_QUERIES // 2, self.dim)
+        if not len(sample):
+            own = self.catalog.sample_vectors(table, SAMPLE_QUERIES // 2, self.dim)
+            sample = near_rows(own, rng)
+            sample /= np.maximum(np.linalg.norm(sample, axis=1, keepdims=True), 1e-12)
         if not len(sample):
             return None
+        sample = with_combinations(sample, rng)
         return sample if self._hubness() is None else query_columns(sample, cross_modal=True)
 
     def store_info(self, table: str = "images") -> dict[str, Any]:

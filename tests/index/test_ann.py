@@ -27,6 +27,7 @@ from crossmodal.index.ann import (
     new_store,
     parse_memory,
     recall_at,
+    with_combinations,
 )
 from tests.index.helpers import make_photos, one_torch_thread, tiny_model_dir
 
@@ -66,7 +67,7 @@ def synthetic() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def build(kind: str, rows: np.ndarray, ids: np.ndarray) -> ann.VectorStore:
-    store = new_store(kind, DIM, pq_bytes=8)
+    store = new_store(kind, rows.shape[1], pq_bytes=8)
     if isinstance(store, ApproximateStore):
         store.build(ids, rows)
     else:
@@ -254,3 +255,30 @@ def test_kill_minus_nine_during_rebuild_loses_nothing(tmp_path: Path):
     assert not list(col_dir.glob("*.tmp"))
     _agree(again)
     again.close()
+
+
+def test_hubness_correction_and_query_arithmetic_on_an_approximate_store(synthetic):
+    """Rows carry their hubness offset as one more coordinate and a cross-modal query a 1
+    there: the graph searches those widened vectors like any others. A combined query is one
+    vector, so arithmetic needs nothing of the store."""
+    from crossmodal.models.hubness import HubnessCorrection, query_columns
+
+    rows, queries, _ = synthetic
+    rows = rows[:8000]
+    bank = clustered(500, 3)
+    correction = HubnessCorrection(text_bank=bank, image_bank=bank, k=10, weight=0.6)
+    wide = correction.augment(rows, "images")
+    store = new_store("hnsw", wide.shape[1])
+    assert isinstance(store, ApproximateStore)
+    # tuned as a collection tunes its image index: on captions and sums of two, widened
+    tune = with_combinations(clustered(200, 4), np.random.default_rng(0))
+    store.build(np.arange(len(rows)), wide, query_columns(tune, cross_modal=True))
+    combined = queries[:50] + queries[50:] - 0.3 * queries[::-1][:50]  # "a" + "b" - "c"
+    combined /= np.linalg.norm(combined, axis=1, keepdims=True)
+    for q, least in ((queries, 0.95), (combined, 0.9)):
+        asked = query_columns(q, cross_modal=True)
+        truth = exact_top_k(wide, asked, 10)[1]
+        found = store.search(asked, 10)[1]
+        assert recall_at(found, truth, 10) >= least
+        plain = exact_top_k(rows, q, 10)[1]
+        assert recall_at(truth, plain, 10) < 0.95  # the correction changes what is found
