@@ -64,7 +64,7 @@ DOC = REPO / "docs" / "benchmarks.md"
 STORES = ("flat", "flat-fp16", "hnsw", "hnsw-fp16", "ivfpq")
 #: the default run: `hnsw` builds as slowly as `hnsw-fp16` (~15 min a million rows on two
 #: busy cores) and answered slower with twice the memory at the same recall (50k rows)
-DEFAULT_STORES = ("flat", "flat-fp16", "hnsw-fp16", "ivfpq")
+DEFAULT_STORES = ("flat", "ivfpq", "hnsw-fp16", "flat-fp16")
 CHUNK = 1_000_000
 #: train images the generator is fitted on, and held out to compare real with drawn rows
 #: (embedding runs at ~10 images/s on two shared cores: the rest of the split would take 8 min)
@@ -235,7 +235,9 @@ def measure(store: VectorStore, queries: np.ndarray, truth: np.ndarray) -> dict[
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, keep: Any = None) -> dict[str, Any]:
+    """Every store in one run; `keep(partial result)` after each (a long run stopped early
+    keeps what it measured)."""
     real = real_embeddings(Path(args.root))
     started = time.perf_counter()
     gen = Generator(real["train_images"][:FIT])
@@ -268,6 +270,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 result["tuned_recall@10_val"] = store.info.recall_at_10
             out["stores"][kind] = result
             print(f"{kind}: {json.dumps(result)}", flush=True)
+            out["seconds"] = time.perf_counter() - started
+            if keep is not None:
+                keep(out)
             del store
             gc.collect()
     out["seconds"] = time.perf_counter() - started
@@ -315,6 +320,7 @@ def section(results: list[dict[str, Any]], rule: dict[str, Any] | None) -> str:
             "",
             f"Machine: {r['machine']}. Drawing the base took {r['generate_s']:.0f} s, the exact "
             f"ground truth {r['truth_s']:.0f} s; whole run {r['seconds'] / 60:.0f} min.",
+            *([f"Note: {r['note']}."] if r.get("note") else []),
             f"Realism: a real train image's nearest other image has similarity "
             f"{look['image_nn_real']:.3f} on average, a drawn row's nearest other drawn row "
             f"{look['image_nn_drawn']:.3f} (500 each, the real ones held out of the fit); a "
@@ -373,11 +379,14 @@ def main() -> None:
     saved = REPO / "docs" / "scale-benchmark.json"
     runs = json.loads(saved.read_text()) if saved.is_file() else {}
     if not args.render_only:
-        result = run(args)
+
+        def keep(partial: dict[str, Any]) -> None:
+            runs[str(args.rows)] = partial
+            saved.write_text(json.dumps(runs, indent=1) + "\n")
+
+        run(args, None if args.no_write else keep)
         if args.no_write:
             return
-        runs[str(args.rows)] = result
-        saved.write_text(json.dumps(runs, indent=1) + "\n")
     rule = None
     ref = runs.get(str(1_000_000))
     if ref is not None:
