@@ -364,13 +364,17 @@ def test_fp16_store_collection(tmp_path: Path, tiny: Encoder):
     with pytest.raises(CollectionError, match="flat-fp16"):
         Collection.open(tmp_path / "col", store="flat")
     with pytest.raises(CollectionError, match="unknown store"):
-        Collection.open(tmp_path / "other", create=True, store="hnsw")
+        Collection.open(tmp_path / "other", create=True, store="hnws")
 
 
 def test_stats(gallery: Collection):
     info = gallery.stats()
     assert info["images"] == 12 and info["captions"] == 4 and info["annotations"] == 0
-    assert info["dim"] == 32 and info["schema_version"] >= 1 and info["store"] == "flat"
+    assert info["dim"] == 32 and info["schema_version"] >= 1 and info["store"] == "auto"
+    # auto keeps a 12-photo gallery exact; the kind built is recorded for stats
+    images = info["stores"]["images"]
+    assert images["kind"] == "flat" and images["rows"] == 12 and images["recall_at_10"] == 1.0
+    assert images["memory_bytes"] == 12 * (4 * 32 + 8)  # float32 rows and int64 ids
     assert info["model_fingerprint"].startswith("dual:")
 
 

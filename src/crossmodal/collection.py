@@ -4,6 +4,7 @@ A collection is one folder:
 
     catalog.sqlite        rows of images and texts, with their vectors (the source of truth)
     images.g<N>.faiss     exact inner-product index of image vectors, as of generation N
+                          (images.g<N>.ann: an approximate one, HNSW or IVF-PQ)
     texts.g<N>.faiss      the same for caption / annotation vectors
     lock                  held (flock) by the one process that is changing the collection
 
@@ -20,6 +21,7 @@ images with weights ("a dog" + beach.jpg - "snow"); their vectors are summed and
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import threading
@@ -37,9 +39,22 @@ from tqdm.auto import tqdm
 
 from crossmodal.data import is_image_file, load_image, read_captions_file
 from crossmodal.errors import CollectionError, CrossmodalError, ImageLoadError
+from crossmodal.index.ann import (
+    ALL_KINDS,
+    APPROXIMATE_KINDS,
+    SAMPLE_QUERIES,
+    ApproximateStore,
+    BuildInfo,
+    choose_kind,
+    load_any_store,
+    near_rows,
+    new_store,
+    parse_memory,
+    with_combinations,
+)
 from crossmodal.index.catalog import Catalog, ImageRow
 from crossmodal.index.pipeline import file_sha1, iter_embedded_batches
-from crossmodal.index.store import STORE_KINDS, FlatIPStore
+from crossmodal.index.store import FlatIPStore, VectorStore
 from crossmodal.models.base import Encoder
 from crossmodal.models.hubness import HubnessCorrection, query_columns, stored_dim
 
@@ -280,7 +295,7 @@ class Collection:
         self._lock = threading.RLock()
         self._model: Encoder | None = None
         self._model_spec: str | None = None
-        self._stores: dict[str, FlatIPStore] = {}
+        self._stores: dict[str, VectorStore] = {}
         self._store_gen: dict[str, int] = {}
         self._saved_gen: dict[str, int] = {}
         self._lock_file: Any = None
@@ -304,18 +319,24 @@ class Collection:
         create: bool = False,
         store: str | None = None,
         rebuild: bool = False,
+        max_index_memory: str | int | None = None,
     ) -> Collection:
         """Open the collection at `path` (default: `default_collection_path()`).
 
         `create=True` makes it if missing. `store` picks the vector store of a new collection:
-        "flat" (exact fp32, the default) or "flat-fp16" (every vector scanned, half the
-        memory and about twice the speed per query, scores within ~1e-4). `rebuild=True`:
+        "auto" (the default: exact while that is fast, then the fastest approximate store that
+        keeps recall@10 >= 0.95 and fits `max_index_memory`, by the thresholds of
+        benchmarks/scale.py), "flat" (exact fp32), "flat-fp16" (every vector scanned, half
+        the memory and about twice the speed per query, scores within ~1e-4), "hnsw",
+        "hnsw-fp16" or "ivfpq" (crossmodal/index/ann.py). `max_index_memory` ("4G", bytes)
+        is a budget for "auto", kept in the catalogue. `rebuild=True`:
         if the collection was built with another model (or another version of this one, as
         when the shipped default is retrained), forget its vectors so that the next `index`
         re-embeds everything, instead of refusing.
         """
-        if store is not None and store not in STORE_KINDS:
-            raise CollectionError(f"unknown store {store!r}: use one of {', '.join(STORE_KINDS)}")
+        if store is not None and store not in ALL_KINDS:
+            raise CollectionError(f"unknown store {store!r}: use one of {', '.join(ALL_KINDS)}")
+        budget = parse_memory(str(max_index_memory)) if max_index_memory is not None else None
         path = (
             Path(path).expanduser() if path is not None else default_collection_path()
         ).absolute()
@@ -337,12 +358,14 @@ class Collection:
         collection = cls(path, Catalog(catalog_file), model, rebuild)
         recorded_store = collection.catalog.get_meta("store")
         if recorded_store is None:
-            collection.catalog.set_meta("store", store or "flat")
+            collection.catalog.set_meta("store", store or "auto")
         elif store is not None and store != recorded_store:
             raise CollectionError(
                 f"collection {path} uses the {recorded_store!r} store, not {store!r}: "
                 "index into a new collection to change it"
             )
+        if budget is not None and str(budget) != collection.catalog.get_meta("max_index_memory"):
+            collection.catalog.set_meta("max_index_memory", str(budget))
         if rebuild and collection.catalog.get_meta("model_fingerprint") is not None:
             _ = collection.model  # compare fingerprints now, before anything is skipped
         elif isinstance(model, str):
@@ -438,16 +461,75 @@ class Collection:
                     self.catalog.bump_generation(table)
             self._stores.clear()
             self._store_gen.clear()
-            for old in self.path.glob("*.faiss"):
+            for old in [*self.path.glob("*.faiss"), *self.path.glob("*.ann")]:
                 with contextlib.suppress(OSError):
                     old.unlink()
 
-    def _store_file(self, table: str, generation: int) -> Path:
+    def _store_file(self, table: str, generation: int, kind: str = "flat") -> Path:
         # the hubness correction's digest is in the name: a store built with other offsets
         # (another bank, k or weight) is never loaded, only rebuilt from the catalogue
         correction = self._hubness()
         tag = f".h{correction.digest}" if correction is not None else ""
-        return self.path / f"{table}.g{generation}{tag}.faiss"
+        suffix = ".ann" if kind in APPROXIMATE_KINDS else ".faiss"
+        return self.path / f"{table}.g{generation}{tag}{suffix}"
+
+    def _store_setting(self) -> str:
+        return self.catalog.get_meta("store") or "flat"
+
+    def _kind_for(self, rows: int) -> str:
+        """The store kind for `rows` rows: the collection's setting, or auto's choice."""
+        setting = self._store_setting()
+        if setting != "auto":
+            return setting
+        budget = self.catalog.get_meta("max_index_memory")
+        return choose_kind(rows, self._stored_dim(), int(budget) if budget else None)
+
+    def _stored_dim(self) -> int:
+        return self.dim if self._hubness() is None else stored_dim(self.dim)
+
+    def _build_store(
+        self, table: str, kind: str | None = None, show_progress: bool = False
+    ) -> tuple[int, VectorStore]:
+        """(generation, store) built from the catalogue's vectors: the cache rebuilt."""
+        generation, ids, vectors = self.catalog.load_vectors(table, self.dim)
+        store = new_store(kind or self._kind_for(len(ids)), self._stored_dim())
+        rows = self._store_rows(table, vectors)
+        if isinstance(store, ApproximateStore):
+            store.build(ids, rows, self._sample_queries(table), show_progress=show_progress)
+        else:
+            store.add(ids, rows)
+        return generation, store
+
+    def _sample_queries(self, table: str) -> np.ndarray | None:
+        """Queries to tune an approximate store on: vectors of the other table (captions for
+        images, images for captions), else the table's own rows moved by noise; as
+        cross-modal queries (with a 1 in the hubness column, like the searches that use it)."""
+        other = "texts" if table == "images" else "images"
+        rng = np.random.default_rng(0)
+        sample = self.catalog.sample_vectors(other, SAMPLE_QUERIES // 2, self.dim)
+        if not len(sample):
+            own = self.catalog.sample_vectors(table, SAMPLE_QUERIES // 2, self.dim)
+            sample = near_rows(own, rng)
+            sample /= np.maximum(np.linalg.norm(sample, axis=1, keepdims=True), 1e-12)
+        if not len(sample):
+            return None
+        sample = with_combinations(sample, rng)
+        return sample if self._hubness() is None else query_columns(sample, cross_modal=True)
+
+    def store_info(self, table: str = "images") -> dict[str, Any]:
+        """What the store of `table` is: kind, rows, memory, recall@10 against exact."""
+        store = self._store(table)
+        if isinstance(store, ApproximateStore):
+            info = asdict(store.info)
+            info.update(rows=len(store), memory_bytes=store.memory_bytes())
+            info.update(disk_bytes=store.disk_bytes(), tombstones=store.tombstones)
+            return info
+        assert isinstance(store, FlatIPStore)
+        per_row = (2 if store.kind == "flat-fp16" else 4) * store.dim + 8
+        return asdict(BuildInfo(store.kind, len(store), 0.0, recall_at_10=1.0)) | {
+            "memory_bytes": per_row * len(store),
+            "built_at": None,
+        }
 
     def _hubness(self) -> HubnessCorrection | None:
         """The model's hubness correction (crossmodal/models/hubness.py): when there is one,
@@ -458,32 +540,36 @@ class Collection:
         correction = self._hubness()
         return vectors if correction is None else correction.augment(vectors, table)
 
-    def _store(self, table: str) -> FlatIPStore:
+    def _store(self, table: str) -> VectorStore:
         """The in-memory store of `table`, reloaded when another process committed since."""
         with self._lock:
             generation = self.catalog.generation(table)
             store = self._stores.get(table)
             if store is not None and self._store_gen.get(table) == generation:
                 return store
-            dim = self.dim if self._hubness() is None else stored_dim(self.dim)
+            dim = self._stored_dim()
             store = None
-            file = self._store_file(table, generation)
-            kind = self.catalog.get_meta("store") or "flat"
-            if file.is_file():
+            setting = self._store_setting()
+            # "auto" takes whichever kind a writer built (it rebuilds when the size calls
+            # for another one: `_refresh_stores`)
+            for file in (
+                self._store_file(table, generation, "flat"),
+                self._store_file(table, generation, "hnsw"),
+            ):
+                if store is not None or not file.is_file():
+                    continue
                 with contextlib.suppress(CollectionError, OSError):
-                    loaded = FlatIPStore.load(file)
+                    loaded = load_any_store(file)
                     if (
                         loaded.dim == dim
-                        and loaded.kind == kind
+                        and (loaded.kind == setting or setting == "auto")
                         and len(loaded) == self.catalog.count(table)
                     ):
                         store = loaded
                         self._saved_gen[table] = generation
             rebuilt = store is None
             if store is None:  # missing or stale cache: rebuild from the catalogue's vectors
-                generation, ids, vectors = self.catalog.load_vectors(table, self.dim)
-                store = FlatIPStore.of_kind(kind, dim)
-                store.add(ids, self._store_rows(table, vectors))
+                generation, store = self._build_store(table)
             self._stores[table] = store
             self._store_gen[table] = generation
             if rebuilt and len(store):
@@ -499,7 +585,8 @@ class Collection:
     def _save_stores(self) -> None:
         """Write each changed store under its generation; drop older files (lock held)."""
         assert self._lock_depth, "stores are saved only under the writer lock"
-        for leftover in self.path.glob("*.faiss.*.tmp"):  # from a process killed mid-save
+        # from a process killed mid-save (or mid-rebuild)
+        for leftover in [*self.path.glob("*.faiss.*.tmp"), *self.path.glob("*.ann.*.tmp")]:
             with contextlib.suppress(OSError):
                 leftover.unlink()
         for table, store in self._stores.items():
@@ -508,12 +595,48 @@ class Collection:
                 continue
             if self.catalog.generation(table) != generation:
                 continue  # someone committed after us: our copy is not the current state
-            store.save(self._store_file(table, generation))
+            file = self._store_file(table, generation, store.kind)
+            store.save(file)  # a temporary file renamed into place: never half written
             self._saved_gen[table] = generation
-            for old in self.path.glob(f"{table}.g*.faiss"):
-                if old.name != self._store_file(table, generation).name:
+            with self.catalog.transaction():  # for `stats`, which loads no store
+                self.catalog.set_meta(f"store_info.{table}", json.dumps(self.store_info(table)))
+            for old in [*self.path.glob(f"{table}.g*.faiss"), *self.path.glob(f"{table}.g*.ann")]:
+                if old.name != file.name:
                     with contextlib.suppress(OSError):
                         old.unlink()
+
+    def _refresh_stores(self, force: bool = False, show_progress: bool = False) -> list[str]:
+        """Rebuild (writer lock held) each loaded store whose tombstones or growth call for it,
+        or whose kind the collection's size no longer calls for; `force`: every store. The
+        catalogue is not touched and the new file replaces the old one atomically, so a
+        process killed meanwhile loses nothing: the old file, or the catalogue, still serves.
+        Returns the tables rebuilt."""
+        assert self._lock_depth, "stores are rebuilt only under the writer lock"
+        done = []
+        # not forced: only stores this process loaded (a run that changed nothing loads no
+        # store, and no model)
+        for table in _TABLES if force else [t for t in _TABLES if t in self._stores]:
+            store = self._store(table)
+            due = force or (isinstance(store, ApproximateStore) and store.needs_rebuild)
+            kind = self._kind_for(len(store))
+            if not due and store.kind == kind:
+                continue
+            generation, fresh = self._build_store(table, kind, show_progress)
+            if generation != self.catalog.generation(table):
+                continue  # changed meanwhile (not under our lock?): leave it for next time
+            self._stores[table], self._store_gen[table] = fresh, generation
+            self._saved_gen.pop(table, None)
+            done.append(table)
+        self._save_stores()
+        return done
+
+    def optimize(self, show_progress: bool = True) -> dict[str, dict[str, Any]]:
+        """Rebuild the vector stores from the catalogue (`crossmodal index --optimize`):
+        tombstones dropped, the search effort tuned again, the kind the size calls for.
+        Returns `store_info` of each table."""
+        with self._writing():
+            self._refresh_stores(force=True, show_progress=show_progress)
+            return {table: self.store_info(table) for table in _TABLES}
 
     def _commit_changes(self, changes: _Changes) -> None:
         """Apply a committed transaction's vector changes to the loaded stores."""
@@ -713,6 +836,7 @@ class Collection:
             finally:
                 report.embed_seconds = time.perf_counter() - embed_started
                 self._save_stores()
+            self._refresh_stores(show_progress=show_progress)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -975,6 +1099,11 @@ class Collection:
             "dim": int(meta["dim"]) if "dim" in meta else None,
             "schema_version": int(meta.get("schema_version", 0)),
             "store": meta.get("store", "flat"),
+            "stores": {
+                table: json.loads(meta[f"store_info.{table}"])
+                for table in _TABLES
+                if f"store_info.{table}" in meta
+            },
             "images": self.catalog.count("images"),
             "captions": texts["caption"],
             "annotations": texts["annotation"],

@@ -416,6 +416,19 @@ class Catalog:
                 i += 1
         return generation, ids[:i], vectors[:i]
 
+    def sample_vectors(self, table: str, n: int, dim: int) -> np.ndarray:
+        """Up to `n` vectors of `table`, drawn at random (the same draw each time)."""
+        assert table in ("images", "texts")
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT vector FROM {table} ORDER BY (id * 2654435761) % 4294967291 LIMIT ?",
+                (int(n),),
+            ).fetchall()
+        out = np.empty((len(rows), dim), np.float32)
+        for i, (blob,) in enumerate(rows):
+            out[i] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
     # ---- texts ----------------------------------------------------------------------------
     def add_texts(
         self, image_id: int, kind: str, texts: Sequence[str], vectors: np.ndarray

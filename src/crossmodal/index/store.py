@@ -102,6 +102,7 @@ class VectorStore(ABC):
     """
 
     dim: int
+    kind: str  # "flat", "flat-fp16", "hnsw", "hnsw-fp16", "ivfpq"
 
     @abstractmethod
     def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None: ...
