@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from crossmodal.errors import CrossmodalError
+from crossmodal.fsnames import shown
 
 app = typer.Typer(
     name="crossmodal",
@@ -28,6 +29,10 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_USAGE = 2
+#: `crossmodal index` ran, but skipped some files or folders (each is listed on stderr)
+EXIT_SKIPPED = 3
+#: `crossmodal check` found damage (and --repair was not given, or could not mend it all)
+EXIT_DAMAGED = 4
 
 
 def fail(message: str) -> None:
@@ -462,7 +467,11 @@ def index_command(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
-    """Index a folder of photos incrementally: new, changed, moved and deleted files."""
+    """Index a folder of photos incrementally: new, changed, moved and deleted files.
+
+    Exit status: 0 when every image file was indexed, 3 when some were skipped (each one and
+    its reason is listed on stderr: undecodable files, dangling links, link loops, folders
+    that cannot be read), 2 on an error that stopped the run."""
     from crossmodal.collection import Collection
 
     only_names = _read_only_list(only) if only is not None else None
@@ -487,6 +496,13 @@ def index_command(
             err=True,
         )
     typer.echo(report.summary())
+    if report.failed:
+        typer.echo(
+            f"{len(report.failed)} skipped (exit status {EXIT_SKIPPED}) / "
+            f"跳过 {len(report.failed)} 项",
+            err=True,
+        )
+        raise typer.Exit(EXIT_SKIPPED)
 
 
 @app.command("search")
@@ -510,7 +526,17 @@ def search_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="a JSON list of hits")] = False,
     paths_only: Annotated[
-        bool, typer.Option("--paths-only", help="absolute image paths only (for xargs)")
+        bool,
+        typer.Option(
+            "--paths-only",
+            help="image paths only, one a line (odd characters escaped: use --print0 for xargs)",
+        ),
+    ] = False,
+    print0: Annotated[
+        bool,
+        typer.Option(
+            "--print0", "-0", help="image paths as raw bytes, each ended by NUL (xargs -0)"
+        ),
     ] = False,
 ) -> None:
     """Search a collection by text, by image, or both combined."""
@@ -529,13 +555,18 @@ def search_command(
     hits = col.search(query=terms, k=k, mode=mode.strip().lower())
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+    elif print0:
+        out = sys.stdout.buffer
+        for path in dict.fromkeys(h.path for h in hits):
+            out.write(os.fsencode(path) + b"\0")
+        out.flush()
     elif paths_only:
         for path in dict.fromkeys(h.path for h in hits):
-            typer.echo(path)
+            typer.echo(shown(path))
     else:
         for hit in hits:
-            shown = hit.text if hit.kind == "text" else hit.path
-            typer.echo(f"{hit.score:.4f}\t{shown}")
+            text = hit.text if hit.kind == "text" else shown(hit.path)
+            typer.echo(f"{hit.score:.4f}\t{text}")
     if not hits:
         what = "captions or annotations" if mode in ("i2t", "t2t") else "images"
         typer.echo(f"no results: collection {col.path} holds no {what} yet", err=True)
@@ -557,7 +588,7 @@ def stats_command(
         return
     for key, value in info.items():
         if key == "roots":
-            value = ", ".join(value) or "-"
+            value = ", ".join(shown(v) for v in value) or "-"
         typer.echo(f"{key}: {value}")
 
 

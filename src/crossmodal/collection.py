@@ -20,12 +20,14 @@ images with weights ("a dog" + beach.jpg - "snow"); their vectors are summed and
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ from tqdm.auto import tqdm
 
 from crossmodal.data import is_image_file, load_image, read_captions_file
 from crossmodal.errors import CollectionError, CrossmodalError, ImageLoadError
+from crossmodal.fsnames import shown
 from crossmodal.index.catalog import Catalog, ImageRow
 from crossmodal.index.pipeline import file_sha1, iter_embedded_batches
 from crossmodal.index.store import STORE_KINDS, FlatIPStore
@@ -101,7 +104,7 @@ class SearchHit:
             "rank": self.rank,
             "score": round(float(self.score), 6),
             "id": self.id,
-            "path": self.path,
+            "path": shown(self.path),  # JSON: the name as text (the raw one is `self.path`)
             "text": self.text,
             "caption": self.caption,
             "kind": self.kind,
@@ -133,7 +136,13 @@ _ADVICE = (
     ("cannot read", "check the file's permissions"),
     ("file not found", "it disappeared during the run"),
     ("not a regular file", "point the index at regular files only"),
+    ("dangling symlink", "its target is gone: fix or delete the link"),
+    ("symlink loop", "the link points back into its own path: fix or delete it"),
+    ("symlinked folder", "links to folders are not followed (they could loop): index the target"),
+    ("cannot read folder", "check the folder's permissions"),
 )
+#: reasons of things the scan skipped (not files that failed to decode): not remembered
+_SCAN_REASONS = ("dangling symlink", "symlink loop", "symlinked folder", "cannot read folder")
 
 
 @dataclass
@@ -147,7 +156,9 @@ class IndexFailure:
     @property
     def message(self) -> str:
         advice = next((a for key, a in _ADVICE if self.reason.startswith(key)), "check the file")
-        return f"skipping {self.path}: {self.reason}; {advice} (it is retried when it changes)."
+        scanned = self.reason.startswith(_SCAN_REASONS)
+        retried = "" if scanned else " (it is retried when it changes)"
+        return f"skipping {shown(self.path)}: {shown(self.reason)}; {advice}{retried}."
 
 
 @dataclass
@@ -184,7 +195,7 @@ class IndexReport:
         if self.captions:
             parts.append(f"{self.captions} captions")
         speed = f", {self.images_per_second:.1f} images/s" if self.embedded else ""
-        return f"{self.root}: " + ", ".join(parts) + f" in {self.seconds:.1f} s{speed}"
+        return f"{shown(self.root)}: " + ", ".join(parts) + f" in {self.seconds:.1f} s{speed}"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -611,14 +622,17 @@ class Collection:
             raise CollectionError(
                 f"{directory} is not a folder: give the folder of photos to index"
             )
-        folder = folder.resolve()
+        # as given (made absolute), not resolved: a folder reached through a link is indexed
+        # under the link's path, and a link and its target are two entries
+        folder = Path(os.path.abspath(folder))
         caption_map = read_captions_file(captions) if captions is not None else None
         only_set = {str(o).strip() for o in only if str(o).strip()} if only is not None else None
         report = IndexReport(root=str(folder))
         with self._writing():
             root_id, prefix = self._root_for(folder)
             root_path = Path(self.catalog.roots()[root_id])
-            files = _scan(folder, root_path, only_set, show_progress)
+            files, skipped = _scan(folder, root_path, only_set, show_progress)
+            report.failed += skipped
             rows = self.catalog.images_under(root_id, prefix)
             failures = self.catalog.failures_under(root_id, prefix)
 
@@ -645,10 +659,19 @@ class Collection:
                     continue
                 new.append(job)
 
+            # a folder that could not be listed still holds its files: its rows stay
+            unread = tuple(
+                (Path(f.path).relative_to(root_path).as_posix() + "/").removeprefix("./")
+                for f in skipped
+                if f.reason.startswith("cannot read folder")
+                and Path(f.path).is_relative_to(root_path)
+            )
             missing = [
                 row
                 for rel, row in rows.items()
-                if rel not in files and (only_set is None or not (root_path / rel).exists())
+                if rel not in files
+                and not (unread and (rel + "/").startswith(unread))
+                and (only_set is None or not (root_path / rel).exists())
             ]
             # a moved file has the same size and hash as a missing row: hash only those
             by_size: dict[int, list[ImageRow]] = {}
@@ -890,7 +913,9 @@ class Collection:
         with self._writing():
             roots = self.catalog.roots()
             for given in paths:
-                target = Path(given).expanduser().resolve()
+                # compared as given (absolute), never through links: `links/a.jpg` is not
+                # its target's row
+                target = Path(os.path.abspath(Path(given).expanduser()))
                 for root_id, root in roots.items():
                     root_path = Path(root)
                     if not (target == root_path or target.is_relative_to(root_path)):
@@ -913,6 +938,21 @@ class Collection:
                         removed += len(ids)
             self._save_stores()
         return removed
+
+    def remove_ids(self, ids: Iterable[int]) -> int:
+        """Forget the images with these ids (unknown ids are ignored); returns images removed."""
+        with self._writing():
+            found = list(self.catalog.get_images([int(i) for i in ids]))
+            if found:
+                self._load_stores(*_TABLES)
+                changes = _Changes()
+                with self.catalog.transaction():
+                    changes.removed["texts"] += self.catalog.delete_images(found)
+                    changes.removed["images"] += found
+                    changes.bump(self.catalog)
+                self._commit_changes(changes)
+                self._save_stores()
+        return len(found)
 
     def annotate(self, image_id: int, text: str) -> int:
         """Attach a text to an image (found by t2t / i2t search); returns the text's id."""
@@ -1253,18 +1293,35 @@ def _hash_all(paths: Sequence[Path]) -> dict[Path, str]:
 
 def _scan(
     folder: Path, root: Path, only: set[str] | None, show_progress: bool
-) -> dict[str, tuple[Path, int, int]]:
-    """relpath (to `root`, posix) -> (path, size, mtime_ns) of the image files under `folder`.
+) -> tuple[dict[str, tuple[Path, int, int]], list[IndexFailure]]:
+    """(relpath (to `root`, posix) -> (path, size, mtime_ns) of the image files under `folder`,
+    what was skipped and why).
 
-    Hidden folders (.git, .thumbnails, ...) are skipped, symlinked folders are not followed
-    (they could loop), and files are recognised by extension (`is_image_file`).
+    Hidden folders (.git, .thumbnails, ...) are left out; links to folders are not followed
+    (they could loop) and, like dangling links, link loops and folders that cannot be read,
+    are reported as skipped; files are recognised by extension (`is_image_file`).
     """
     found: dict[str, tuple[Path, int, int]] = {}
+    skipped: list[IndexFailure] = []
     bar = tqdm(desc="scanning", unit=" files", disable=not show_progress, leave=False)
-    on_error: Callable[[OSError], None] = lambda exc: None  # noqa: E731 -- unreadable folders
+
+    def on_error(exc: OSError) -> None:
+        where = exc.filename if exc.filename is not None else folder
+        skipped.append(IndexFailure(str(where), f"cannot read folder: {exc.strerror or exc}"))
+
     for dirpath, dirnames, filenames in os.walk(folder, onerror=on_error):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         base = Path(dirpath)
+        kept = []
+        for name in sorted(dirnames):
+            if name.startswith("."):
+                continue
+            sub = base / name
+            if sub.is_symlink():
+                if only is None:
+                    skipped.append(IndexFailure(str(sub), _folder_link_reason(sub)))
+                continue
+            kept.append(name)
+        dirnames[:] = kept
         for name in sorted(filenames):
             if not is_image_file(name):
                 continue
@@ -1274,11 +1331,33 @@ def _scan(
                 continue
             try:
                 st = path.stat()
-            except OSError:
+            except OSError as exc:
+                skipped.append(IndexFailure(str(path), _stat_reason(path, exc)))
                 continue
-            if not os.path.isfile(path):
+            if not stat.S_ISREG(st.st_mode):
+                skipped.append(IndexFailure(str(path), "not a regular file"))
                 continue
             found[rel] = (path, st.st_size, st.st_mtime_ns)
             bar.update(1)
     bar.close()
-    return found
+    return found, skipped
+
+
+def _stat_reason(path: Path, exc: OSError) -> str:
+    if path.is_symlink():
+        if exc.errno == errno.ELOOP:
+            return "symlink loop: the link leads back to itself"
+        with contextlib.suppress(OSError):
+            return f"dangling symlink: its target {os.readlink(path)} does not exist"
+        return "dangling symlink: its target does not exist"
+    return f"cannot read: {exc.strerror or exc}"
+
+
+def _folder_link_reason(link: Path) -> str:
+    try:
+        target = link.resolve(strict=True)
+    except (OSError, RuntimeError):  # RuntimeError: a loop, on Python < 3.13
+        return "symlink loop: the link leads back to itself"
+    if Path(os.path.realpath(link.parent)).is_relative_to(target):
+        return f"symlink loop: it points back to {target}, a folder above it"
+    return f"symlinked folder not followed: {target}"
