@@ -592,6 +592,39 @@ def stats_command(
         typer.echo(f"{key}: {value}")
 
 
+@app.command("check")
+@friendly_errors
+def check_command(
+    collection: CollectionOpt = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="rebuild damaged FAISS caches; copy the readable rows of a damaged catalogue "
+            "into a new one",
+        ),
+    ] = False,
+) -> None:
+    """Check a collection: SQLite's integrity check and FAISS caches against the catalogue.
+
+    One line; exit status 0 when sound (or repaired), 4 when damage remains."""
+    from crossmodal.collection import default_collection_path
+    from crossmodal.index.repair import check_collection
+
+    folder = (collection or default_collection_path()).expanduser().absolute()
+    report = check_collection(folder, repair=repair)
+    typer.echo(report.line())
+    if not report.ok and not report.repaired:
+        typer.echo(
+            f"run `crossmodal check --collection {folder} --repair` to mend it "
+            "(运行 --repair 修复)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_DAMAGED)
+    if not report.ok:
+        raise typer.Exit(EXIT_DAMAGED)
+
+
 # `crossmodal dogs …` lives in crossmodal/dogs/cli.py (its heavy imports are inside commands)
 from crossmodal.dogs.cli import dogs_app  # noqa: E402
 
