@@ -97,6 +97,8 @@ class SearchHit:
     caption: str | None = None
     kind: str = "image"
     text_id: int | None = None
+    #: the path inside the indexed folder it was found in
+    relpath: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # field by field: `asdict` deep-copies each value, ~10x the time, and a server shapes
@@ -110,6 +112,7 @@ class SearchHit:
             "caption": self.caption,
             "kind": self.kind,
             "text_id": self.text_id,
+            "relpath": shown(self.relpath) if self.relpath is not None else None,
         }
 
 
@@ -1208,6 +1211,7 @@ class Collection:
                             caption=firsts.get(image_row["id"]),
                             kind="text",
                             text_id=row_id,
+                            relpath=image_row["relpath"],
                         )
                     )
                 else:
@@ -1220,6 +1224,7 @@ class Collection:
                             id=row_id,
                             path=paths[row_id],
                             caption=firsts.get(row_id),
+                            relpath=rows[row_id]["relpath"],
                         )
                     )
             out.append(hits)
