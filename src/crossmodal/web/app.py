@@ -105,9 +105,9 @@ def _patch_openapi(app: FastAPI) -> None:
                 routes=app.routes,
             )
             for component in schema.get("components", {}).get("schemas", {}).values():
-                props = component.get("properties", {})
-                if props.get("file", {}).get("format") == "binary":
-                    props["file"]["minLength"] = 1
+                upload = component.get("properties", {}).get("file", {})
+                if upload.get("format") == "binary" or "contentMediaType" in upload:
+                    upload["minLength"] = 1
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -6,6 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+#: a language name or tag (zh, en, zh-CN, english, 中文); others are refused, not guessed at
+LANG_TAG = r"^(?:[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*|中文)$"
+
 #: at least one character that is not white space (a blank text is refused as empty)
 NOT_BLANK = r"\S"
 
@@ -77,7 +80,11 @@ class AskRequest(BaseModel):
         pattern=NOT_BLANK,
         examples=["这是什么品种？", "Is a Beagle good with kids?"],
     )
-    lang: str | None = Field(None, description="zh | en; default: the question's language")
+    lang: str | None = Field(
+        None,
+        pattern=LANG_TAG,
+        description="zh | en (or a language tag: zh-CN, en-GB); default: the question's",
+    )
 
 
 class FactOut(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import (
@@ -26,6 +27,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from crossmodal.index.catalog import MAX_ID
 from crossmodal.web.errors import Rejected
 from crossmodal.web.models import (
+    LANG_TAG,
     NOT_BLANK,
     AnnotationOut,
     AnnotationRequest,
@@ -235,10 +237,16 @@ _ASK_BODY = {
                     "type": "object",
                     "required": ["question"],
                     "properties": {
-                        "question": {"type": "string"},
-                        "lang": {"type": "string"},
-                        "file": {"type": "string", "format": "binary"},
+                        "question": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 2000,
+                            "pattern": NOT_BLANK,
+                        },
+                        "lang": {"type": "string", "pattern": LANG_TAG},
+                        "file": {"type": "string", "format": "binary", "minLength": 1},
                     },
+                    "additionalProperties": False,
                 }
             },
         },
@@ -254,6 +262,9 @@ async def ask(request: Request, service: Service) -> dict[str, Any]:
     image: bytes | None = None
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         async with request.form(max_files=1, max_fields=4) as form:
+            unknown = sorted(set(form.keys()) - {"question", "lang", "file"})
+            if unknown:  # as the schema says (additionalProperties: false)
+                raise Rejected(422, f"{unknown[0][:40]}: not a field of this form")
             question, lang = form.get("question"), form.get("lang")
             upload = form.get("file")
             if isinstance(upload, StarletteUpload) and (upload.filename or upload.size):
@@ -262,6 +273,10 @@ async def ask(request: Request, service: Service) -> dict[str, Any]:
                 raise Rejected(422, "question: give the question as a text field")
             if not question.strip():  # as the schema says (pattern), for forms too
                 raise Rejected(422, "question: empty: give some text, not only spaces")
+            if len(question) > 2000:
+                raise Rejected(422, "question: String should have at most 2000 characters")
+            if lang is not None and not re.fullmatch(LANG_TAG, lang):
+                raise Rejected(422, "lang: give a language such as zh or en")
     elif content_type == "application/json":
         try:
             body = AskRequest.model_validate(json.loads(await request.body()))
