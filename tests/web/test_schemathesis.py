@@ -37,6 +37,7 @@ def test_schemathesis_all_checks_pass(tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             timeout=300,
+            cwd=tmp_path,  # its cache (.schemathesis/) goes there, not into the repository
         )
     summary = run.stdout[-4000:]
     assert run.returncode == 0, summary + run.stderr[-2000:]
