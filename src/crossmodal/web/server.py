@@ -59,6 +59,13 @@ def build_app(  # type: ignore[no-untyped-def]
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     col = Collection.open(collection, model=model)  # first: a missing one fails in a blink
+    damage = col.catalog.quick_check()  # once per start: a damaged file, said before serving
+    if damage:
+        import sqlite3
+
+        from crossmodal.index.catalog import database_error
+
+        raise database_error(col.catalog.path, sqlite3.DatabaseError(damage[0]))
     if after_open is not None:
         after_open()
     setup_torch()
