@@ -190,6 +190,61 @@ def test_an_unreadable_folder_without_root_powers(tmp_path: Path):
     assert "secret: cannot read folder: Permission denied" in skipped
 
 
+def test_a_folder_unreadable_to_the_indexer_keeps_its_rows(tmp_path: Path, tiny: Encoder):
+    """The whole `crossmodal index`, in a child without root's power over permissions: the
+    photos of a folder it cannot list are reported, not deleted."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("not root (test_an_unreadable_folder_is_reported_... covers it)")
+    photos = tmp_path / "photos"
+    make_photos(photos, 4)  # d0/: 2, d1/: 1, d2/: 1
+    col = Collection.open(tmp_path / "col", model=tiny, create=True)
+    assert col.index(photos, show_progress=False).added == 4
+    col.close()
+    drop = "-dac_override,-dac_read_search"
+    command = ["setpriv", "--bounding-set", drop, "--inh-caps", drop, sys.executable]
+    (photos / "d1").chmod(0)
+    try:
+        out = subprocess.run(
+            [*command, "-m", "crossmodal", "index", str(photos), "-c", str(col.path), "-q"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            timeout=300,
+        )
+    finally:
+        (photos / "d1").chmod(0o755)
+    assert out.returncode == 3, out.stderr
+    assert "d1: cannot read folder: Permission denied" in out.stderr
+    assert "0 removed" in out.stdout
+    assert len(Collection.open(tmp_path / "col")) == 4
+
+
+def test_a_huge_png_is_refused_without_pillows_warning(tmp_path: Path):
+    """9500 x 9500 is over Pillow's warning threshold: our refusal, not its raw warning."""
+    import struct
+    import warnings
+    import zlib
+
+    from crossmodal.data import load_image
+    from crossmodal.errors import ImageLoadError
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    head = struct.pack(">IIBBBBB", 9500, 9500, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IEND", b"")
+    (tmp_path / "big.png").write_bytes(png)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageLoadError, match="too large: 9500 x 9500"):
+            load_image(tmp_path / "big.png")
+    assert not [w for w in seen if "DecompressionBomb" in type(w.message).__name__]
+
+
 def test_scan_reports_without_following_folder_links(tmp_path: Path):
     make_pattern(tmp_path / "a" / "x.jpg", 1)
     (tmp_path / "a" / "up").symlink_to(tmp_path / "a")
