@@ -137,14 +137,19 @@ def _orientation(im: Image.Image) -> int:
         return 1
 
 
+# Pillow warns about damage it reads past ("Corrupt EXIF data", "Truncated File Read"), and
+# about sizes over its own threshold; this module either decodes the file or says why not in
+# its own words, so those warnings would only be raw lines in the middle of an index run's
+# output. Filtered once here, process-wide: `warnings.catch_warnings` around each decode is
+# not thread-safe, and files are decoded on several threads.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def _open(p: Path, max_pixels: int) -> ImageFile.ImageFile:
     """Image.open with our own messages, and without Pillow's hard limit overriding ours."""
     try:
-        with warnings.catch_warnings():
-            # Pillow warns from its own limit (89.5 MP) up; ours is checked right after, with
-            # a message of its own, so its warning would only leak to the terminal
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(p)  # type: ignore[return-value]
+        return Image.open(p)  # type: ignore[return-value]  (its warnings: filtered below)
     except Image.DecompressionBombError:
         # Pillow refuses images over 2x its global limit before we can see their size.
         # Mutating Image.MAX_IMAGE_PIXELS would affect other threads, so read the header
