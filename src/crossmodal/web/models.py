@@ -29,6 +29,7 @@ ERROR_STATUSES = {
     414: "the URL is too long",
     415: "the upload is not an image of a supported format, or the body's type is wrong",
     422: "a parameter or field is missing or out of range, or the image is damaged",
+    502: "the provider (chat, generation, web search) failed or answered something unreadable",
     503: "busy (uploads being decoded: see Retry-After) or the catalogue is damaged",
 }
 

@@ -349,7 +349,11 @@ async def _form_or_json(
 
 
 # ---- generation and web image search (paid providers) ---------------------------------------
-generation_router = APIRouter(prefix="/api")
+generation_router = APIRouter(
+    prefix="/api",
+    dependencies=[Depends(require_read_token)],
+    responses=error_responses(*COMMON, 404, 413, 415, 502),
+)
 
 
 @generation_router.post("/generate/image")
