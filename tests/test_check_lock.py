@@ -25,7 +25,7 @@ def test_the_committed_lock_pins_what_the_project_needs():
     assert made_on
     for name in ("torch", "numpy", "transformers", "faiss-cpu", "fastapi", "openvino", "pytest"):
         assert name in pins, f"{name} is not pinned in requirements.lock"
-    assert pins["torch"] == "2.13.0"
+    assert pins["torch"].split("+")[0] == "2.13.0"
 
 
 def test_a_drifted_environment_fails_and_names_the_package(tmp_path: Path, capsys):

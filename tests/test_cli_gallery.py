@@ -39,7 +39,8 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     result = runner.invoke(
         app, [*args, "--captions", str(base / "captions.tsv"), "--batch-size", "2", "-q"]
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # broken.jpg was skipped
+    assert "1 skipped (exit status 3)" in result.stderr
     assert "3 added" in result.stdout and "3 unchanged" in result.stdout
     assert "2 captions" in result.stdout and "images/s" in result.stdout
     assert "skipping " in result.stderr and "broken.jpg: empty file" in result.stderr
@@ -55,7 +56,7 @@ def search(col: Path, *args: str) -> list[str]:
 def test_index_again_is_quiet_and_remembers_failures(indexed: tuple[Path, Path]):
     col, photos = indexed
     result = runner.invoke(app, ["index", str(photos), "--collection", str(col), "-q"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # broken.jpg, remembered, is still skipped
     assert "0 added" in result.stdout and "6 unchanged" in result.stdout
     assert "failed on an earlier run" in result.stderr and "--retry-failed" in result.stderr
 

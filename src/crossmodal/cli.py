@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from crossmodal.errors import CrossmodalError
+from crossmodal.fsnames import shown
 
 app = typer.Typer(
     name="crossmodal",
@@ -28,6 +29,10 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_USAGE = 2
+#: `crossmodal index` ran, but skipped some files or folders (each is listed on stderr)
+EXIT_SKIPPED = 3
+#: `crossmodal check` found damage (and --repair was not given, or could not mend it all)
+EXIT_DAMAGED = 4
 
 
 def fail(message: str) -> None:
@@ -480,7 +485,11 @@ def index_command(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
-    """Index a folder of photos incrementally: new, changed, moved and deleted files."""
+    """Index a folder of photos incrementally: new, changed, moved and deleted files.
+
+    Exit status: 0 when every image file was indexed, 3 when some were skipped (each one and
+    its reason is listed on stderr: undecodable files, dangling links, link loops, folders
+    that cannot be read), 2 on an error that stopped the run."""
     from crossmodal.collection import Collection
 
     if directory is None and not optimize:
@@ -522,6 +531,14 @@ def index_command(
         with Collection.open(collection) as col:
             for table, info in col.optimize(show_progress=not quiet).items():
                 typer.echo(_store_line(table, info))
+    if report.failed:
+        typer.echo(
+            f"{len(report.failed)} skipped (exit status {EXIT_SKIPPED}) / "
+            f"跳过 {len(report.failed)} 项",
+            err=True,
+        )
+        raise typer.Exit(EXIT_SKIPPED)
+
 
 
 def _store_line(table: str, info: dict[str, Any]) -> str:
@@ -567,7 +584,17 @@ def search_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="a JSON list of hits")] = False,
     paths_only: Annotated[
-        bool, typer.Option("--paths-only", help="absolute image paths only (for xargs)")
+        bool,
+        typer.Option(
+            "--paths-only",
+            help="image paths only, one a line (odd characters escaped: use --print0 for xargs)",
+        ),
+    ] = False,
+    print0: Annotated[
+        bool,
+        typer.Option(
+            "--print0", "-0", help="image paths as raw bytes, each ended by NUL (xargs -0)"
+        ),
     ] = False,
 ) -> None:
     """Search a collection by text, by image, or both combined."""
@@ -586,13 +613,18 @@ def search_command(
     hits = col.search(query=terms, k=k, mode=mode.strip().lower())
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+    elif print0:
+        out = sys.stdout.buffer
+        for path in dict.fromkeys(h.path for h in hits):
+            out.write(os.fsencode(path) + b"\0")
+        out.flush()
     elif paths_only:
         for path in dict.fromkeys(h.path for h in hits):
-            typer.echo(path)
+            typer.echo(shown(path))
     else:
         for hit in hits:
-            shown = hit.text if hit.kind == "text" else hit.path
-            typer.echo(f"{hit.score:.4f}\t{shown}")
+            text = hit.text if hit.kind == "text" else shown(hit.path)
+            typer.echo(f"{hit.score:.4f}\t{text}")
     if not hits:
         what = "captions or annotations" if mode in ("i2t", "t2t") else "images"
         typer.echo(f"no results: collection {col.path} holds no {what} yet", err=True)
@@ -618,8 +650,41 @@ def stats_command(
                 typer.echo(_store_line(table, store))
             continue
         if key == "roots":
-            value = ", ".join(value) or "-"
+            value = ", ".join(shown(v) for v in value) or "-"
         typer.echo(f"{key}: {value}")
+
+
+@app.command("check")
+@friendly_errors
+def check_command(
+    collection: CollectionOpt = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="rebuild damaged FAISS caches; copy the readable rows of a damaged catalogue "
+            "into a new one",
+        ),
+    ] = False,
+) -> None:
+    """Check a collection: SQLite's integrity check and FAISS caches against the catalogue.
+
+    One line; exit status 0 when sound (or repaired), 4 when damage remains."""
+    from crossmodal.collection import default_collection_path
+    from crossmodal.index.repair import check_collection
+
+    folder = (collection or default_collection_path()).expanduser().absolute()
+    report = check_collection(folder, repair=repair)
+    typer.echo(report.line())
+    if not report.ok and not report.repaired:
+        typer.echo(
+            f"run `crossmodal check --collection {folder} --repair` to mend it "
+            "(运行 --repair 修复)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_DAMAGED)
+    if not report.ok:
+        raise typer.Exit(EXIT_DAMAGED)
 
 
 # `crossmodal dogs …` lives in crossmodal/dogs/cli.py (its heavy imports are inside commands)

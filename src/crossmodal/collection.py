@@ -21,13 +21,16 @@ images with weights ("a dog" + beach.jpg - "snow"); their vectors are summed and
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
+import sqlite3
+import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +42,7 @@ from tqdm.auto import tqdm
 
 from crossmodal.data import is_image_file, load_image, read_captions_file
 from crossmodal.errors import CollectionError, CrossmodalError, ImageLoadError
+from crossmodal.fsnames import shown
 from crossmodal.index.ann import (
     ALL_KINDS,
     APPROXIMATE_KINDS,
@@ -52,7 +56,7 @@ from crossmodal.index.ann import (
     parse_memory,
     with_combinations,
 )
-from crossmodal.index.catalog import Catalog, ImageRow
+from crossmodal.index.catalog import Catalog, ImageRow, database_error
 from crossmodal.index.pipeline import file_sha1, iter_embedded_batches
 from crossmodal.index.store import FlatIPStore, VectorStore
 from crossmodal.models.base import Encoder
@@ -108,6 +112,8 @@ class SearchHit:
     caption: str | None = None
     kind: str = "image"
     text_id: int | None = None
+    #: the path inside the indexed folder it was found in
+    relpath: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # field by field: `asdict` deep-copies each value, ~10x the time, and a server shapes
@@ -116,11 +122,12 @@ class SearchHit:
             "rank": self.rank,
             "score": round(float(self.score), 6),
             "id": self.id,
-            "path": self.path,
+            "path": shown(self.path),  # JSON: the name as text (the raw one is `self.path`)
             "text": self.text,
             "caption": self.caption,
             "kind": self.kind,
             "text_id": self.text_id,
+            "relpath": shown(self.relpath) if self.relpath is not None else None,
         }
 
 
@@ -148,7 +155,13 @@ _ADVICE = (
     ("cannot read", "check the file's permissions"),
     ("file not found", "it disappeared during the run"),
     ("not a regular file", "point the index at regular files only"),
+    ("dangling symlink", "its target is gone: fix or delete the link"),
+    ("symlink loop", "the link points back into its own path: fix or delete it"),
+    ("symlinked folder", "links to folders are not followed (they could loop): index the target"),
+    ("cannot read folder", "check the folder's permissions"),
 )
+#: reasons of things the scan skipped (not files that failed to decode): not remembered
+_SCAN_REASONS = ("dangling symlink", "symlink loop", "symlinked folder", "cannot read folder")
 
 
 @dataclass
@@ -162,7 +175,9 @@ class IndexFailure:
     @property
     def message(self) -> str:
         advice = next((a for key, a in _ADVICE if self.reason.startswith(key)), "check the file")
-        return f"skipping {self.path}: {self.reason}; {advice} (it is retried when it changes)."
+        scanned = self.reason.startswith(_SCAN_REASONS)
+        retried = "" if scanned else " (it is retried when it changes)"
+        return f"skipping {shown(self.path)}: {shown(self.reason)}; {advice}{retried}."
 
 
 @dataclass
@@ -199,7 +214,7 @@ class IndexReport:
         if self.captions:
             parts.append(f"{self.captions} captions")
         speed = f", {self.images_per_second:.1f} images/s" if self.embedded else ""
-        return f"{self.root}: " + ", ".join(parts) + f" in {self.seconds:.1f} s{speed}"
+        return f"{shown(self.root)}: " + ", ".join(parts) + f" in {self.seconds:.1f} s{speed}"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -576,6 +591,19 @@ class Collection:
                 self._try_save()  # so that the next process loads it instead of rebuilding
             return store
 
+    def rebuild_caches(self) -> None:
+        """Build every FAISS cache again from the catalogue's vectors and save it."""
+        with self._writing():
+            self._stores.clear()
+            self._store_gen.clear()
+            self._saved_gen.clear()
+            for old in self.path.glob("*.faiss"):
+                with contextlib.suppress(OSError):
+                    old.unlink()
+            for table in _TABLES:
+                self._store(table)
+            self._save_stores()
+
     def _load_stores(self, *tables: str) -> None:
         """Load (current) stores before a transaction changes them, so the change can be
         applied to them incrementally after the commit instead of by a rebuild."""
@@ -734,14 +762,22 @@ class Collection:
             raise CollectionError(
                 f"{directory} is not a folder: give the folder of photos to index"
             )
-        folder = folder.resolve()
+        # as given (made absolute), not resolved: a folder reached through a link is indexed
+        # under the link's path, and a link and its target are two entries
+        folder = Path(os.path.abspath(folder))
         caption_map = read_captions_file(captions) if captions is not None else None
         only_set = {str(o).strip() for o in only if str(o).strip()} if only is not None else None
         report = IndexReport(root=str(folder))
         with self._writing():
+            # a run must not add to (and report success on) a damaged file: one read of
+            # every page first (~0.1 s per 100 MB)
+            damage = self.catalog.quick_check()
+            if damage:
+                raise database_error(self.catalog.path, sqlite3.DatabaseError(damage[0]))
             root_id, prefix = self._root_for(folder)
             root_path = Path(self.catalog.roots()[root_id])
-            files = _scan(folder, root_path, only_set, show_progress)
+            files, skipped = _scan(folder, root_path, only_set, show_progress)
+            report.failed += skipped
             rows = self.catalog.images_under(root_id, prefix)
             failures = self.catalog.failures_under(root_id, prefix)
 
@@ -768,10 +804,19 @@ class Collection:
                     continue
                 new.append(job)
 
+            # a folder that could not be listed still holds its files: its rows stay
+            unread = tuple(
+                (Path(f.path).relative_to(root_path).as_posix() + "/").removeprefix("./")
+                for f in skipped
+                if f.reason.startswith("cannot read folder")
+                and Path(f.path).is_relative_to(root_path)
+            )
             missing = [
                 row
                 for rel, row in rows.items()
-                if rel not in files and (only_set is None or not (root_path / rel).exists())
+                if rel not in files
+                and not (unread and (rel + "/").startswith(unread))
+                and (only_set is None or not (root_path / rel).exists())
             ]
             # a moved file has the same size and hash as a missing row: hash only those
             by_size: dict[int, list[ImageRow]] = {}
@@ -1014,7 +1059,9 @@ class Collection:
         with self._writing():
             roots = self.catalog.roots()
             for given in paths:
-                target = Path(given).expanduser().resolve()
+                # compared as given (absolute), never through links: `links/a.jpg` is not
+                # its target's row
+                target = Path(os.path.abspath(Path(given).expanduser()))
                 for root_id, root in roots.items():
                     root_path = Path(root)
                     if not (target == root_path or target.is_relative_to(root_path)):
@@ -1037,6 +1084,21 @@ class Collection:
                         removed += len(ids)
             self._save_stores()
         return removed
+
+    def remove_ids(self, ids: Iterable[int]) -> int:
+        """Forget the images with these ids (unknown ids are ignored); returns images removed."""
+        with self._writing():
+            found = list(self.catalog.get_images([int(i) for i in ids]))
+            if found:
+                self._load_stores(*_TABLES)
+                changes = _Changes()
+                with self.catalog.transaction():
+                    changes.removed["texts"] += self.catalog.delete_images(found)
+                    changes.removed["images"] += found
+                    changes.bump(self.catalog)
+                self._commit_changes(changes)
+                self._save_stores()
+        return len(found)
 
     def annotate(self, image_id: int, text: str) -> int:
         """Attach a text to an image (found by t2t / i2t search); returns the text's id."""
@@ -1278,6 +1340,7 @@ class Collection:
                             caption=firsts.get(image_row["id"]),
                             kind="text",
                             text_id=row_id,
+                            relpath=image_row["relpath"],
                         )
                     )
                 else:
@@ -1290,6 +1353,7 @@ class Collection:
                             id=row_id,
                             path=paths[row_id],
                             caption=firsts.get(row_id),
+                            relpath=rows[row_id]["relpath"],
                         )
                     )
             out.append(hits)
@@ -1382,18 +1446,35 @@ def _hash_all(paths: Sequence[Path]) -> dict[Path, str]:
 
 def _scan(
     folder: Path, root: Path, only: set[str] | None, show_progress: bool
-) -> dict[str, tuple[Path, int, int]]:
-    """relpath (to `root`, posix) -> (path, size, mtime_ns) of the image files under `folder`.
+) -> tuple[dict[str, tuple[Path, int, int]], list[IndexFailure]]:
+    """(relpath (to `root`, posix) -> (path, size, mtime_ns) of the image files under `folder`,
+    what was skipped and why).
 
-    Hidden folders (.git, .thumbnails, ...) are skipped, symlinked folders are not followed
-    (they could loop), and files are recognised by extension (`is_image_file`).
+    Hidden folders (.git, .thumbnails, ...) are left out; links to folders are not followed
+    (they could loop) and, like dangling links, link loops and folders that cannot be read,
+    are reported as skipped; files are recognised by extension (`is_image_file`).
     """
     found: dict[str, tuple[Path, int, int]] = {}
+    skipped: list[IndexFailure] = []
     bar = tqdm(desc="scanning", unit=" files", disable=not show_progress, leave=False)
-    on_error: Callable[[OSError], None] = lambda exc: None  # noqa: E731 -- unreadable folders
+
+    def on_error(exc: OSError) -> None:
+        where = exc.filename if exc.filename is not None else folder
+        skipped.append(IndexFailure(str(where), f"cannot read folder: {exc.strerror or exc}"))
+
     for dirpath, dirnames, filenames in os.walk(folder, onerror=on_error):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         base = Path(dirpath)
+        kept = []
+        for name in sorted(dirnames):
+            if name.startswith("."):
+                continue
+            sub = base / name
+            if sub.is_symlink():
+                if only is None:
+                    skipped.append(IndexFailure(str(sub), _folder_link_reason(sub)))
+                continue
+            kept.append(name)
+        dirnames[:] = kept
         for name in sorted(filenames):
             if not is_image_file(name):
                 continue
@@ -1403,11 +1484,33 @@ def _scan(
                 continue
             try:
                 st = path.stat()
-            except OSError:
+            except OSError as exc:
+                skipped.append(IndexFailure(str(path), _stat_reason(path, exc)))
                 continue
-            if not os.path.isfile(path):
+            if not stat.S_ISREG(st.st_mode):
+                skipped.append(IndexFailure(str(path), "not a regular file"))
                 continue
             found[rel] = (path, st.st_size, st.st_mtime_ns)
             bar.update(1)
     bar.close()
-    return found
+    return found, skipped
+
+
+def _stat_reason(path: Path, exc: OSError) -> str:
+    if path.is_symlink():
+        if exc.errno == errno.ELOOP:
+            return "symlink loop: the link leads back to itself"
+        with contextlib.suppress(OSError):
+            return f"dangling symlink: its target {os.readlink(path)} does not exist"
+        return "dangling symlink: its target does not exist"
+    return f"cannot read: {exc.strerror or exc}"
+
+
+def _folder_link_reason(link: Path) -> str:
+    try:
+        target = link.resolve(strict=True)
+    except (OSError, RuntimeError):  # RuntimeError: a loop, on Python < 3.13
+        return "symlink loop: the link leads back to itself"
+    if Path(os.path.realpath(link.parent)).is_relative_to(target):
+        return f"symlink loop: it points back to {target}, a folder above it"
+    return f"symlinked folder not followed: {target}"

@@ -18,13 +18,15 @@ from crossmodal.web.service import dogs_available
 from tests.web.conftest import CAPTIONS, TOKEN, build_collection
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+#: the Host a local server answers (TestClient's default, "testserver", is refused)
+LOCAL = "http://127.0.0.1"
 needs_dogs = pytest.mark.skipif(not dogs_available(), reason="the dog edition is not installed")
 
 
 @pytest.fixture(scope="module")
 def client(api_collection: Collection) -> Iterator[TestClient]:
     app = create_app(api_collection, WebSettings(token=TOKEN))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         yield c
 
 
@@ -32,7 +34,7 @@ def client(api_collection: Collection) -> Iterator[TestClient]:
 def readonly(api_collection: Collection) -> Iterator[TestClient]:
     """The same collection served with no token: writes are off."""
     app = create_app(api_collection, WebSettings(token=None), warm_up=False)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         yield c
 
 
@@ -41,7 +43,7 @@ def writable(tmp_path: Path) -> Iterator[tuple[TestClient, Collection, Path]]:
     """A fresh collection per test, for the endpoints that change it."""
     col = build_collection(tmp_path)
     app = create_app(col, WebSettings(token=TOKEN), warm_up=False)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         yield c, col, tmp_path
 
 
@@ -208,7 +210,7 @@ def test_upload_limit_is_configurable(api_collection: Collection) -> None:
     app = create_app(
         api_collection, WebSettings(max_upload_bytes=100_000, max_pixels=100), warm_up=False
     )
-    with TestClient(app) as small:
+    with TestClient(app, base_url=LOCAL) as small:
         assert_rejected(upload(small, b"\xff" * 200_000), 413, "too large", "97.7 kb")
         assert_rejected(upload(small, photo_bytes(api_collection)), 413, "pixels")
 
@@ -301,7 +303,8 @@ def test_dogs_ask_multipart(client: TestClient, api_collection: Collection) -> N
 
 @needs_dogs
 def test_dogs_ask_rejections(client: TestClient) -> None:
-    assert_rejected(client.post("/api/dogs/ask", json={"question": "  "}), 400, "empty")
+    assert_rejected(client.post("/api/dogs/ask", json={"question": "  "}), 422, "empty")
+    assert_rejected(client.post("/api/dogs/ask", data={"question": " "}), 422, "empty")
     assert_rejected(client.post("/api/dogs/ask", json={}), 422, "question")
     assert_rejected(client.post("/api/dogs/ask", json={"question": 3}), 422, "question")
     assert_rejected(

@@ -94,7 +94,7 @@ def test_concurrent_requests_are_all_answered(api_collection: Collection) -> Non
 
     async def main() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             return await asyncio.gather(*(api_get(client, q) for q in QUERIES * 4))
 
     try:

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from crossmodal.errors import ImageLoadError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "is_image_file", "load_image"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "decode_opened",
+    "is_image_file",
+    "load_image",
+]
 
 #: Suffixes (lower case) that gallery scans and dataset folders treat as images.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -74,28 +81,75 @@ def load_image(
 
     im = _open(p, max_pixels)
     try:
-        _check_size(im.size, max_pixels)
-        if draft_size and im.format == "JPEG":
-            im.draft(None, (draft_size, draft_size))
-        try:
-            im.load()
-        except Image.DecompressionBombError:
-            raise ImageLoadError(_too_large(im.size, max_pixels)) from None
-        except _DECODE_ERRORS as e:
-            raise ImageLoadError(f"truncated or corrupt: {e}") from None
-        try:
-            upright = ImageOps.exif_transpose(im)
-        except Exception:  # a broken EXIF block should not cost the pixels, which decoded fine
-            upright = im
-        return _to_rgb(upright)
+        return decode_opened(im, max_pixels, draft_size)
     finally:
         im.close()
+
+
+def decode_opened(
+    im: ImageFile.ImageFile, max_pixels: int, draft_size: int | None = None
+) -> Image.Image:
+    """The one decoder of files and uploads: an opened image (its header read, no pixels
+    yet) -> upright RGB, or `ImageLoadError`.
+
+    Memory: the pixel count is checked from the header first; a JPEG is decoded at the
+    smallest DCT scale that keeps both sides >= `draft_size` (1/2 .. 1/8); any other format
+    is decoded whole (its decoders have no scaled mode), then box-reduced by the largest
+    integer factor that keeps both sides >= `draft_size` before any further copy is made (the
+    mode conversion, the EXIF rotation): the peak is one decoded frame, never three.
+    """
+    _check_size(im.size, max_pixels)
+    if draft_size and im.format == "JPEG":
+        im.draft(None, (draft_size, draft_size))
+    try:
+        im.load()
+    except Image.DecompressionBombError:
+        raise ImageLoadError(_too_large(im.size, max_pixels)) from None
+    except _DECODE_ERRORS as e:
+        raise ImageLoadError(f"truncated or corrupt: {e}") from None
+    frame: Image.Image = im
+    factor = min(im.size) // draft_size if draft_size else 0
+    if factor >= 2 and im.mode in _REDUCIBLE:
+        frame = im.reduce(factor)
+    turn = _ORIENTATION.get(_orientation(im))
+    return _to_rgb(frame.transpose(turn) if turn is not None else frame)
+
+
+#: modes `Image.reduce` takes (a palette image is reduced after its conversion instead)
+_REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "RGBa", "La", "I", "F", "CMYK", "YCbCr"})
+
+#: EXIF orientation -> the turn that makes the pixels upright (as `ImageOps.exif_transpose`)
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # a broken EXIF block should not cost the pixels, which decoded fine
+        return 1
+
+
+# Pillow warns about damage it reads past ("Corrupt EXIF data", "Truncated File Read"), and
+# about sizes over its own threshold; this module either decodes the file or says why not in
+# its own words, so those warnings would only be raw lines in the middle of an index run's
+# output. Filtered once here, process-wide: `warnings.catch_warnings` around each decode is
+# not thread-safe, and files are decoded on several threads.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def _open(p: Path, max_pixels: int) -> ImageFile.ImageFile:
     """Image.open with our own messages, and without Pillow's hard limit overriding ours."""
     try:
-        return Image.open(p)  # type: ignore[return-value]
+        return Image.open(p)  # type: ignore[return-value]  (its warnings: filtered below)
     except Image.DecompressionBombError:
         # Pillow refuses images over 2x its global limit before we can see their size.
         # Mutating Image.MAX_IMAGE_PIXELS would affect other threads, so read the header

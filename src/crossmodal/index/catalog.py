@@ -17,6 +17,8 @@ migrations, each taking a catalogue from version i to i + 1, run in one transact
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sqlite3
 import threading
 import time
@@ -29,7 +31,20 @@ import numpy as np
 
 from crossmodal.errors import CollectionError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Catalog", "FailureRow", "ImageRow", "TextRow"]
+__all__ = [
+    "MAX_ID",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Catalog",
+    "CatalogDamaged",
+    "FailureRow",
+    "ImageRow",
+    "TextRow",
+    "fs_bytes",
+]
+
+#: Largest row id SQLite can hold (a signed 64-bit integer); larger ids name no row.
+MAX_ID = 2**63 - 1
 
 #: Bump with every schema change, and append the migration that gets there to MIGRATIONS.
 SCHEMA_VERSION = 1
@@ -132,6 +147,55 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
+def fs_bytes(text: str) -> bytes:
+    """A path (or a message naming one) as the bytes the OS gave, for `CAST(? AS TEXT)`.
+
+    A file name that is not UTF-8 reaches Python with its odd bytes as lone surrogates
+    (surrogateescape), which the sqlite3 module refuses to bind as text; bound as these bytes
+    and cast, it is stored byte for byte, and `_decode_text` gives back the same `str`.
+    """
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _decode_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+class CatalogDamaged(CollectionError):
+    """The SQLite file is damaged (or not one): one line naming it and the repair command."""
+
+
+def database_error(path: Path, exc: sqlite3.Error) -> CollectionError:
+    """A sqlite3 error -> one line that names the file and what to do."""
+    folder = path.parent
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        return CollectionError(
+            f"catalogue {path} is busy ({exc}): another process is writing it; try again"
+        )
+    return CatalogDamaged(
+        f"catalogue {path} is damaged ({exc}): run `crossmodal check --collection {folder} "
+        "--repair`"
+    )
+
+
+def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: Catalog, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # a bug of ours, not the file's
+        except sqlite3.DatabaseError as exc:
+            raise database_error(self.path, exc) from None
+
+    return wrapper
+
+
+def _valid_ids(ids: Sequence[int]) -> list[int]:
+    """The ids a row can have: SQLite cannot even bind an integer past 64 bits."""
+    return [int(i) for i in ids if -MAX_ID <= int(i) <= MAX_ID]
+
+
 def vector_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
@@ -152,6 +216,7 @@ class Catalog:
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
             self._con.row_factory = sqlite3.Row
+            self._con.text_factory = _decode_text
             self._con.execute("PRAGMA journal_mode=WAL")
             self._con.execute("PRAGMA synchronous=NORMAL")
             self._con.execute("PRAGMA foreign_keys=ON")
@@ -198,16 +263,29 @@ class Catalog:
                 finally:
                     self._depth -= 1
                 return
-            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                self._con.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as exc:
+                raise database_error(self.path, exc) from None
             self._depth = 1
             try:
                 yield self._con
-            except BaseException:
+            except BaseException as exc:
                 self._depth = 0
-                self._con.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # a damaged file may refuse it too
+                    self._con.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+                    exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError
+                ):
+                    raise database_error(self.path, exc) from None
                 raise
             self._depth = 0
-            self._con.execute("COMMIT")
+            try:
+                self._con.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._con.execute("ROLLBACK")
+                raise database_error(self.path, exc) from None
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -260,10 +338,13 @@ class Catalog:
     def add_root(self, path: str) -> int:
         with self.transaction():
             self._con.execute(
-                "INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)", (path, time.time())
+                "INSERT OR IGNORE INTO roots(path, added_at) VALUES (CAST(? AS TEXT), ?)",
+                (fs_bytes(path), time.time()),
             )
             return int(
-                self._con.execute("SELECT id FROM roots WHERE path=?", (path,)).fetchone()[0]
+                self._con.execute(
+                    "SELECT id FROM roots WHERE path=CAST(? AS TEXT)", (fs_bytes(path),)
+                ).fetchone()[0]
             )
 
     def merge_root(self, child_id: int, parent_id: int, prefix: str) -> int:
@@ -275,9 +356,9 @@ class Catalog:
         with self.transaction():
             for table in ("images", "failures"):
                 self._con.execute(
-                    f"UPDATE OR IGNORE {table} SET root_id=?, relpath=? || '/' || relpath "
-                    "WHERE root_id=?",
-                    (parent_id, prefix, child_id),
+                    f"UPDATE OR IGNORE {table} SET root_id=?, "
+                    "relpath=CAST(? AS TEXT) || '/' || relpath WHERE root_id=?",
+                    (parent_id, fs_bytes(prefix), child_id),
                 )
             left = [
                 r[0]
@@ -296,15 +377,17 @@ class Catalog:
         sql = f"SELECT {self._IMAGE_COLS} FROM images WHERE root_id=?"
         args: tuple[Any, ...] = (root_id,)
         if prefix:
-            sql += " AND substr(relpath, 1, ?) = ?"
-            args += (len(prefix) + 1, prefix + "/")
+            # compared as bytes: a name that is not UTF-8 is stored as its raw bytes
+            head = fs_bytes(prefix + "/")
+            sql += " AND substr(CAST(relpath AS BLOB), 1, ?) = ?"
+            args += (len(head), head)
         with self._lock:
             return {r["relpath"]: ImageRow(**dict(r)) for r in self._con.execute(sql, args)}  # type: ignore[typeddict-item]
 
     def get_images(self, ids: Sequence[int]) -> dict[int, ImageRow]:
         out: dict[int, ImageRow] = {}
         with self._lock:
-            for chunk in _chunks(list(ids)):
+            for chunk in _chunks(_valid_ids(ids)):
                 marks = ",".join("?" * len(chunk))
                 for r in self._con.execute(
                     f"SELECT {self._IMAGE_COLS} FROM images WHERE id IN ({marks})", tuple(chunk)
@@ -313,6 +396,8 @@ class Catalog:
         return out
 
     def image_vector(self, image_id: int) -> np.ndarray | None:
+        if not _valid_ids([image_id]):
+            return None
         with self._lock:
             row = self._con.execute("SELECT vector FROM images WHERE id=?", (image_id,)).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
@@ -331,10 +416,10 @@ class Catalog:
         with self.transaction():
             cur = self._con.execute(
                 "INSERT INTO images(root_id, relpath, hash, size, mtime_ns, width, height, "
-                "indexed_at, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "indexed_at, vector) VALUES (?, CAST(? AS TEXT), ?, ?, ?, ?, ?, ?, ?)",
                 (
                     root_id,
-                    relpath,
+                    fs_bytes(relpath),
                     digest,
                     size,
                     mtime_ns,
@@ -376,8 +461,9 @@ class Catalog:
     ) -> None:
         with self.transaction():
             self._con.execute(
-                "UPDATE images SET root_id=?, relpath=?, size=?, mtime_ns=? WHERE id=?",
-                (root_id, relpath, size, mtime_ns, image_id),
+                "UPDATE images SET root_id=?, relpath=CAST(? AS TEXT), size=?, mtime_ns=? "
+                "WHERE id=?",
+                (root_id, fs_bytes(relpath), size, mtime_ns, image_id),
             )
 
     def delete_images(self, ids: Sequence[int]) -> list[int]:
@@ -400,6 +486,20 @@ class Catalog:
         assert table in ("images", "texts", "failures", "roots")
         with self._lock:
             return int(self._con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    def ids(self, table: str) -> np.ndarray:
+        """Every row id of `images` or `texts`, ascending."""
+        assert table in ("images", "texts")
+        with self._lock:
+            rows = self._con.execute(f"SELECT id FROM {table} ORDER BY id").fetchall()
+        return np.array([r[0] for r in rows], np.int64)
+
+    def quick_check(self) -> list[str]:
+        """SQLite's `PRAGMA quick_check` ([] = sound): reads every page once (~0.1 s per
+        100 MB), without the index cross-checks of `integrity_check`."""
+        with self._lock:
+            rows = [r[0] for r in self._con.execute("PRAGMA quick_check(5)")]
+        return [] if rows == ["ok"] else rows
 
     def load_vectors(self, table: str, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
         """(generation, ids, vectors) of `images` or `texts`, read in one snapshot."""
@@ -510,8 +610,10 @@ class Catalog:
         sql = "SELECT * FROM failures WHERE root_id=?"
         args: tuple[Any, ...] = (root_id,)
         if prefix:
-            sql += " AND substr(relpath, 1, ?) = ?"
-            args += (len(prefix) + 1, prefix + "/")
+            # compared as bytes: a name that is not UTF-8 is stored as its raw bytes
+            head = fs_bytes(prefix + "/")
+            sql += " AND substr(CAST(relpath AS BLOB), 1, ?) = ?"
+            args += (len(head), head)
         with self._lock:
             return {r["relpath"]: FailureRow(**dict(r)) for r in self._con.execute(sql, args)}  # type: ignore[typeddict-item]
 
@@ -521,13 +623,28 @@ class Catalog:
         with self.transaction():
             self._con.execute(
                 "INSERT OR REPLACE INTO failures(root_id, relpath, size, mtime_ns, reason, "
-                "failed_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (root_id, relpath, size, mtime_ns, reason, time.time()),
+                "failed_at) VALUES (?, CAST(? AS TEXT), ?, ?, CAST(? AS TEXT), ?)",
+                (root_id, fs_bytes(relpath), size, mtime_ns, fs_bytes(reason), time.time()),
             )
 
     def clear_failures(self, root_id: int, relpaths: Sequence[str]) -> None:
         with self.transaction():
             self._con.executemany(
-                "DELETE FROM failures WHERE root_id=? AND relpath=?",
-                [(root_id, r) for r in relpaths],
+                "DELETE FROM failures WHERE root_id=? AND relpath=CAST(? AS TEXT)",
+                [(root_id, fs_bytes(r)) for r in relpaths],
             )
+
+
+# every public method turns a damaged or busy file into one line (`database_error`)
+for _name, _method in list(vars(Catalog).items()):
+    if (
+        callable(_method)
+        and not _name.startswith("_")
+        and _name
+        not in (
+            "transaction",
+            "snapshot",
+            "close",
+        )
+    ):
+        setattr(Catalog, _name, _translating(_method))

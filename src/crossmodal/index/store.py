@@ -12,6 +12,7 @@ so that a reader never sees half an index.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import threading
@@ -23,6 +24,10 @@ import faiss
 import numpy as np
 
 from crossmodal.errors import CollectionError
+
+#: First bytes of a store file, then the BLAKE2b digest of the FAISS serialisation after them.
+MAGIC = b"CMFAISS1"
+DIGEST_SIZE = 16
 
 #: Fewer queries than this are scanned one by one with FAISS's SIMD loop on the calling thread;
 #: more, with one BLAS matrix product. Measured on this project's 2-core EPYC at 100k x 512
@@ -296,11 +301,15 @@ class FlatIPStore(VectorStore):
         return faiss.vector_to_array(self.index.id_map).astype(np.int64)
 
     def save(self, path: str | Path) -> None:
+        """FAISS's serialisation behind a header of `MAGIC` and its BLAKE2b digest."""
         path = Path(path)
+        payload = faiss.serialize_index(self.index)  # a uint8 numpy array
+        digest = hashlib.blake2b(memoryview(payload), digest_size=DIGEST_SIZE).digest()
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
         try:
-            faiss.write_index(self.index, tmp)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(MAGIC + digest)
+                fh.write(memoryview(payload))
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -308,8 +317,20 @@ class FlatIPStore(VectorStore):
 
     @classmethod
     def load(cls, path: str | Path) -> FlatIPStore:
+        """The store saved at `path`; `CollectionError` when the file is damaged in any way
+        (its digest is checked before FAISS reads a byte: FAISS itself only notices damage
+        that changes the file's structure, not its vectors)."""
         try:
-            index = faiss.read_index(str(path))
+            data = np.fromfile(path, dtype=np.uint8)
+        except (OSError, ValueError) as exc:
+            raise CollectionError(f"cannot read vector index {path}: {exc}") from exc
+        head = len(MAGIC) + DIGEST_SIZE
+        payload = data[head:]
+        digest = hashlib.blake2b(memoryview(payload), digest_size=DIGEST_SIZE).digest()
+        if data[: len(MAGIC)].tobytes() != MAGIC or data[len(MAGIC) : head].tobytes() != digest:
+            raise CollectionError(f"vector index {path} is damaged (checksum mismatch)")
+        try:
+            index = faiss.deserialize_index(payload)
         except RuntimeError as exc:  # FAISS reports a damaged file as a RuntimeError
             raise CollectionError(f"cannot read vector index {path}: {exc}") from exc
         return cls(index.d, index)

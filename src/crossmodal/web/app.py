@@ -9,13 +9,16 @@ Layout: `routes.py` (thin JSON routes) -> `service.py` (one call of the Python A
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,8 +26,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from crossmodal import __version__
 from crossmodal.collection import Collection
 from crossmodal.errors import CollectionError, CrossmodalError, ImageLoadError
+from crossmodal.index.catalog import CatalogDamaged, database_error
 from crossmodal.providers import ProviderError, ProviderNotConfigured
 from crossmodal.web.errors import Rejected
+from crossmodal.web.guards import RequestGuardMiddleware
 from crossmodal.web.routes import (
     api_router,
     dogs_router,
@@ -61,9 +66,12 @@ def create_app(
         version=__version__,
         description=(
             "Search a photo collection four ways (text->image, text->text, image->image, "
-            "image->text) and, with the dog edition, ask about dog breeds. Errors are "
-            '`{"detail": "reason"}` with a 4xx status. Writes need `Authorization: Bearer '
-            "<token>` (the server's --token)."
+            "image->text) and, with the dog edition, ask about dog breeds. Every error is "
+            '`{"detail": "reason"}` (schema ErrorBody) with a 4xx status, or 503 when busy '
+            "(Retry-After) or when the catalogue is damaged. Writes need `Authorization: "
+            "Bearer <token>` (the server's --token); with --token-reads, reads do too. Hits "
+            "carry paths inside the indexed folder; `absolute=true` with the token, full ones. "
+            "Only requests whose Host names this server are answered (--allowed-host)."
         ),
         docs_url=None,  # served below from local assets: the default loads them from a CDN
         redoc_url=None,
@@ -72,6 +80,15 @@ def create_app(
     app.state.service = service
     app.state.settings = settings
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
+    if settings.cors_origins:  # none by default: the page and the API share one origin
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    # added last, so outermost: a request for another Host is refused before anything runs
+    app.add_middleware(RequestGuardMiddleware, allowed_hosts=settings.allowed_hosts)
     _add_error_handlers(app)
     app.include_router(api_router)
     if service.capabilities()["dogs"]:
@@ -80,7 +97,29 @@ def create_app(
     app.include_router(write_router)
     _add_docs(app)
     _add_page(app)
+    _patch_openapi(app)
     return app
+
+
+def _patch_openapi(app: FastAPI) -> None:
+    """What FastAPI cannot declare from the signatures: an upload may not be empty."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            for component in schema.get("components", {}).get("schemas", {}).values():
+                upload = component.get("properties", {}).get("file", {})
+                if upload.get("format") == "binary" or "contentMediaType" in upload:
+                    upload["minLength"] = 1
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 @contextlib.asynccontextmanager
@@ -96,8 +135,20 @@ def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> J
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Rejected)
     async def rejected(request: Request, exc: Rejected) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _error(exc.status, exc.detail, headers)
+        headers = dict(exc.headers or {})
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        return _error(exc.status, exc.detail, headers or None)
+
+    @app.exception_handler(CatalogDamaged)
+    async def damaged(request: Request, exc: CatalogDamaged) -> JSONResponse:
+        return _error(503, str(exc))
+
+    @app.exception_handler(sqlite3.DatabaseError)
+    async def database(request: Request, exc: sqlite3.DatabaseError) -> JSONResponse:
+        # the catalogue's own methods say this in their words; a read elsewhere, in these
+        service: WebService = request.app.state.service
+        return _error(503, str(database_error(service.collection.catalog.path, exc)))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -110,8 +161,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CollectionError)
     async def collection_error(request: Request, exc: CollectionError) -> JSONResponse:
         # "being changed by another process": a conflict the client may retry later
-        status = 409 if "another process" in str(exc) else 400
-        return _error(status, str(exc))
+        if "another process" in str(exc):
+            return _error(409, str(exc))
+        if " is busy " in str(exc):  # the catalogue is locked by a writer for too long
+            return _error(503, str(exc), {"Retry-After": "5"})
+        return _error(400, str(exc))
 
     @app.exception_handler(ProviderError)
     async def provider_error(request: Request, exc: ProviderError) -> JSONResponse:

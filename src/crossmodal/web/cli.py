@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from crossmodal.web.settings import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB
+from crossmodal.web.settings import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, LOCAL_HOSTS
 
 __all__ = ["register", "serve_command"]
 
@@ -58,6 +58,25 @@ def serve_command(
         str | None, typer.Option("--model", "-m", help="default: the collection's model")
     ] = None,
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="also answer requests for this Host name (repeatable; the default answers "
+            "127.0.0.1, localhost and [::1] only, against DNS rebinding; '*': any)",
+            show_default=False,
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="send CORS headers to this origin, e.g. http://localhost:3000 (repeatable; "
+            "none by default)",
+            show_default=False,
+        ),
+    ] = None,
+    token_reads: Annotated[
+        bool, typer.Option("--token-reads", help="reads (searches, thumbnails) need --token too")
+    ] = False,
 ) -> None:
     """Serve a collection as a web page and a JSON API (OpenAPI docs at /docs)."""
     from crossmodal.errors import ConfigError
@@ -66,7 +85,19 @@ def serve_command(
 
     if max_upload_mb <= 0 or max_pixels <= 0:
         raise ConfigError("--max-upload-mb and --max-pixels must be positive")
+    if token_reads and not token:
+        raise ConfigError("--token-reads needs --token (or CROSSMODAL_TOKEN)")
+    hosts = list(LOCAL_HOSTS) + [h.strip().strip("[]") for h in allowed_host or [] if h.strip()]
+    if host not in ("127.0.0.1", "localhost", "::1") and host not in hosts and "*" not in hosts:
+        typer.echo(
+            f"crossmodal: listening on {host}: requests are answered only for Host "
+            f"{', '.join(hosts)}; add the name clients use with --allowed-host",
+            err=True,
+        )
     settings = WebSettings(
+        allowed_hosts=tuple(dict.fromkeys(hosts)),
+        cors_origins=tuple(cors_origin or ()),
+        token_reads=token_reads,
         token=token or None,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         max_pixels=max_pixels,

@@ -6,6 +6,38 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+#: a language name or tag (zh, en, zh-CN, english, 中文); others are refused, not guessed at
+LANG_TAG = r"^(?:[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*|中文)$"
+
+#: at least one character that is not white space (a blank text is refused as empty)
+NOT_BLANK = r"\S"
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers, whatever its status."""
+
+    detail: str = Field(description="what was wrong and what to do, in one line")
+
+
+#: what each error status means, for the OpenAPI schema
+ERROR_STATUSES = {
+    400: "bad request: a Host not served here, a bad header or body, a bad value",
+    401: "the token is missing or wrong (writes; reads too with --token-reads)",
+    404: "no such image (or the dog edition is not installed)",
+    409: "another request or process is changing the collection: try again later",
+    413: "the upload is too large (bytes or pixels)",
+    414: "the URL is too long",
+    415: "the upload is not an image of a supported format, or the body's type is wrong",
+    422: "a parameter or field is missing or out of range, or the image is damaged",
+    502: "the provider (chat, generation, web search) failed or answered something unreadable",
+    503: "busy (uploads being decoded: see Retry-After) or the catalogue is damaged",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` of a route or router: these statuses, each with the one error body."""
+    return {s: {"model": ErrorBody, "description": ERROR_STATUSES[s]} for s in statuses}
+
 
 class Health(BaseModel):
     status: str = "ok"
@@ -15,7 +47,10 @@ class Hit(BaseModel):
     rank: int = Field(description="1-based rank over all pages")
     score: float = Field(description="cosine similarity to the query")
     id: int = Field(description="catalogue id of the image (of the image a text belongs to)")
-    path: str = Field(description="the image file on the server")
+    path: str = Field(
+        description="the image's path inside its indexed folder (the full path on the server "
+        "with ?absolute=true and the token); odd bytes and control characters escaped"
+    )
     text: str | None = Field(None, description="the caption or annotation found (i2t, t2t)")
     caption: str | None = Field(None, description="the image's first caption or annotation")
     kind: str = Field(description="'image' (t2i, i2i) or 'text' (i2t, t2t)")
@@ -45,9 +80,16 @@ class Capabilities(BaseModel):
 
 class AskRequest(BaseModel):
     question: str = Field(
-        max_length=2000, examples=["这是什么品种？", "Is a Beagle good with kids?"]
+        min_length=1,
+        max_length=2000,
+        pattern=NOT_BLANK,
+        examples=["这是什么品种？", "Is a Beagle good with kids?"],
     )
-    lang: str | None = Field(None, description="zh | en; default: the question's language")
+    lang: str | None = Field(
+        None,
+        pattern=LANG_TAG,
+        description="zh | en (or a language tag: zh-CN, en-GB); default: the question's",
+    )
 
 
 class FactOut(BaseModel):
@@ -66,12 +108,14 @@ class AnswerOut(BaseModel):
 
 
 class IndexRequest(BaseModel):
-    folder: str = Field(description="a folder on the server, indexed recursively")
+    folder: str = Field(
+        min_length=1, pattern=NOT_BLANK, description="a folder on the server, indexed recursively"
+    )
     captions: str | None = Field(None, description="captions.tsv / captions.json on the server")
 
 
 class AnnotationRequest(BaseModel):
-    text: str = Field(min_length=1, max_length=2000)
+    text: str = Field(min_length=1, max_length=2000, pattern=NOT_BLANK)
 
 
 class AnnotationOut(BaseModel):

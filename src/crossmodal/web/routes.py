@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import (
@@ -23,8 +24,11 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile as StarletteUpload
 
+from crossmodal.index.catalog import MAX_ID
 from crossmodal.web.errors import Rejected
 from crossmodal.web.models import (
+    LANG_TAG,
+    NOT_BLANK,
     AnnotationOut,
     AnnotationRequest,
     AnswerOut,
@@ -34,6 +38,7 @@ from crossmodal.web.models import (
     IndexRequest,
     Removed,
     SearchPage,
+    error_responses,
 )
 from crossmodal.web.service import MAX_OFFSET, Page, WebService
 
@@ -56,9 +61,54 @@ async def get_service(request: Request) -> WebService:
 Service = Annotated[WebService, Depends(get_service)]
 K = Annotated[int, Query(ge=1, le=100, description="results per page")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="results to skip (paging)")]
-ImageId = Annotated[int, Path(ge=1, description="catalogue id of an indexed image")]
+ImageId = Annotated[
+    int, Path(ge=1, le=MAX_ID, description="catalogue id of an indexed image (a 64-bit integer)")
+]
+Absolute = Annotated[
+    bool,
+    Query(
+        description="full paths on the server instead of paths inside the indexed folder "
+        "(needs the token)"
+    ),
+]
 
-api_router = APIRouter(prefix="/api")
+
+def _token_ok(request: Request, authorization: str | None) -> None:
+    """401 unless `Authorization: Bearer <the server's token>`; with no token, never."""
+    token: str | None = request.app.state.settings.token
+    if token is None:
+        raise Rejected(
+            401, "writes are disabled: start the server with --token (or CROSSMODAL_TOKEN)"
+        )
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise Rejected(401, "this endpoint needs the header 'Authorization: Bearer <token>'")
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise Rejected(401, "wrong token")
+
+
+async def require_read_token(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    """Reads need the token only when the server runs with --token-reads."""
+    if request.app.state.settings.token_reads:
+        _token_ok(request, authorization)
+
+
+def _absolute_allowed(request: Request, absolute: bool) -> None:
+    if absolute:
+        _token_ok(request, request.headers.get("authorization"))
+
+
+#: statuses any route of the API may answer (a Host not served here, a token asked for
+#: reads, an overlong URL, a bad parameter, a busy server or a damaged catalogue)
+COMMON = (400, 401, 414, 422, 503)
+
+api_router = APIRouter(
+    prefix="/api",
+    dependencies=[Depends(require_read_token)],
+    responses=error_responses(*COMMON),
+)
 JSON = "application/json"
 
 
@@ -74,26 +124,40 @@ def capabilities(service: Service) -> dict[str, Any]:
 
 
 @api_router.get("/stats")
-def stats(service: Service) -> dict[str, Any]:
+def stats(request: Request, service: Service, absolute: Absolute = False) -> dict[str, Any]:
     """What the collection holds (images, texts, model) and the server's capabilities."""
-    return service.stats()
+    _absolute_allowed(request, absolute)
+    return service.stats(absolute=absolute)
 
 
 @api_router.get("/search", response_model=SearchPage)
 async def search_text(
+    request: Request,
     service: Service,
-    q: Annotated[str, Query(max_length=1000, description="the text to search with")],
+    q: Annotated[
+        str,
+        Query(
+            min_length=1, max_length=1000, pattern=NOT_BLANK, description="the text to search with"
+        ),
+    ],
     mode: Annotated[Literal["t2i", "t2t"], Query(description="t2i: images; t2t: captions")] = "t2i",
     k: K = 10,
     offset: Offset = 0,
+    absolute: Absolute = False,
 ) -> Response:
     """Text -> images (t2i) or text -> captions and annotations (t2t)."""
+    if absolute:
+        _absolute_allowed(request, absolute)
+        page = await run_in_threadpool(service.search_text, q, mode, k, offset)
+        return _page(service.absolute_paths(page))
     return Response(await service.search_text_json(q, mode, k, offset), media_type=JSON)
 
 
-def _page(page: Page) -> JSONResponse:
+def _page(page: Page, service: WebService | None = None, absolute: bool = False) -> JSONResponse:
     # returned as is: the page is already plain JSON types, and validating it against
     # `SearchPage` again (which still documents it) took a tenth of a cached search's time
+    if absolute and service is not None:
+        page = service.absolute_paths(page)
     return JSONResponse(page.to_dict())
 
 
@@ -105,34 +169,47 @@ def _read_upload(file: UploadFile, service: WebService) -> bytes:
     return data
 
 
-@api_router.post("/search/image", response_model=SearchPage)
+@api_router.post("/search/image", response_model=SearchPage, responses=error_responses(413, 415))
 def search_image(
+    request: Request,
     service: Service,
     file: Annotated[UploadFile, File(description="the picture to search with")],
     mode: Annotated[Literal["i2i", "i2t"], Form(description="i2i: images; i2t: captions")] = "i2i",
     k: Annotated[int, Form(ge=1, le=100)] = 10,
     offset: Annotated[int, Form(ge=0, le=MAX_OFFSET)] = 0,
+    absolute: Absolute = False,
 ) -> JSONResponse:
     """Image -> images (i2i) or image -> captions and annotations (i2t), by upload."""
-    return _page(service.search_image(_read_upload(file, service), mode, k, offset))
+    _absolute_allowed(request, absolute)
+    page = service.search_image(_read_upload(file, service), mode, k, offset)
+    return _page(page, service, absolute)
 
 
-@api_router.get("/search/by-id/{image_id}", response_model=SearchPage)
+@api_router.get(
+    "/search/by-id/{image_id}", response_model=SearchPage, responses=error_responses(404)
+)
 def search_by_id(
+    request: Request,
     service: Service,
     image_id: ImageId,
     mode: Annotated[Literal["i2i", "i2t"], Query()] = "i2i",
     k: K = 10,
     offset: Offset = 0,
+    absolute: Absolute = False,
 ) -> JSONResponse:
     """Images like an indexed image (itself left out), or texts for it."""
-    return _page(service.search_by_id(image_id, mode, k, offset))
+    _absolute_allowed(request, absolute)
+    return _page(service.search_by_id(image_id, mode, k, offset), service, absolute)
 
 
 @api_router.get(
     "/thumbnail/{image_id}",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}, 304: {"description": "not modified"}},
+    responses={
+        200: {"content": {"image/jpeg": {}}},
+        304: {"description": "not modified"},
+        **error_responses(404),
+    },
 )
 def thumbnail(
     service: Service,
@@ -151,7 +228,11 @@ def thumbnail(
 
 
 # ---- dog edition ------------------------------------------------------------------------------
-dogs_router = APIRouter(prefix="/api/dogs")
+dogs_router = APIRouter(
+    prefix="/api/dogs",
+    dependencies=[Depends(require_read_token)],
+    responses=error_responses(*COMMON, 404, 413, 415),
+)
 
 _ASK_BODY = {
     "requestBody": {
@@ -163,10 +244,16 @@ _ASK_BODY = {
                     "type": "object",
                     "required": ["question"],
                     "properties": {
-                        "question": {"type": "string"},
-                        "lang": {"type": "string"},
-                        "file": {"type": "string", "format": "binary"},
+                        "question": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 2000,
+                            "pattern": NOT_BLANK,
+                        },
+                        "lang": {"type": "string", "pattern": LANG_TAG},
+                        "file": {"type": "string", "format": "binary", "minLength": 1},
                     },
+                    "additionalProperties": False,
                 }
             },
         },
@@ -182,12 +269,21 @@ async def ask(request: Request, service: Service) -> dict[str, Any]:
     image: bytes | None = None
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         async with request.form(max_files=1, max_fields=4) as form:
+            unknown = sorted(set(form.keys()) - {"question", "lang", "file"})
+            if unknown:  # as the schema says (additionalProperties: false)
+                raise Rejected(422, f"{unknown[0][:40]}: not a field of this form")
             question, lang = form.get("question"), form.get("lang")
             upload = form.get("file")
             if isinstance(upload, StarletteUpload) and (upload.filename or upload.size):
                 image = await upload.read(service.settings.max_upload_bytes + 1)
             if not isinstance(question, str) or (lang is not None and not isinstance(lang, str)):
                 raise Rejected(422, "question: give the question as a text field")
+            if not question.strip():  # as the schema says (pattern), for forms too
+                raise Rejected(422, "question: empty: give some text, not only spaces")
+            if len(question) > 2000:
+                raise Rejected(422, "question: String should have at most 2000 characters")
+            if lang is not None and not re.fullmatch(LANG_TAG, lang):
+                raise Rejected(422, "lang: give a language such as zh or en")
     elif content_type == "application/json":
         try:
             body = AskRequest.model_validate(json.loads(await request.body()))
@@ -253,7 +349,11 @@ async def _form_or_json(
 
 
 # ---- generation and web image search (paid providers) ---------------------------------------
-generation_router = APIRouter(prefix="/api")
+generation_router = APIRouter(
+    prefix="/api",
+    dependencies=[Depends(require_read_token)],
+    responses=error_responses(*COMMON, 404, 413, 415, 502),
+)
 
 
 @generation_router.post("/generate/image")
@@ -317,19 +417,14 @@ async def require_token(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> None:
     """Writes need `Authorization: Bearer <the server's token>`; with no token, never."""
-    token: str | None = request.app.state.settings.token
-    if token is None:
-        raise Rejected(
-            401, "writes are disabled: start the server with --token (or CROSSMODAL_TOKEN)"
-        )
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise Rejected(401, "this endpoint needs the header 'Authorization: Bearer <token>'")
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise Rejected(401, "wrong token")
+    _token_ok(request, authorization)
 
 
-write_router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+write_router = APIRouter(
+    prefix="/api",
+    dependencies=[Depends(require_token)],
+    responses=error_responses(*COMMON, 409),
+)
 
 
 @write_router.post("/index")
@@ -338,13 +433,15 @@ def index_folder(service: Service, body: IndexRequest) -> dict[str, Any]:
     return service.index_folder(body.folder, body.captions)
 
 
-@write_router.post("/images/{image_id}/annotations", response_model=AnnotationOut)
+@write_router.post(
+    "/images/{image_id}/annotations", response_model=AnnotationOut, responses=error_responses(404)
+)
 def annotate(service: Service, image_id: ImageId, body: AnnotationRequest) -> dict[str, Any]:
     """Attach a text to an image: found by t2t and i2t search from now on."""
     return service.annotate(image_id, body.text)
 
 
-@write_router.delete("/images/{image_id}", response_model=Removed)
+@write_router.delete("/images/{image_id}", response_model=Removed, responses=error_responses(404))
 def delete_image(service: Service, image_id: ImageId) -> dict[str, Any]:
     """Forget an image (the file stays on disk; the next index run of its folder re-adds it)."""
     return service.delete(image_id)
@@ -356,5 +453,12 @@ def validation_line(errors: Any) -> str:
     for err in errors:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path", "header")]
         where = ".".join(loc) or "request"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        ctx = err.get("ctx") or {}
+        blank = (err.get("type") == "string_too_short" and ctx.get("min_length") == 1) or (
+            err.get("type") == "string_pattern_mismatch" and ctx.get("pattern") == NOT_BLANK
+        )
+        if blank:
+            parts.append(f"{where}: empty: give some text, not only spaces")
+        else:
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"

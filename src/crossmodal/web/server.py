@@ -59,9 +59,19 @@ def build_app(  # type: ignore[no-untyped-def]
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     col = Collection.open(collection, model=model)  # first: a missing one fails in a blink
+    damage = col.catalog.quick_check()  # once per start: a damaged file, said before serving
+    if damage:
+        import sqlite3
+
+        from crossmodal.index.catalog import database_error
+
+        raise database_error(col.catalog.path, sqlite3.DatabaseError(damage[0]))
     if after_open is not None:
         after_open()
     setup_torch()
+    from crossmodal.web.uploads import tune_malloc
+
+    tune_malloc()  # memory freed after a large upload goes back to the OS
     app = create_app(col, settings)
     # Everything allocated so far (the model, tokenisers, FastAPI) lives as long as the
     # process: kept out of the garbage collector's full passes, which otherwise walk it all
@@ -121,8 +131,17 @@ def serve(
         f"serving {service.collection.path} ({len(service.collection)} images, model "
         f"{service.collection.model_name}) at http://{shown}:{port}  (API docs: /docs)"
     )
+    from crossmodal.web.guards import http_protocol
+
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            access_log=access_log,
+            log_level="info",
+            http=http_protocol(),
+        )
         return
     del app, service  # each worker opens its own copy: this process need not keep one
     from crossmodal.models.registry import forget_loaded_models
@@ -142,6 +161,9 @@ def serve(
     # each process runs its own batches of searches: together, one per core, not per core each
     os.environ["CROSSMODAL_ENCODE_THREADS"] = str(max(1, settings.encode_threads // workers))
     os.environ["CROSSMODAL_CHILD_ENCODERS"] = "1" if settings.child_encoders else "0"
+    os.environ["CROSSMODAL_ALLOWED_HOSTS"] = ",".join(settings.allowed_hosts)
+    os.environ["CROSSMODAL_CORS_ORIGINS"] = ",".join(settings.cors_origins)
+    os.environ["CROSSMODAL_TOKEN_READS"] = "1" if settings.token_reads else "0"
     uvicorn.run(
         "crossmodal.web.server:app_from_env",
         factory=True,
@@ -150,4 +172,5 @@ def serve(
         workers=workers,
         access_log=access_log,
         log_level="info",
+        http=http_protocol(),
     )

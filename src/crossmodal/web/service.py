@@ -30,12 +30,13 @@ from crossmodal.batching import MicroBatcher
 from crossmodal.collection import CROSS_MODAL, Collection, SearchHit
 from crossmodal.data import load_image
 from crossmodal.errors import CollectionError, ImageLoadError
+from crossmodal.fsnames import shown
 from crossmodal.web.errors import Rejected
 
 if TYPE_CHECKING:
     from crossmodal.web.encoders import ChildEncoders
 from crossmodal.web.settings import WebSettings
-from crossmodal.web.uploads import decode_image, size_text
+from crossmodal.web.uploads import DecodeSlots, decode_image, size_text
 
 __all__ = [
     "LRU",
@@ -211,6 +212,10 @@ def one_openmp_thread() -> None:
 
 def hit_to_dict(hit: SearchHit) -> dict[str, Any]:
     out = hit.to_dict()
+    # the path inside the indexed folder: enough to tell photos apart, without showing a
+    # visitor the server's folders (`?absolute=true` with the token gives the full one)
+    out["path"] = shown(hit.relpath) if hit.relpath is not None else out["path"]
+    out.pop("relpath", None)
     out["thumbnail"] = f"/api/thumbnail/{hit.id}"
     return out
 
@@ -228,6 +233,9 @@ class WebService:
             settings.page_cache_size
         )
         self._version = CatalogVersion(collection.catalog.path)
+        self.decode_slots = DecodeSlots(
+            settings.decode_slots, settings.decode_queue, settings.decode_wait_s
+        )
         self._dogs = dogs_available()
         # paid providers (chat model, generation, web image search): keys from the environment
         # or providers.toml, read once; the chat's conversations live in memory
@@ -292,8 +300,16 @@ class WebService:
             "providers": self.providers.summary(),
         }
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, absolute: bool = False) -> dict[str, Any]:
+        """What the collection holds; its folders by name only unless `absolute` (a client
+        that showed the token: paths tell a visitor more than a search needs)."""
         out = self.collection.stats()
+        if absolute:
+            out["path"] = shown(out["path"])
+            out["roots"] = [shown(r) for r in out["roots"]]
+        else:
+            out["path"] = shown(Path(out["path"]).name)
+            out["roots"] = [shown(Path(r).name) for r in out["roots"]]
         out["texts"] = out.get("captions", 0) + out.get("annotations", 0)
         out["capabilities"] = self.capabilities()
         out["query_cache"] = {"hits": self._vectors.hits, "misses": self._vectors.misses}
@@ -425,6 +441,7 @@ class WebService:
         with self._write() as writer:
             report = writer.index(folder, captions=captions, show_progress=False)
         out = report.to_dict()
+        out["root"] = shown(report.root)
         out["failed"] = [f.message for f in report.failed]
         return out
 
@@ -437,9 +454,13 @@ class WebService:
         return {"id": image_id, "text_id": text_id, "text": text.strip()}
 
     def delete(self, image_id: int) -> dict[str, Any]:
-        record = self._record(image_id)
+        """Forget the row with this id, and only it (never by its path, which a link shares
+        with its target's once resolved); 404 when there is none."""
+        self._record(image_id)
         with self._write() as writer:
-            removed = writer.remove([record.path])
+            removed = writer.remove_ids([image_id])
+        if not removed:  # deleted by someone else since
+            raise Rejected(404, f"no image with id {image_id} in this collection")
         return {"id": image_id, "removed": removed}
 
     def close(self) -> None:
@@ -534,7 +555,19 @@ class WebService:
         if len(data) > self.settings.max_upload_bytes:
             limit = size_text(self.settings.max_upload_bytes)
             raise Rejected(413, f"upload too large: the limit is {limit}")
-        return decode_image(data, self.settings.max_pixels, self._draft_size())
+        draft = self._draft_size()
+        with self.decode_slots():
+            return decode_image(data, self.settings.max_pixels, draft)
+
+    def absolute_paths(self, page: Page) -> Page:
+        """The page with each hit's full path on the server (for a client with the token)."""
+        rows = self.collection.catalog.get_images([r["id"] for r in page.results])
+        roots = self.collection.catalog.roots()
+        for result in page.results:
+            row = rows.get(result["id"])
+            if row is not None:
+                result["path"] = shown(str(Path(roots[row["root_id"]]) / row["relpath"]))
+        return page
 
     def _draft_size(self) -> int | None:
         from crossmodal.index.pipeline import _model_input

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_MB", "WebSettings"]
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_MB", "LOCAL_HOSTS", "WebSettings"]
+
+#: the names of this machine's loopback addresses
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 DEFAULT_MAX_UPLOAD_MB = 10.0
 #: Uploads above this many pixels are refused before their pixels are decoded: a 40 MP photo
@@ -38,12 +41,29 @@ class WebSettings:
     thumbnail_cache_size: int = 512
     #: warm the model with one query before serving, so the first user does not pay for it
     warm_up: bool = True
+    #: Host headers answered (any port); others get 400, so that a web page on another site
+    #: cannot reach this server through DNS rebinding. "*" answers any (behind a proxy that
+    #: checks it). `crossmodal serve --allowed-host` adds names.
+    allowed_hosts: tuple[str, ...] = LOCAL_HOSTS
+    #: origins sent CORS headers (none by default: the page is served from the same origin)
+    cors_origins: tuple[str, ...] = ()
+    #: reads (searches, thumbnails, stats) need the token too
+    token_reads: bool = False
+    #: uploads decoded at once; more wait (up to `decode_queue` of them), the rest get 503
+    decode_slots: int = 2
+    decode_queue: int = 8
+    #: seconds a waiting upload waits for a decoding slot before its 503
+    decode_wait_s: float = 20.0
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1:
             raise ValueError("max_upload_bytes must be positive")
         if self.max_pixels < 1:
             raise ValueError("max_pixels must be positive")
+        if self.token_reads and not self.token:
+            raise ValueError("token_reads needs a token")
+        if self.decode_slots < 1 or self.decode_queue < 0:
+            raise ValueError("decode_slots must be positive and decode_queue not negative")
 
     @classmethod
     def from_env(cls) -> WebSettings:
@@ -56,7 +76,12 @@ class WebSettings:
         cache = int(os.environ.get("CROSSMODAL_QUERY_CACHE", defaults.query_cache_size))
         threads = int(os.environ.get("CROSSMODAL_ENCODE_THREADS", defaults.encode_threads))
         children = os.environ.get("CROSSMODAL_CHILD_ENCODERS", "0") not in ("", "0")
+        hosts = tuple(h for h in os.environ.get("CROSSMODAL_ALLOWED_HOSTS", "").split(",") if h)
+        origins = tuple(o for o in os.environ.get("CROSSMODAL_CORS_ORIGINS", "").split(",") if o)
         return cls(
+            allowed_hosts=hosts or LOCAL_HOSTS,
+            cors_origins=origins,
+            token_reads=os.environ.get("CROSSMODAL_TOKEN_READS", "0") not in ("", "0"),
             token=token,
             max_upload_bytes=int(mb * 1024 * 1024),
             max_pixels=pixels,
