@@ -27,7 +27,10 @@ def server() -> Iterator[ProtocolServer]:
 
 
 def _client(api_collection: Collection) -> TestClient:
-    return TestClient(create_app(api_collection, WebSettings(), warm_up=False))
+    # the server answers only Host headers naming it (127.0.0.1, localhost, [::1])
+    return TestClient(
+        create_app(api_collection, WebSettings(), warm_up=False), base_url="http://127.0.0.1"
+    )
 
 
 @pytest.fixture

@@ -297,18 +297,72 @@ async def ask(request: Request, service: Service) -> dict[str, Any]:
     return await run_in_threadpool(service.ask, question, lang or None, image)
 
 
-@dogs_router.post("/chat")
+def _body(fields: dict[str, dict[str, Any]], required: str, upload: bool) -> dict[str, Any]:
+    """openapi_extra of a route that reads JSON or a form itself: what `_form_or_json` takes
+    (any other field is refused, as `additionalProperties: false` says)."""
+    form = dict(fields)
+    if upload:
+        form["file"] = {"type": "string", "format": "binary", "minLength": 1}
+    # JSON may send null for an optional field (taken as absent); a form has no null
+    nullable = {
+        name: spec if name == required else {"anyOf": [spec, {"type": "null"}]}
+        for name, spec in fields.items()
+    }
+
+    def schema(properties: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": [required],
+            "properties": properties,
+            "additionalProperties": False,
+        }
+
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": schema(nullable)},
+                "multipart/form-data": {"schema": schema(form)},
+            },
+        }
+    }
+
+
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": NOT_BLANK}
+_CHAT_BODY = _body(
+    {
+        "message": _TEXT,
+        "session_id": {"type": "string"},
+        "lang": {"type": "string", "pattern": LANG_TAG},
+    },
+    "message",
+    upload=True,
+)
+_PROMPT_BODY = _body({"prompt": _TEXT}, "prompt", upload=False)
+_VIDEO_BODY = _body({"prompt": _TEXT}, "prompt", upload=True)
+
+
+def _text_field(fields: dict[str, str | None], name: str, what: str) -> str:
+    """A required text field, refused as the schema says (blank, over 2000 characters)."""
+    value = fields.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise Rejected(422, f"{name}: {what}")
+    if len(value) > 2000:
+        raise Rejected(422, f"{name}: 2000 characters at most")
+    return value
+
+
+@dogs_router.post("/chat", openapi_extra=_CHAT_BODY)
 async def chat(request: Request, service: Service) -> dict[str, Any]:
     """One turn of a grounded chat (JSON or form: `message`, `session_id`, `lang`, `file`).
     The reply carries `session_id` (send it back for the next turn), the facts it rests on,
     `needs_key` (features a key would add), a generated `card`, a video `task` to poll, or
     collection `photos` offered when generation has no key."""
     fields, image = await _form_or_json(request, service, ("message", "session_id", "lang"))
-    message = fields.get("message")
-    if not isinstance(message, str) or not message.strip():
-        raise Rejected(422, "message: give the message as a non-empty text field")
-    if len(message) > 2000:
-        raise Rejected(422, "message: 2000 characters at most")
+    message = _text_field(fields, "message", "give the message as a non-empty text field")
+    lang = fields.get("lang")
+    if lang is not None and not re.fullmatch(LANG_TAG, lang):
+        raise Rejected(422, "lang: give a language such as zh or en")
     return await run_in_threadpool(
         service.chat, message, fields.get("session_id") or None, fields.get("lang") or None, image
     )
@@ -322,7 +376,12 @@ async def _form_or_json(
     image: bytes | None = None
     out: dict[str, str | None] = {}
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        async with request.form(max_files=1, max_fields=len(names) + 2) as form:
+        # starlette's own limits answer 400 past them: one more of each than allowed, so an
+        # extra field is refused below with the schema's reason (422)
+        async with request.form(max_files=2, max_fields=len(names) + 2) as form:
+            unknown = sorted(set(form.keys()) - {*names, "file"})
+            if unknown:  # as the schema says (additionalProperties: false)
+                raise Rejected(422, f"{unknown[0][:40]}: not a field of this form")
             for name in names:
                 value = form.get(name)
                 if value is not None and not isinstance(value, str):
@@ -338,6 +397,9 @@ async def _form_or_json(
             raise Rejected(400, "the request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise Rejected(422, "the request body must be a JSON object")
+        unknown = sorted(set(body) - set(names))
+        if unknown:  # as the schema says (additionalProperties: false)
+            raise Rejected(422, f"{unknown[0][:40]}: not a field of this request")
         for name in names:
             value = body.get(name)
             if value is not None and not isinstance(value, str):
@@ -356,24 +418,20 @@ generation_router = APIRouter(
 )
 
 
-@generation_router.post("/generate/image")
+@generation_router.post("/generate/image", openapi_extra=_PROMPT_BODY)
 async def generate_image(request: Request, service: Service) -> dict[str, Any]:
     """Text -> image (CogView-3): the saved image as a card with its URL. 400 without a key."""
     fields, _ = await _form_or_json(request, service, ("prompt",))
-    prompt = fields.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise Rejected(422, "prompt: describe the picture to generate")
+    prompt = _text_field(fields, "prompt", "describe the picture to generate")
     return await run_in_threadpool(service.desk.image, prompt)
 
 
-@generation_router.post("/generate/video")
+@generation_router.post("/generate/video", openapi_extra=_VIDEO_BODY)
 async def generate_video(request: Request, service: Service) -> dict[str, Any]:
     """Text (+ an uploaded `file`) -> video (CogVideoX): starts a task and answers its id;
     poll GET /api/generate/tasks/{id}."""
     fields, image = await _form_or_json(request, service, ("prompt",))
-    prompt = fields.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise Rejected(422, "prompt: describe what should happen in the video")
+    prompt = _text_field(fields, "prompt", "describe what should happen in the video")
     if image is not None:
         service.decode_upload(image)
     return service.desk.start_video(prompt, image)
