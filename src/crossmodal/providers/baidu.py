@@ -45,13 +45,7 @@ class BaiduImageSearch:
             raise ProviderNotConfigured(NAME, f"no AK/SK; {KEY_HINT}")
         self.config = config
         self.base = config.baidu_base_url.rstrip("/")
-        self.http = HttpClient(
-            NAME,
-            key_hint=KEY_HINT,
-            timeout=config.timeout,
-            retries=config.retries,
-            backoff=config.backoff,
-        )
+        self.http = HttpClient.for_config(NAME, KEY_HINT, config)
         self._token: str | None = None
         self._expires = 0.0
         self._lock = threading.Lock()

@@ -44,6 +44,17 @@ class HttpClient:
         self.backoff = backoff
         self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
 
+    @classmethod
+    def for_config(cls, provider: str, key_hint: str, config: Any) -> HttpClient:
+        """The client of one provider with the timeout and retry policy of a ProviderConfig."""
+        return cls(
+            provider,
+            key_hint=key_hint,
+            timeout=config.timeout,
+            retries=config.retries,
+            backoff=config.backoff,
+        )
+
     def close(self) -> None:
         self.client.close()
 

@@ -42,13 +42,7 @@ class OpenAIChat:
         self.endpoint = url if url.endswith("/chat/completions") else f"{url}/chat/completions"
         self.model = config.openai_model
         self.key = config.openai_key
-        self.http = HttpClient(
-            NAME,
-            key_hint=KEY_HINT,
-            timeout=config.timeout,
-            retries=config.retries,
-            backoff=config.backoff,
-        )
+        self.http = HttpClient.for_config(NAME, KEY_HINT, config)
 
     def close(self) -> None:
         self.http.close()

@@ -80,13 +80,7 @@ class ZhipuClient:
         self.config = config
         self.model = config.chat_model
         self.base = config.zhipu_base_url.rstrip("/")
-        self.http = HttpClient(
-            NAME,
-            key_hint=KEY_HINT,
-            timeout=config.timeout,
-            retries=config.retries,
-            backoff=config.backoff,
-        )
+        self.http = HttpClient.for_config(NAME, KEY_HINT, config)
 
     def close(self) -> None:
         self.http.close()
