@@ -701,6 +701,10 @@ _register_serve(app)
 from crossmodal.providers.cli import register as _register_providers  # noqa: E402
 
 _register_providers(app)
+# `crossmodal caption`, `train-captioner`, `eval-captioner` live in crossmodal/cli_captioner.py
+from crossmodal.cli_captioner import register as _register_captioner  # noqa: E402
+
+_register_captioner(app)
 
 
 def main() -> None:
