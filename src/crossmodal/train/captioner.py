@@ -46,6 +46,7 @@ class CaptionerRecipe:
     d_model: int = 256
     layers: int = 3
     heads: int = 8
+    ff_mult: int = 4
     memory_slots: int = 4
     dropout: float = 0.3
     label_smoothing: float = 0.1
@@ -158,6 +159,7 @@ def fit(
         d_model=recipe.d_model,
         layers=recipe.layers,
         heads=recipe.heads,
+        ff_mult=recipe.ff_mult,
         dropout=recipe.dropout,
         max_len=recipe.max_len,
     )
