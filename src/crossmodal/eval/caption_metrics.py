@@ -85,12 +85,14 @@ def evaluate_captioner(
 ) -> CaptionEvaluation:
     """Caption every image of a Flickr8k split and score against all its references; the
     examples are the best and the worst half by the image's own CIDEr (ties by name)."""
-    from crossmodal.models.captioner import load_captioner
+    from crossmodal.models.captioner import check_image_model, load_captioner
+    from crossmodal.models.registry import load_model
     from crossmodal.train.captioner import split_features
 
     started = time.perf_counter()
     captioner = load_captioner(captioner_dir)
     image_model = str(captioner.info.get("image_model", "default"))
+    check_image_model(captioner, load_model(image_model))
     feats = split_features(data, split, image_model, Path(cache_dir) if cache_dir else None)
     hyps = dict(
         zip(feats.names, captioner.caption_features(feats.features, beam=beam), strict=True)

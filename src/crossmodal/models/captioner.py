@@ -262,6 +262,18 @@ class Captioner:
 _loaded: dict[str, Captioner] = {}
 
 
+def check_image_model(captioner: Captioner, model: object) -> None:
+    """Refuse an image model whose tower is not the one the captioner was trained on (a
+    retrained default model would feed it features it never saw)."""
+    expected = captioner.info.get("image_tower")
+    found = model.image_tower_fingerprint()  # type: ignore[attr-defined]
+    if expected and found != expected:
+        raise ModelNotAvailable(
+            f"the captioner was trained on image features of {expected}, but the image model "
+            f"gives {found}: retrain it with `crossmodal train-captioner`"
+        )
+
+
 def load_captioner(folder: str | Path | None = None) -> Captioner:
     key = str(folder or WEIGHTS_DIR)
     if key not in _loaded:
@@ -283,6 +295,7 @@ def caption_images(
 
     captioner = load_captioner(captioner_dir)
     model = load_model(str(captioner.info.get("image_model", "default")))
+    check_image_model(captioner, model)
     result = embed_image_files(
         model, list(paths), cache_dir, show_progress=False, features_only=True
     )
