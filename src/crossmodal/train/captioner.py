@@ -140,6 +140,23 @@ def _lr_at(step: int, total: int, recipe: CaptionerRecipe) -> float:
     return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _train_step(
+    decoder: CaptionDecoder,
+    optimiser: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    features: torch.Tensor,
+    tokens: torch.Tensor,
+) -> float:
+    """One step of teacher forcing: predict tokens[1:] from tokens[:-1]."""
+    logits = decoder(features, tokens[:, :-1])
+    loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
+    optimiser.step()
+    return float(loss.detach())
+
+
 def fit(
     recipe: CaptionerRecipe,
     train: SplitFeatures,
@@ -170,8 +187,8 @@ def fit(
         decoder.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )
     loss_fn = nn.CrossEntropyLoss(ignore_index=PAD, label_smoothing=recipe.label_smoothing)
-    steps_per_epoch = math.ceil(len(targets) / recipe.batch_size)
-    total, step = steps_per_epoch * recipe.epochs, 0
+    total = math.ceil(len(targets) / recipe.batch_size) * recipe.epochs
+    step = 0
     best: dict[str, Any] = {"bleu4": -1.0}
     history: list[dict[str, float]] = []
     started = time.perf_counter()
@@ -180,23 +197,14 @@ def fit(
         losses = []
         for batch in _token_batches(targets, recipe.batch_size, rng):
             tokens = _pad([targets[i] for i in batch])
-            feats = train.features[[owner[i] for i in batch]]
             for group in optimiser.param_groups:
                 group["lr"] = _lr_at(step, total, recipe)
-            logits = decoder(feats, tokens[:, :-1])
-            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
-            optimiser.step()
-            losses.append(float(loss.detach()))
+            feats = train.features[[owner[i] for i in batch]]
+            losses.append(_train_step(decoder, optimiser, loss_fn, feats, tokens))
             step += 1
         scores = val_scores(decoder, vocab, val)
-        row = {
-            "epoch": epoch,
-            "loss": float(np.mean(losses)),
-            "seconds": time.perf_counter() - started,
-        }
+        row = {"epoch": epoch, "loss": float(np.mean(losses))}
+        row["seconds"] = time.perf_counter() - started
         row.update({k: round(v, 4) for k, v in scores.items()})
         history.append(row)
         log(
