@@ -162,8 +162,11 @@ def fit(
     train: SplitFeatures,
     val: SplitFeatures,
     log: Any = print,
+    on_best: Any = None,
 ) -> tuple[Captioner, dict[str, Any]]:
-    """Train, select on val BLEU-4, and return the best captioner with its history."""
+    """Train, select on val BLEU-4, and return the best captioner with its history.
+    `on_best(captioner, epoch)` sees each new best (the run saves it, so a stopped run keeps
+    its best epoch)."""
     random.seed(recipe.seed)
     np.random.seed(recipe.seed)
     torch.manual_seed(recipe.seed)
@@ -217,6 +220,8 @@ def fit(
                 "epoch": epoch,
                 "state": copy.deepcopy(decoder.state_dict()),
             }
+            if on_best is not None:
+                on_best(Captioner(decoder, vocab, {"length_penalty": recipe.length_penalty}), epoch)
         elif epoch - best["epoch"] >= recipe.patience:
             log(f"no val gain for {recipe.patience} epochs: stopping")
             break
@@ -243,7 +248,11 @@ def train_captioner(
     train = split_features(recipe.data, "train", recipe.image_model, cache_dir)
     val = split_features(recipe.data, "val", recipe.image_model, cache_dir)
     log(f"features: {len(train.names)} train, {len(val.names)} val images")
-    captioner, info = fit(recipe, train, val, log)
+
+    def save_best(captioner: Captioner, epoch: int) -> None:
+        captioner.save(recipe.out, {"image_model": recipe.image_model, "partial_epoch": epoch})
+
+    captioner, info = fit(recipe, train, val, log, on_best=save_best)
     val_beam = score_split(captioner, val, recipe.beam)
     log(f"val with beam {recipe.beam}: " + ", ".join(f"{k} {v:.4f}" for k, v in val_beam.items()))
     from crossmodal.models.registry import load_model
