@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from crossmodal.cli import _setup_torch, friendly_errors
-from crossmodal.errors import ImageLoadError
+from crossmodal.errors import DatasetError, ImageLoadError
 
 __all__ = ["caption_command", "eval_captioner_command", "register", "train_captioner_command"]
 
@@ -116,6 +116,8 @@ def eval_captioner_command(
     from crossmodal.models.features import default_cache_dir
     from crossmodal.runtime import cpu_name
 
+    if not Path(data).is_dir():
+        raise DatasetError(f"Flickr8k folder not found: {data} (找不到数据集文件夹)")
     _setup_torch()
     result = evaluate_captioner(
         data, split, beam, captioner_dir=captioner, cache_dir=default_cache_dir(), examples=examples
