@@ -64,8 +64,8 @@ def abstract_text(run: ModelRun, others: Sequence[ModelRun], model: dict[str, An
     g: an.GallerySizeCurve = run.data["gallery"]
     if len(g.sizes) > 1:
         parts.append(
-            f"Recall depends on the gallery: text→image R@1 falls from "
-            f"{f2(g.t2i_mean['R@1'][0])} % among {g.sizes[0]} images to "
+            f"Text→image R@1 falls from {f2(g.t2i_mean['R@1'][0])} % among {g.sizes[0]} "
+            f"images to "
             f"{f2(g.t2i_mean['R@1'][-1])} % among {g.sizes[-1]}."
         )
     lengths: an.GroupRecall = run.data["by_length"]
@@ -79,7 +79,7 @@ def abstract_text(run: ModelRun, others: Sequence[ModelRun], model: dict[str, An
     failed = 100 * float((run.t2i > FAIL_AFTER).mean())
     parts.append(
         f"{f2(failed)} % of text queries rank their image past {FAIL_AFTER}; the discussion "
-        "analyses these failures and proposes extensions, each backed by a measured number."
+        "analyses these failures and proposes extensions."
     )
     parts += [
         f"Beside it, {o.label} reaches R@1 {f2(o.result['t2i']['R@1'])} % (text→image) and "
@@ -229,7 +229,7 @@ def _hyper_parameter_rows(model: dict[str, Any]) -> list[list[str]]:
     rows += [[f"training: {k}", str(v)] for k, v in model.get("training", {}).items()]
     if "recipe" in model:
         rows += [
-            [f"recipe `{model['recipe_file']}`: {k}", json.dumps(v)]
+            [f"recipe `{model['recipe_file']}`: {k}", json.dumps(v, default=str)]
             for k, v in model["recipe"].items()
         ]
     return rows

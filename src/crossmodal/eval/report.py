@@ -339,7 +339,9 @@ def _build(
         runs, dataset, out, opt, shared, facts, cache if persistent_cache else None, seconds
     )
     analysis = _analysis_json(runs, dataset, out, opt, facts, seconds)
-    (out / "analysis.json").write_text(json.dumps(analysis, indent=2, ensure_ascii=False) + "\n")
+    (out / "analysis.json").write_text(
+        json.dumps(analysis, indent=2, ensure_ascii=False, default=str) + "\n"
+    )
     title = f"crossmodal report: {dataset.name} {dataset.split}"
     (out / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
     (out / "report.html").write_text(render_html(blocks, title, out), encoding="utf-8")
