@@ -114,10 +114,16 @@ def method_section(runs: Sequence[ModelRun], facts: dict[str, Any], figure: Path
             "An image used as a query is embedded as the normalised mean of its vector and "
             "its mirror image's."
         )
+    if model.get("image_tower"):
+        towers = (
+            f"A dual encoder embeds both modalities: the {model['image_tower']} image tower and "
+            f"the {model['text_tower']} text tower each feed a projection head into one "
+            f"{model['dim']}-d space, and every vector is L2-normalised"
+        )
+    else:
+        towers = f"The encoder {model.get('description', run.label)} embeds both modalities"
     intro = Para(
-        f"Both modalities go through {_encoder_phrase(model) if model else 'the encoder'}: "
-        "each tower's features pass a projection head into the shared space and are "
-        "L2-normalised, so the dot product of two vectors is their cosine similarity. A text "
+        f"{towers}, so the dot product of two vectors is their cosine similarity. A text "
         f"query ranks all {m['n_images']} images by that score (text→image); an image query "
         f"ranks all {m['n_texts']} captions (image→text). " + " ".join(scoring)
     )
@@ -293,7 +299,7 @@ def data_section(
         Section(
             "hardware",
             "Hardware and run time 硬件与运行时间",
-            [Table(["", ""], _hardware_rows(facts)), _run_time_table(runs, seconds)],
+            [Table(["what", "value"], _hardware_rows(facts)), _run_time_table(runs, seconds)],
             level=3,
         ),
     ]
@@ -323,21 +329,24 @@ def _error_analysis(run: ModelRun) -> list[str]:
             f"{f2(lengths.recall[hi]['R@1'])} % (figure: recall by caption length)."
         )
     cats: an.GroupRecall = run.data["by_category"]
-    big = [g for g in cats.groups if cats.counts[g] >= 50] or cats.groups
+    big = [g for g in cats.groups if cats.counts[g] >= 50]
+    among = "Among categories with at least 50 captions"
+    if len(big) < 2:
+        big, among = cats.groups, "Among the categories"
     if len(big) > 1:
         worst = min(big, key=lambda g: cats.recall[g]["R@1"])
         best = max(big, key=lambda g: cats.recall[g]["R@1"])
         items.append(
-            f"**Content.** Among categories with at least 50 captions (or all, if none has), "
-            f"{worst} scores lowest (R@1 {f2(cats.recall[worst]['R@1'])} %, "
-            f"{cats.counts[worst]} captions) and {best} highest "
+            f"**Content.** {among}, “{worst}” scores lowest "
+            f"(R@1 {f2(cats.recall[worst]['R@1'])} %, "
+            f"{cats.counts[worst]} captions) and “{best}” highest "
             f"({f2(cats.recall[best]['R@1'])} %, {cats.counts[best]} captions)."
         )
     items.append(
         f"**Modality gap.** A caption's cosine with its own image averages "
         f"{space.matched_cosine:.3f} against {space.unmatched_cosine:.3f} with the other "
         f"images, and the two modalities' centroids lie {space.centroid_distance:.3f} apart "
-        "(figure: t-SNE): matches stand out by a small margin of an offset cloud."
+        "(figure: t-SNE)."
     )
     words: an.WordContrast = run.data["words"]
     if words.over_in_failed:
@@ -386,16 +395,17 @@ def _extensions(run: ModelRun) -> list[str]:
         drop = g.t2i_mean["R@1"][0] - g.t2i_mean["R@1"][-1]
         items.append(
             f"**Larger collections.** R@1 drops {f2(drop)} points from {g.sizes[0]} to "
-            f"{g.sizes[-1]} images; personal collections are larger still, so a stronger "
-            "encoder (or fine-tuning on the user's own captions) matters more than index speed."
+            f"{g.sizes[-1]} images (figure: recall vs gallery size); personal collections are "
+            "larger still, so recall should be measured at their size, and a stronger encoder "
+            "or fine-tuning on the user's own descriptions is where it can be won back."
         )
     prompts = run.data["prompts"]
     variant = max((v for v in prompts if v != "raw caption"), key=lambda v: prompts[v]["R@1"])
     delta = prompts[variant]["R@1"] - prompts["raw caption"]["R@1"]
     items.append(
         f"**Query wording.** The best rewriting of the prompt study ({variant}) changes R@1 by "
-        f"{delta:+.2f} points: query normalisation is {'worth' if delta > 0 else 'not worth'} "
-        "adding to search."
+        f"{delta:+.2f} points: rewriting queries that way "
+        f"{'is worth adding to search' if delta > 0 else 'would not help search'}."
     )
     return items
 
