@@ -98,7 +98,7 @@ def thumbnails_loaded(page) -> None:  # type: ignore[no-untyped-def]
 
 
 #: Applied before each picture: the pixels of dataset photos must not end up in the repository.
-BLUR_CSS = ".card img, .preview img, .bubble img { filter: blur(14px) saturate(0.8); }"
+BLUR_CSS = ".card img, .preview img, .bubble img, .chip img { filter: blur(14px) saturate(0.8); }"
 
 
 def blur(page, enabled: bool) -> None:  # type: ignore[no-untyped-def]

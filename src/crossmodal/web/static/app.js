@@ -295,7 +295,8 @@ function setFile(file) {
   state.byId = null;
   state.fileUrl = file ? URL.createObjectURL(file) : null;
   drawMode();
-  attachChatPhoto(file, state.fileUrl);
+  // the chat's chip shows the last photo uploaded, until its own × removes it
+  if (file) attachChatPhoto(file);
 }
 
 function setById(id, url, label) {
@@ -303,7 +304,6 @@ function setById(id, url, label) {
   state.file = null;
   state.fileUrl = null;
   state.byId = { id, url, label };
-  attachChatPhoto(null, null);
   drawMode();
 }
 

@@ -78,9 +78,10 @@ function redrawChat() {
 }
 
 // ---- the photo chip ---------------------------------------------------------------------------
-function attachChatPhoto(file, url) {
-  if (chat.photoSent && !file) return; // the server keeps it: only × (or a new photo) removes it
-  chat.photo = file ? { file, url } : null;
+// its own object URL: the search panel's is revoked when its photo changes
+function attachChatPhoto(file) {
+  if (chat.photo) URL.revokeObjectURL(chat.photo.url);
+  chat.photo = { file, url: URL.createObjectURL(file) };
   chat.photoSent = false;
   drawChip();
 }
@@ -96,10 +97,12 @@ function drawChip() {
 }
 
 function removeChatPhoto() {
+  if (!chat.photo) return;
   if (chat.photoSent) {
     chat.sessionId = null; // the server's copy goes with its conversation
     noteBubble("chat.photoRemoved");
   }
+  URL.revokeObjectURL(chat.photo.url);
   chat.photo = null;
   chat.photoSent = false;
   drawChip();
@@ -364,7 +367,10 @@ function setupChat() {
   $("chat-close").addEventListener("click", () => openChat(false));
   $("new-chat").addEventListener("click", () => {
     chat.sessionId = null;
-    if (chat.photoSent) chat.photo = null; // it went with the old conversation
+    if (chat.photoSent) {
+      URL.revokeObjectURL(chat.photo.url); // it went with the old conversation
+      chat.photo = null;
+    }
     chat.photoSent = false;
     drawChip();
     chatLog().textContent = "";
