@@ -115,14 +115,20 @@ class CaptionDecoder(nn.Module):
         )
         return self.drop(self.feature_norm(slots))
 
-    def logits(self, memory: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """(n, L) token ids (BOS first) -> (n, L, vocab) next-word logits."""
+    def logits(
+        self, memory: torch.Tensor, tokens: torch.Tensor, last_only: bool = False
+    ) -> torch.Tensor:
+        """(n, L) token ids (BOS first) -> (n, L, vocab) next-word logits; (n, vocab) for the
+        last position only with `last_only` (decoding: the vocabulary projection of every
+        earlier position would be most of the work)."""
         length = tokens.shape[1]
         x = self.drop(self.embed(tokens) * self.config.d_model**0.5 + self.pos[:, :length])
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
         # padding needs no key mask: it only follows EOS, and causal attention never looks
         # forward from a real token to it (its own outputs are ignored by the loss)
         h = self.decoder(x, memory, tgt_mask=causal, tgt_is_causal=True)
+        if last_only:
+            h = h[:, -1]
         return h @ self.embed.weight.T + self.out_bias
 
     def forward(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -139,7 +145,7 @@ def greedy_decode(
         seq = torch.full((len(features), 1), BOS, dtype=torch.long)
         done = torch.zeros(len(features), dtype=torch.bool)
         for _ in range(max_len - 1):
-            step = model.logits(memory, seq)[:, -1].argmax(-1)
+            step = model.logits(memory, seq, last_only=True).argmax(-1)
             step = torch.where(done, torch.full_like(step, PAD), step)
             seq = torch.cat([seq, step[:, None]], dim=1)
             done |= step == EOS
@@ -167,7 +173,7 @@ def beam_search(
         scores[:, 0] = 0.0  # all beams start identical: keep one so they do not duplicate
         done = torch.zeros(n * k, dtype=torch.bool)
         for _ in range(max_len - 1):
-            logp = torch.log_softmax(model.logits(memory, seq)[:, -1].float(), dim=-1)
+            logp = torch.log_softmax(model.logits(memory, seq, last_only=True).float(), dim=-1)
             # a finished beam continues only with PAD, at no cost
             logp[done] = float("-inf")
             logp[done, PAD] = 0.0
