@@ -145,7 +145,7 @@ def greedy_decode(
         seq = torch.full((len(features), 1), BOS, dtype=torch.long)
         done = torch.zeros(len(features), dtype=torch.bool)
         for _ in range(max_len - 1):
-            step = model.logits(memory, seq, last_only=True).argmax(-1)
+            step = _never_pad_or_bos(model.logits(memory, seq, last_only=True)).argmax(-1)
             step = torch.where(done, torch.full_like(step, PAD), step)
             seq = torch.cat([seq, step[:, None]], dim=1)
             done |= step == EOS
@@ -173,7 +173,8 @@ def beam_search(
         scores[:, 0] = 0.0  # all beams start identical: keep one so they do not duplicate
         done = torch.zeros(n * k, dtype=torch.bool)
         for _ in range(max_len - 1):
-            logp = torch.log_softmax(model.logits(memory, seq, last_only=True).float(), dim=-1)
+            logits = _never_pad_or_bos(model.logits(memory, seq, last_only=True).float())
+            logp = torch.log_softmax(logits, dim=-1)
             # a finished beam continues only with PAD, at no cost
             logp[done] = float("-inf")
             logp[done, PAD] = 0.0
@@ -190,6 +191,15 @@ def beam_search(
         normalised = scores / ((5.0 + lengths) / 6.0) ** length_penalty
         best = normalised.argmax(-1) + torch.arange(n) * k
     return [_strip(row) for row in seq[best].tolist()]
+
+
+def _never_pad_or_bos(logits: torch.Tensor) -> torch.Tensor:
+    """PAD and BOS are never targets, so their logits are untrained: a live sequence must not
+    pick them (PAD would end it early). Only EOS ends a caption."""
+    logits = logits.clone()
+    logits[:, PAD] = float("-inf")
+    logits[:, BOS] = float("-inf")
+    return logits
 
 
 def _strip(row: list[int]) -> list[int]:
