@@ -24,7 +24,6 @@ import contextlib
 import errno
 import json
 import os
-import re
 import sqlite3
 import stat
 import threading
@@ -40,7 +39,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from crossmodal.data import IMAGE_EXTENSIONS, is_image_file, load_image, read_captions_file
+from crossmodal.data import is_image_file, load_image, read_captions_file
 from crossmodal.errors import CollectionError, CrossmodalError, ImageLoadError
 from crossmodal.fsnames import shown
 from crossmodal.index.ann import (
@@ -61,6 +60,9 @@ from crossmodal.index.pipeline import file_sha1, iter_embedded_batches
 from crossmodal.index.store import FlatIPStore, VectorStore
 from crossmodal.models.base import Encoder
 from crossmodal.models.hubness import HubnessCorrection, query_columns, stored_dim
+
+# parse_query lives in a light module so the CLI can check a query without importing torch
+from crossmodal.search_options import parse_query
 
 __all__ = [
     "MODES",
@@ -223,92 +225,11 @@ class IndexReport:
 
 
 # ---- queries ------------------------------------------------------------------------------
-_WEIGHT = re.compile(r"^(?P<w>[+-]?(?:\d+(?:\.\d*)?|\.\d+)):(?P<rest>.+)$", re.DOTALL)
-
-
 def _is_file(token: str) -> bool:
     try:
         return Path(token).expanduser().is_file()
     except (OSError, ValueError):
         return False
-
-
-def parse_query(
-    tokens: Sequence[str], text_only: bool = False
-) -> list[tuple[float, QueryItem]]:
-    """CLI words -> weighted terms. `"a dog" + beach.jpg - snow`, `2:"golden retriever"`.
-
-    A word that names an existing file is an image; other adjacent words join into one text
-    ("a dog" typed unquoted works). `+` / `-` (alone, or glued to the front of a word) start a
-    new term with that sign; `W:term` gives a term weight W (multiplied by the sign).
-    A word that looks like a path (an image suffix, a `/`, or a leading `./` or `~`) but names
-    no file is an `ImageLoadError` naming it, never silently searched as text. A term in
-    literal double quotes (`'"AC/DC live"'` in a shell) is always text; `text_only=True`
-    (the CLI's --text) reads every term as text.
-    """
-    terms: list[tuple[float, QueryItem]] = []
-    sign = 1.0
-    text_words: list[str] = []
-    text_weight = 1.0
-
-    def flush() -> None:
-        nonlocal text_words
-        if text_words:
-            terms.append((text_weight, " ".join(text_words)))
-            text_words = []
-
-    def is_file(token: str) -> bool:
-        return not text_only and _is_file(token)
-
-    for raw in tokens:
-        token = raw.strip()
-        if not token:
-            continue
-        if token in ("+", "-"):
-            flush()
-            sign = -1.0 if token == "-" else 1.0
-            continue
-        if not is_file(token) and token[0] in "+-" and not _WEIGHT.match(token):
-            flush()
-            sign = -1.0 if token[0] == "-" else 1.0
-            token = token[1:].strip()
-            if not token:
-                continue
-        weight = 1.0
-        match = None if is_file(token) else _WEIGHT.match(token)
-        if match:
-            weight = float(match["w"])
-            token = match["rest"].strip()
-        quoted = len(token) >= 2 and token[0] == token[-1] == '"'
-        if quoted:
-            token = token[1:-1].strip()
-            if not token:
-                continue
-        if not quoted and is_file(token):
-            flush()
-            terms.append((sign * weight, Path(token).expanduser()))
-            sign = 1.0
-            continue
-        if not quoted and not text_only and _looks_like_path(token):
-            raise ImageLoadError(
-                f"no such image: {token} (to search these words as text, give --text "
-                f"or quote them as '\"{token}\"')"
-            )
-        if match or quoted or not text_words:
-            flush()
-            text_words, text_weight = [token], sign * weight
-            sign = 1.0
-        else:
-            text_words.append(token)
-    flush()
-    return terms
-
-
-def _looks_like_path(token: str) -> bool:
-    """A word meant as a file: an image suffix, a path separator, or a leading ./ or ~."""
-    if token.startswith(("./", "../", "~", "/")) or "/" in token or os.sep in token:
-        return True
-    return Path(token).suffix.lower() in IMAGE_EXTENSIONS
 
 
 # ---- the collection -----------------------------------------------------------------------

@@ -151,7 +151,7 @@ def _refuse_empty_folder(report: Any, directory: Path) -> None:
         from crossmodal.data import IMAGE_EXTENSIONS
 
         raise CrossmodalError(
-            f"no photos found in {shown(directory)} (looked for "
+            f"no photos found in {shown(str(directory))} (looked for "
             f"{', '.join(sorted(IMAGE_EXTENSIONS))}, in sub-folders too): "
             "give the folder that holds your photos"
         )
@@ -240,12 +240,13 @@ def search_command(
         ),
     ] = False,
 ) -> None:
-    from crossmodal.collection import Collection, parse_query
-    from crossmodal.search_options import check_search
+    from crossmodal.search_options import check_search, parse_query
 
-    # Parse and validate first (milliseconds); only then open the collection and load.
+    # Parse and validate first, importing nothing heavy; only then open and load.
     terms = parse_query(query, text_only=text_only)
     mode = check_search(terms, k, mode)
+    from crossmodal.collection import Collection
+
     col = Collection.open(collection, model=model)
     setup_torch()
     import torch

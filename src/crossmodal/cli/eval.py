@@ -127,11 +127,7 @@ def report_command(
 ) -> None:
     """Write report.md, a self-contained report.html, metrics.json and figures for one or
     more models on an image-text split (tables and curves side by side)."""
-    from crossmodal.eval import format_table
     from crossmodal.eval.options import ReportOptions, check_gallery_sizes, parse_gallery_sizes
-    from crossmodal.eval.report import build_report, prepare_out_dir
-    from crossmodal.models import load_model
-    from crossmodal.models.features import default_cache_dir
 
     models = list(dict.fromkeys(model))
     options = ReportOptions(
@@ -154,6 +150,11 @@ def report_command(
         ),
     ).validate()
     # Cheap checks first, so a typo costs no model loading or embedding.
+    from crossmodal.eval import format_table
+    from crossmodal.eval.report import build_report, prepare_out_dir
+    from crossmodal.models import load_model
+    from crossmodal.models.features import default_cache_dir
+
     ds = _load_captioned(dataset, root, split)
     check_gallery_sizes(len(ds), options.gallery_sizes, ds.split)
     prepare_out_dir(out)
