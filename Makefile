@@ -18,16 +18,18 @@ setup: $(STAMP)
 LOCK := requirements.lock
 
 $(STAMP): pyproject.toml $(LOCK)
-	@echo "== creating the virtual environment $(VENV)"
+	@echo "[1/5] creating the virtual environment $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "== upgrading pip"
+	@echo "[2/5] upgrading pip"
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@echo "== installing torch 2.13.0 (CPU build) first, so no dependency pulls a CUDA build"
+	@echo "[3/5] installing torch 2.13.0 (CPU build, ~200 MB) first, so no dependency pulls a CUDA build"
 	@$(BIN)/python -m pip install --quiet -c $(LOCK) torch==2.13.0
-	@echo "== installing crossmodal and its dependencies at the versions of $(LOCK) (a few minutes)"
+	@echo "[4/5] installing crossmodal and its dependencies at the versions of $(LOCK) (a few minutes)"
 	@$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
+	@echo "[5/5] checking the installed versions against $(LOCK)"
 	@$(BIN)/python tools/check_lock.py $(LOCK)
 	@touch $(STAMP)
+	@echo "set-up done: activate it with '. $(VENV)/bin/activate', then 'crossmodal --help'"
 
 # Refresh the lock: a throw-away venv gets the newest versions pyproject.toml allows, then the
 # whole suite should be run against them (`make clean-venv test`) before committing the lock.
@@ -77,11 +79,14 @@ demo: $(STAMP)
 	echo; echo "== text -> captions: \"$(DEMO_CAPTION_QUERY)\""; \
 	$(DEMO_CLI) search "$(DEMO_CAPTION_QUERY)" --mode t2t -k 5 --collection "$(DEMO_COLLECTION)"; \
 	echo; echo "== query arithmetic: \"$(DEMO_TEXT)\" + the image above - \"grass\""; \
-	$(DEMO_CLI) search "$(DEMO_TEXT)" + "$$query_image" - grass -k 5 --collection "$(DEMO_COLLECTION)"
+	$(DEMO_CLI) search "$(DEMO_TEXT)" + "$$query_image" - grass -k 5 --collection "$(DEMO_COLLECTION)"; \
+	echo; echo "== done. The collection is in $(DEMO_COLLECTION)"; \
+	echo "   search it:  $(DEMO_CLI) search \"a red car\" --collection $(DEMO_COLLECTION)"; \
+	echo "   web app:    $(DEMO_CLI) serve --collection $(DEMO_COLLECTION), then open http://127.0.0.1:$(DEMO_PORT)"
 # last: serve the collection in a browser until Ctrl-C (DEMO_SERVE=0 skips it)
 	@if [ "$(DEMO_SERVE)" != 0 ]; then \
-	  echo; echo "== the web app: search four ways, drop a photo, ask the dog chat (Ctrl-C stops it)"; \
-	  echo "open http://127.0.0.1:$(DEMO_PORT)"; \
+	  echo; echo "== starting the web app: open http://127.0.0.1:$(DEMO_PORT) in a browser (Ctrl-C stops it)"; \
+	  echo "   search four ways, drop a photo, ask the dog chat"; \
 	  exec $(DEMO_CLI) serve --collection "$(DEMO_COLLECTION)" --port $(DEMO_PORT); fi
 
 test: $(STAMP) browser
