@@ -105,7 +105,6 @@ def test_option_errors_before_any_model_loads(
         ["search", "a dog", "--mode", "i2t"],
         ["search", "./missing.jpg"],
         ["search", "a dog", "-k", "0"],
-        ["report", "--trials", "0"],
     ],
 )
 def test_option_errors_import_no_torch(args: list[str], tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from crossmodal.errors import ConfigError
+from crossmodal.eval.metrics import DEFAULT_KS
 
 __all__ = ["ReportOptions", "check_gallery_sizes", "parse_gallery_sizes"]
 
@@ -38,7 +39,7 @@ class ReportOptions:
     dpi: int = 90
     min_word_count: int = 10  # rarer words make noisy ratios in the failure analysis
     prompt_captions: int = 1000  # captions in the prompt study (0 = all)
-    ks: tuple[int, ...] = (1, 5, 10)  # = eval.metrics.DEFAULT_KS, which imports numpy
+    ks: tuple[int, ...] = DEFAULT_KS
     command: str | None = None  # how the report was made, quoted in it
 
     def validate(self) -> ReportOptions:
