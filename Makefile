@@ -60,8 +60,9 @@ demo: $(STAMP)
 	  echo "  make demo GALLERY=~/Pictures"; \
 	  echo "(or at a Flickr8k copy: a folder with images/, captions.tsv and test.txt)"; \
 	  exit 2; fi
-	@set -e; \
+	@set -e; captioned=0; \
 	if [ -f "$(GALLERY)/captions.tsv" ] && [ -f "$(GALLERY)/test.txt" ]; then \
+	  captioned=1; \
 	  echo "== indexing the Flickr8k test split (1,000 images, 5 captions each) into $(DEMO_COLLECTION)"; \
 	  $(DEMO_CLI) index "$(GALLERY)/images" --only "$(GALLERY)/test.txt" \
 	    --captions "$(GALLERY)/captions.tsv" --collection "$(DEMO_COLLECTION)" --model "$(DEMO_MODEL)" --rebuild; \
@@ -74,10 +75,12 @@ demo: $(STAMP)
 	query_image="$$($(DEMO_CLI) search "$(DEMO_TEXT)" -k 1 --paths-only --collection "$(DEMO_COLLECTION)")"; \
 	echo; echo "== image -> images (the best hit above): $$query_image"; \
 	$(DEMO_CLI) search "$$query_image" -k 5 --collection "$(DEMO_COLLECTION)"; \
-	echo; echo "== image -> captions: $$query_image"; \
-	$(DEMO_CLI) search "$$query_image" --mode i2t -k 5 --collection "$(DEMO_COLLECTION)"; \
-	echo; echo "== text -> captions: \"$(DEMO_CAPTION_QUERY)\""; \
-	$(DEMO_CLI) search "$(DEMO_CAPTION_QUERY)" --mode t2t -k 5 --collection "$(DEMO_COLLECTION)"; \
+	if [ $$captioned = 1 ]; then \
+	  echo; echo "== image -> captions: $$query_image"; \
+	  $(DEMO_CLI) search "$$query_image" --mode i2t -k 5 --collection "$(DEMO_COLLECTION)"; \
+	  echo; echo "== text -> captions: \"$(DEMO_CAPTION_QUERY)\""; \
+	  $(DEMO_CLI) search "$(DEMO_CAPTION_QUERY)" --mode t2t -k 5 --collection "$(DEMO_COLLECTION)"; \
+	else echo; echo "== (no captions indexed: the image -> captions and text -> captions searches are skipped)"; fi; \
 	echo; echo "== query arithmetic: \"$(DEMO_TEXT)\" + the image above - \"grass\""; \
 	$(DEMO_CLI) search "$(DEMO_TEXT)" + "$$query_image" - grass -k 5 --collection "$(DEMO_COLLECTION)"; \
 	echo; echo "== done. The collection is in $(DEMO_COLLECTION)"; \

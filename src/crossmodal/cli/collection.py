@@ -256,10 +256,10 @@ def search_command(
     _print_hits(hits, as_json=as_json, paths_only=paths_only, print0=print0)
     if not hits:
         what = "captions or annotations" if mode in ("i2t", "t2t") else "images"
+        captions = " --captions FILE" if what != "images" else ""
         raise CollectionError(
             f"no results: collection {col.path} holds no {what} yet; add some with "
-            f"`crossmodal index DIR --collection {col.path}`"
-            + (" --captions FILE" if what != "images" else "")
+            f"`crossmodal index DIR --collection {col.path}{captions}`"
         )
 
 
