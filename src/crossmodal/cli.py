@@ -598,19 +598,19 @@ def search_command(
     ] = False,
 ) -> None:
     """Search a collection by text, by image, or both combined."""
-    from crossmodal.collection import Collection, parse_query
+    from crossmodal.collection import parse_query
 
     terms = parse_query(query)
     if not terms:
         raise CrossmodalError("empty query: give a text, the path of an image, or both")
     if k < 1:
         raise CrossmodalError(f"-k must be a positive number of results (got {k})")
-    col = Collection.open(collection, model=model)
-    _setup_torch()
-    import torch
+    # [fast-cli] a running server, else the torch-free query bundle (crossmodal/quick_search.py)
+    from crossmodal.quick_search import quick_search
 
-    torch.set_num_threads(1)  # one query: a second thread only waits (docs/benchmarks.md)
-    hits = col.search(query=terms, k=k, mode=mode.strip().lower())
+    hits, col = quick_search(
+        collection, terms, k, mode.strip().lower(), model, lambda line: typer.echo(line, err=True)
+    )
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
     elif print0:
