@@ -23,14 +23,18 @@ _ENV_COLLECTION = "CROSSMODAL_WEB_COLLECTION"
 _ENV_MODEL = "CROSSMODAL_WEB_MODEL"
 
 
-def setup_torch() -> None:
+def setup_torch(import_torch: bool = True) -> None:
     """One thread per forward: a query is too small to gain from two, and concurrent
-    requests already keep every core busy (a second thread each only adds contention)."""
+    requests already keep every core busy (a second thread each only adds contention).
+    `import_torch=False` (the torch-free query bundle serves): torch only if loaded already."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
+    import sys
 
-    torch.set_num_threads(1)
+    if import_torch or "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(1)
     # BLAS (numpy's, under the USE text tower, and FAISS's) process-wide too: the USE tower
     # limits BLAS around each call and restores the previous count after it, so with two
     # forwards overlapping, one restoring the default (a thread per core) while the other
@@ -39,6 +43,8 @@ def setup_torch() -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1, user_api="blas")
+    if "transformers" not in sys.modules and not import_torch:
+        return
     with contextlib.suppress(ImportError):
         from transformers.utils import logging as hf_logging
 
@@ -78,7 +84,7 @@ def build_app(  # type: ignore[no-untyped-def]
         raise database_error(col.catalog.path, sqlite3.DatabaseError(damage[0]))
     if after_open is not None:
         after_open()
-    setup_torch()
+    setup_torch(import_torch=encoder is None)
     from crossmodal.web.uploads import tune_malloc
 
     tune_malloc()  # memory freed after a large upload goes back to the OS
