@@ -1339,6 +1339,13 @@ def _one_torch_thread() -> Iterator[None]:
     """Embed a query on one thread. A single query is too small to gain from two, and when
     the cores are busy (an index run beside a search, say) the second thread's waits turned a
     40 ms query into 250 ms and slowed the FAISS scan after it (docs/benchmarks.md)."""
+    import sys
+
+    # [fast-cli] a torch-free query encoder (models/query_bundle.py) runs on one thread
+    # already; importing torch here would cost a quick search 3 s
+    if "torch" not in sys.modules:
+        yield
+        return
     import torch
 
     before = torch.get_num_threads()

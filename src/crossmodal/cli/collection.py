@@ -245,14 +245,12 @@ def search_command(
     # Parse and validate first, importing nothing heavy; only then open and load.
     terms = parse_query(query, text_only=text_only)
     mode = check_search(terms, k, mode)
-    from crossmodal.collection import Collection
+    # A running server, else the model's torch-free query bundle (crossmodal/quick_search.py).
+    from crossmodal.quick_search import quick_search
 
-    col = Collection.open(collection, model=model)
-    setup_torch()
-    import torch
-
-    torch.set_num_threads(1)  # one query: a second thread only waits (docs/benchmarks.md)
-    hits = col.search(query=terms, k=k, mode=mode)
+    hits, col = quick_search(
+        collection, terms, k, mode, model, lambda line: typer.echo(line, err=True)
+    )
     _print_hits(hits, as_json=as_json, paths_only=paths_only, print0=print0)
     if not hits:
         what = "captions or annotations" if mode in ("i2t", "t2t") else "images"
@@ -280,11 +278,15 @@ def _print_hits(hits: list[SearchHit], *, as_json: bool, paths_only: bool, print
             typer.echo(shown(path))
     else:
         for hit in hits:
-            if hit.kind == "text":
-                typer.echo(f"{hit.score:.4f}\t{_one_line(hit.text)}\t{shown(hit.path)}")
-            else:
-                caption = f"\t{_one_line(hit.caption)}" if hit.caption else ""
-                typer.echo(f"{hit.score:.4f}\t{shown(hit.path)}{caption}")
+            typer.echo(hit_line(hit))
+
+
+def hit_line(hit: SearchHit) -> str:
+    """score, caption, its image for a caption hit; score, image, its first caption for an image."""
+    if hit.kind == "text":
+        return f"{hit.score:.4f}\t{_one_line(hit.text)}\t{shown(hit.path)}"
+    caption = f"\t{_one_line(hit.caption)}" if hit.caption else ""
+    return f"{hit.score:.4f}\t{shown(hit.path)}{caption}"
 
 
 def _one_line(text: str | None) -> str:
