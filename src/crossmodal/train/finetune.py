@@ -17,7 +17,6 @@ Design choices, and why:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import time
@@ -50,11 +49,13 @@ from crossmodal.train.heads import text_feature_dim, text_tower_spec
 from crossmodal.train.loop import (
     Step,
     Trainer,
+    TrainResult,
     caption_splits,
     fit,
     open_run,
     optimizer_steps_per_epoch,
     warmup_cosine,
+    write_summary,
 )
 from crossmodal.train.loss import ClipLoss, unique_image_batches
 
@@ -362,14 +363,6 @@ def _param_groups(model: DualEncoder, cfg: TrainConfig) -> list[dict[str, Any]]:
     return out
 
 
-def resolve_device(cfg: TrainConfig) -> torch.device:
-    return runtime.resolve_device(cfg.device)
-
-
-def autocast_for(cfg: TrainConfig, device: torch.device) -> Any:
-    return runtime.autocast(device, cfg.precision)
-
-
 # ---- batches -----------------------------------------------------------------------------
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -513,15 +506,17 @@ def _state(model: DualEncoder, keys: Sequence[str]) -> dict[str, torch.Tensor]:
     return {k: full[k].detach().cpu().clone() for k in keys}
 
 
-def train_finetune(cfg: TrainConfig, resume: bool = False, show_progress: bool = True) -> Path:
+def train_finetune(
+    cfg: TrainConfig, resume: bool = False, show_progress: bool = True
+) -> TrainResult:
     """Fine-tune towers + heads end to end; saves `<out>/best` (selected on val mean recall),
     `<out>/config.toml`, `<out>/metrics.jsonl` and `<out>/checkpoint.pt` after every epoch."""
     cfg.validate()
     start_time = time.perf_counter()
     out = Path(cfg.out)
     ckpt = open_run(cfg, resume)
-    device = resolve_device(cfg)
-    autocast, scaler = autocast_for(cfg, device)
+    device = runtime.resolve_device(cfg.device)
+    autocast, scaler = runtime.autocast(device, cfg.precision)
 
     torch.manual_seed(cfg.seed)  # head initialisation and LoRA adapters
     model = DualEncoder(model_config(cfg, name=str(out / "best")))
@@ -613,8 +608,7 @@ def train_finetune(cfg: TrainConfig, resume: bool = False, show_progress: bool =
         },
     )
     summary = {**best, "seconds": seconds, "skipped_images": train.skipped + val.skipped}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return out / "best"
+    return write_summary(out, summary, best, seconds)
 
 
 def _recipe_name(cfg: TrainConfig) -> str:
