@@ -14,7 +14,7 @@ from crossmodal.cli import app
 from crossmodal.errors import ConfigError, DatasetError
 from crossmodal.models import load_model
 from crossmodal.train.config import TrainConfig, make_config, read_config_file, to_toml
-from crossmodal.train.finetune import hard_negative_batches, keyword_view
+from crossmodal.train.finetune_data import hard_negative_batches, keyword_view
 from crossmodal.train.runner import run_training
 from tests.conftest import make_image
 from tests.train.resume import assert_same_run, kill_then_resume

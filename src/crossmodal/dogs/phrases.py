@@ -261,3 +261,17 @@ KNOWN_TOPICS = [
     ("alone", "time alone", "独处"),
     ("origin_en", "origin", "原产地"),
 ]
+
+#: whole sentences about one breed; {name} is the breed as the sentence's subject
+SENTENCES: dict[str, dict[str, str]] = {
+    "en": {
+        "statement": "{name} {says}.",
+        "origin": "{name} comes from {value}.",
+        "lifespan": "{name} typically lives {years}.",
+    },
+    "zh": {
+        "statement": "{name}{says}。",
+        "origin": "{name}原产于{value}。",
+        "lifespan": "{name}的寿命一般为{years}。",
+    },
+}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crossmodal.dogs.knowledge import HEALTH, BreedInfo, KnowledgeBase
-from crossmodal.dogs.phrases import GROUP_NAMES, LABELS, VALUE_WORDS
+from crossmodal.dogs.phrases import GROUP_NAMES, LABELS, SENTENCES, VALUE_WORDS
 
 
 @dataclass
@@ -173,6 +173,11 @@ def breed_name(info: BreedInfo, lang: str, the: bool = True) -> str:
 
 def capitalise(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+def say(sentence: str, lang: str, info: BreedInfo, **values: str) -> str:
+    """One of `phrases.SENTENCES` about a breed, in the answer's language."""
+    return SENTENCES[lang][sentence].format(name=capitalise(breed_name(info, lang)), **values)
 
 
 def years_text(r: tuple[float, float] | list[float], lang: str) -> str:

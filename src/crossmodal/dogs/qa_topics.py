@@ -30,6 +30,7 @@ from crossmodal.dogs.qa_text import (
     capitalise,
     health_names,
     range_text,
+    say,
     years_text,
 )
 
@@ -106,9 +107,7 @@ def _level(info: BreedInfo, field_name: str, lang: str) -> tuple[str, Fact]:
         what = WHAT_EN.get(what, what) if lang == "en" else what
         return NOT_IN_KB[lang].format(name=breed_name(info, lang, the=False), what=what), fact
     table = {"exercise": EXERCISE, "grooming": GROOMING, "shedding": SHEDDING}[field_name][lang]
-    if lang == "zh":
-        return f"{info.name_zh}{table[value]}。", fact
-    return f"{capitalise(breed_name(info, 'en'))} {table[value]}.", fact
+    return say("statement", lang, info, says=table[value]), fact
 
 
 def _grooming(info: BreedInfo, lang: str, question: str) -> tuple[str, list[Fact]]:
@@ -145,9 +144,7 @@ def _origin(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
         return NOT_IN_KB[lang].format(
             name=breed_name(info, lang, the=False), what=LABELS[lang]["origin"]
         ), [fact]
-    if lang == "zh":
-        return f"{info.name_zh}原产于{value}。", [fact]
-    return f"{capitalise(breed_name(info, 'en'))} comes from {value}.", [fact]
+    return say("origin", lang, info, value=value), [fact]
 
 
 def _appearance(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
@@ -187,9 +184,7 @@ def _care(info: BreedInfo, field_name: str, lang: str) -> tuple[str, list[Fact]]
     facts = [Fact(info.breed, field_name, value)]
     if value is None:
         return _not_known(info, field_name, lang), facts
-    if lang == "zh":
-        return f"{info.name_zh}{CARE['zh'][field_name][value]}。", facts
-    return f"{capitalise(breed_name(info, 'en'))} {CARE['en'][field_name][value]}.", facts
+    return say("statement", lang, info, says=CARE[lang][field_name][value]), facts
 
 
 def _lifespan(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
@@ -197,9 +192,7 @@ def _lifespan(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
     if info.lifespan_years is None:
         return _not_known(info, "lifespan_years", lang), facts
     years = years_text(info.lifespan_years, lang)
-    if lang == "zh":
-        return f"{info.name_zh}的寿命一般为{years}。", facts
-    return f"{capitalise(breed_name(info, 'en'))} typically lives {years}.", facts
+    return say("lifespan", lang, info, years=years), facts
 
 
 def _health(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:

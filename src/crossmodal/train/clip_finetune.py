@@ -55,14 +55,8 @@ from crossmodal import runtime
 from crossmodal.errors import ConfigError, ModelNotAvailable
 from crossmodal.models.clip_backends import HFClipEncoder, _features, load_hf_clip
 from crossmodal.train.config import TrainConfig, to_toml
-from crossmodal.train.finetune import (
-    SplitData,
-    augment,
-    decode_split,
-    embed_in_batches,
-    epoch_batches,
-    evaluate,
-)
+from crossmodal.train.finetune import embed_in_batches, evaluate
+from crossmodal.train.finetune_data import SplitData, augment, decode_split, epoch_batches
 from crossmodal.train.loop import (
     Step,
     Trainer,

@@ -285,7 +285,6 @@ def fit(
     """Run the epochs (or the rest of them, from `ckpt`); leaves the best state loaded in the
     model and returns {"score", "epoch", "val"} of the best epoch."""
     start_time = time.perf_counter() if start_time is None else start_time
-    out = Path(cfg.out)
     model, optim, sched, scaler = trainer.model, trainer.optim, trainer.sched, trainer.scaler
     # last epoch's image vectors, for hard-negative batches
     mined: dict[str, torch.Tensor | None] = {"image_emb": None}
@@ -342,11 +341,22 @@ def fit(
         evaluate=trainer.evaluate_val,
         after_evaluate=lambda: {"temperature": trainer.temperature()},
     )
-    plan = EpochPlan(
+    header = {"config": config_for_compare(cfg), **(extra_checkpoint or {})}
+    plan = _fit_plan(cfg, header, desc, show_progress, start_time)
+    return run_epochs(epoch_trainer, plan, ckpt)
+
+
+def _fit_plan(
+    cfg: TrainConfig, header: dict[str, Any], desc: str, show_progress: bool, start_time: float
+) -> EpochPlan:
+    """The caption trainers' epochs: `<out>/metrics.jsonl`, `<out>/checkpoint.pt`, early
+    stopping on patience and on `max_minutes`, seconds since the run started."""
+    out = Path(cfg.out)
+    return EpochPlan(
         epochs=cfg.epochs,
         log=out / METRICS,
         checkpoint=out / CHECKPOINT,
-        header={"config": config_for_compare(cfg), **(extra_checkpoint or {})},
+        header=header,
         patience=cfg.patience,
         deadline=start_time + cfg.max_minutes * 60 if cfg.max_minutes else None,
         seconds="run",
@@ -354,7 +364,6 @@ def fit(
         desc=desc,
         show_progress=show_progress,
     )
-    return run_epochs(epoch_trainer, plan, ckpt)
 
 
 def write_summary(
