@@ -159,6 +159,11 @@ class BreedInfo(BaseModel):
         """The name to show a user: `Golden Retriever` / `金毛寻回犬`."""
         return self.name_en if _check_lang(lang) == "en" else self.name_zh
 
+    def in_language(self, field_name: str, lang: str) -> Any:
+        """A field held once per language (coat, colors, origin, temperament, description)
+        in `lang`: `coat_en` or `coat_zh`."""
+        return getattr(self, f"{field_name}_{_check_lang(lang)}")
+
     def aliases(self, lang: str = "en") -> list[str]:
         return list(self.aliases_en if _check_lang(lang) == "en" else self.aliases_zh)
 

@@ -124,7 +124,7 @@ def _identify_answer(
         if others:
             text += " Other candidates: " + ", ".join(f"{o.name_en} ({s:.2f})" for o, s in others)
             text += "."
-    desc = best.description_zh if lang == "zh" else best.description_en
+    desc = best.in_language("description", lang)
     first = re.split(r"(?<=[.!?。！？])\s*", desc, maxsplit=1)[0]
     if first:
         text += ("" if lang == "zh" else " ") + first

@@ -197,7 +197,7 @@ def _matches(info: BreedInfo, filters: nlu.Filters, lang: str) -> tuple[int, int
         check("temperament", list(info.temperament_zh), word in info.temperament_zh)
     if filters.origin:
         origin = f"{info.origin_en or ''} {info.origin_zh or ''}"
-        value = info.origin_zh if lang == "zh" else info.origin_en
+        value = info.in_language("origin", lang)
         check("origin", value, filters.origin in origin)
     return met, asked, facts
 

@@ -118,7 +118,7 @@ def _grooming(info: BreedInfo, lang: str, question: str) -> tuple[str, list[Fact
         t, fact = _level(info, f, lang)
         texts.append(t)
         facts.append(fact)
-    coat = info.coat_zh if lang == "zh" else info.coat_en
+    coat = info.in_language("coat", lang)
     facts.append(Fact(info.breed, "coat", coat))
     if coat:
         texts.append(f"被毛：{coat}。" if lang == "zh" else f"Coat: {coat}.")
@@ -126,7 +126,7 @@ def _grooming(info: BreedInfo, lang: str, question: str) -> tuple[str, list[Fact
 
 
 def _temperament(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
-    words = info.temperament_zh if lang == "zh" else info.temperament_en
+    words = info.in_language("temperament", lang)
     fact = Fact(info.breed, "temperament", list(words))
     if not words:
         return NOT_IN_KB[lang].format(
@@ -138,7 +138,7 @@ def _temperament(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
 
 
 def _origin(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
-    value = info.origin_zh if lang == "zh" else info.origin_en
+    value = info.in_language("origin", lang)
     fact = Fact(info.breed, "origin", value)
     if not value:
         return NOT_IN_KB[lang].format(
@@ -148,8 +148,8 @@ def _origin(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
 
 
 def _appearance(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
-    coat = info.coat_zh if lang == "zh" else info.coat_en
-    colors = info.colors_zh if lang == "zh" else info.colors_en
+    coat = info.in_language("coat", lang)
+    colors = info.in_language("colors", lang)
     facts = [Fact(info.breed, "coat", coat), Fact(info.breed, "colors", list(colors))]
     parts = []
     if lang == "zh":
@@ -300,12 +300,12 @@ def known_topics(info: BreedInfo, lang: str) -> list[str]:
 
 
 def _info(info: BreedInfo, lang: str) -> tuple[str, list[Fact]]:
-    desc = info.description_zh if lang == "zh" else info.description_en
+    desc = info.in_language("description", lang)
     facts = [
         Fact(info.breed, "description", desc),
         Fact(info.breed, "group", info.group),
         Fact(info.breed, "size", info.size),
-        Fact(info.breed, "origin", info.origin_zh if lang == "zh" else info.origin_en),
+        Fact(info.breed, "origin", info.in_language("origin", lang)),
     ]
     return desc, facts
 
