@@ -310,3 +310,34 @@ def test_a_killed_run_resumes_to_the_same_result(
     assert weights_a.keys() == weights_b.keys()
     for key in weights_a:
         torch.testing.assert_close(weights_a[key], weights_b[key], rtol=0, atol=0)
+
+
+def test_cli_train_ssl_prints_the_result_refuses_a_rerun_and_resumes(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from crossmodal.cli import app
+
+    root = write_colour_dataset(tmp_path / "data")
+    cfg = tiny_config(root, tmp_path / "run")
+    lines = [
+        f"{name} = {json.dumps(getattr(cfg, name))}"
+        for name in (
+            "dataset", "root", "out", "device", "image_size", "cnn_widths", "text_width",
+            "text_heads", "text_max_length", "embed_dim", "simsiam_dim", "simsiam_pred_dim",
+            "simsiam_epochs", "mlm_epochs", "align_epochs", "simsiam_batch_size",
+            "mlm_batch_size", "align_batch_size",
+        )
+    ]  # fmt: skip
+    path = tmp_path / "ssl.toml"
+    path.write_text("\n".join(lines) + "\n")
+    first = CliRunner().invoke(app, ["train-ssl", "--config", str(path), "--quiet"])
+    assert first.exit_code == 0, first.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert f"val mean recall {summary['best_val_mean_recall']:.2f}" in first.output
+    assert f"epoch {summary['best_epoch']})" in first.output
+    again = CliRunner().invoke(app, ["train-ssl", "--config", str(path), "--quiet"])
+    assert again.exit_code == 2 and "--resume" in again.output
+    # a finished run resumed trains nothing more and gives the same result
+    resumed = CliRunner().invoke(app, ["train-ssl", "--config", str(path), "--quiet", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.output.splitlines()[-1] == first.output.splitlines()[-1]
