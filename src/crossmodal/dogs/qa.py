@@ -274,38 +274,10 @@ def _answer(
     for m in mentions:
         chars[m.start : m.end] = " " * (m.end - m.start)
     blank = "".join(chars)
-    # "how fast can it run" asks for speed (not held), not exercise: topics ignore those words
-    topics = nlu.detect_topics(nlu.blank_missing(blank))
-    subjects = _subjects(mentions)
-    filters = nlu.extract_filters(blank, kb, topics) if not subjects else nlu.Filters()
-    # filters beyond what topic words imply ("small", "doesn't shed") describe a wish list
-    described = bool(
-        {k for k in filters.active() if k not in ("apartment", "children", "first_time_owner")}
-    )
-    wants_list = bool(nlu.RECOMMEND.search(blank))
-    asks_for_breeds = wants_list or bool(nlu.DOG_WORDS.search(blank))
-    intent = nlu.detect_intent(
-        blank,
-        len(mentions),
-        image is not None,
-        topics,
-        bool(filters) and asks_for_breeds and (described or wants_list),
-    )
-    sources: list[str] = []
+    topics, subjects, filters, intent = _understand(blank, kb, mentions, image is not None)
     facts: list[Fact] = []
-    ident = None
     photo_lead = ""
-    if image is not None:
-        from crossmodal.dogs.recognize import identify
-
-        ident = identify(image)
-        label = image if not isinstance(image, Image.Image) else "<image>"
-        if ident.is_dog and ident.best:
-            sources.append(
-                f"image {label}: recognised as {ident.best.breed} (score {ident.best.score:.2f})"
-            )
-        else:
-            sources.append(f"image {label}: not a dog (dog score {ident.dog_score:.2f})")
+    ident, sources = _look_at(image)
 
     if intent == "identify":
         if ident is None:
@@ -339,7 +311,6 @@ def _answer(
     if intent == "recommend":
         text, rec_facts, breeds = recommend_answer(kb, filters, lang)
         return _finish(text, lang, intent, breeds, facts + rec_facts, sources, kb)
-
     if intent == "search":
         text, s_facts, s_sources = _search(q, lang, kb)
         by_wnid = {b.wnid: b for f in s_facts if (b := kb.find(f.breed)) is not None}
@@ -348,7 +319,6 @@ def _answer(
 
     if not subjects:
         return _unknown_breed(q, lang, kb, this=bool(nlu.THIS_ONE.search(blank)))
-
     if intent == "compare" and len(subjects) >= 2:
         text, c_facts = compare_answer(subjects[:3], topics, lang)
         return _finish(text, lang, intent, subjects[:3], facts + c_facts, sources, kb)
@@ -362,10 +332,69 @@ def _answer(
         text = ("" if lang == "zh" else " ").join(texts)
         return _finish(text, lang, "not_known", subjects[:3], facts, sources, kb)
 
+    texts = [photo_lead] if photo_lead else []
+    more_texts, more_facts = _topic_answers(q, lang, subjects, mentions, topics, intent)
+    texts += more_texts
+    facts += more_facts
+    if missing:
+        texts.extend(not_held(info, missing, lang) for info in subjects[:1])
+    text = ("" if lang == "zh" else " ").join(texts)
+    return _finish(text, lang, intent, subjects[:3], facts, sources, kb)
+
+
+def _understand(
+    blank: str, kb: KnowledgeBase, mentions: list[nlu.Mention], has_image: bool
+) -> tuple[list[str], list[BreedInfo], nlu.Filters, str]:
+    """What the question (breed names blanked) is about: topics, breeds, filters, intent."""
+    # "how fast can it run" asks for speed (not held), not exercise: topics ignore those words
+    topics = nlu.detect_topics(nlu.blank_missing(blank))
+    subjects = _subjects(mentions)
+    filters = nlu.extract_filters(blank, kb, topics) if not subjects else nlu.Filters()
+    # filters beyond what topic words imply ("small", "doesn't shed") describe a wish list
+    described = bool(
+        {k for k in filters.active() if k not in ("apartment", "children", "first_time_owner")}
+    )
+    wants_list = bool(nlu.RECOMMEND.search(blank))
+    asks_for_breeds = wants_list or bool(nlu.DOG_WORDS.search(blank))
+    intent = nlu.detect_intent(
+        blank,
+        len(mentions),
+        has_image,
+        topics,
+        bool(filters) and asks_for_breeds and (described or wants_list),
+    )
+    return topics, subjects, filters, intent
+
+
+def _look_at(image: str | Path | Image.Image | None) -> tuple[Any, list[str]]:
+    """The photo's recognition (None without a photo) and the source line it adds."""
+    if image is None:
+        return None, []
+    from crossmodal.dogs.recognize import identify
+
+    ident = identify(image)
+    label = image if not isinstance(image, Image.Image) else "<image>"
+    if ident.is_dog and ident.best:
+        return ident, [
+            f"image {label}: recognised as {ident.best.breed} (score {ident.best.score:.2f})"
+        ]
+    return ident, [f"image {label}: not a dog (dog score {ident.dog_score:.2f})"]
+
+
+def _topic_answers(
+    q: str,
+    lang: str,
+    subjects: list[BreedInfo],
+    mentions: list[nlu.Mention],
+    topics: list[str],
+    intent: str,
+) -> tuple[list[str], list[Fact]]:
+    """The asked topics (or the breed's overview) for each breed the question names."""
+    texts: list[str] = []
+    facts: list[Fact] = []
     wanted = topics or ["info"]
     if intent not in wanted:
         wanted = [intent, *[t for t in wanted if t != intent]]
-    texts = [photo_lead] if photo_lead else []
     if len(subjects) > 1 and len(mentions) == 1:
         # one name, several breeds ("柯基": Pembroke and Cardigan): one answer naming both
         names = (
@@ -381,18 +410,13 @@ def _answer(
         body, c_facts = compare_answer(
             subjects[:3], wanted[:2] if topics else [], lang, header=header
         )
-        texts.append(body)
-        facts.extend(c_facts)
-    else:
-        for info in subjects[:3]:
-            for topic in wanted[:2]:
-                t, f = topic_answer(info, topic, lang, q)
-                texts.append(t)
-                facts.extend(f)
-    if missing:
-        texts.extend(not_held(info, missing, lang) for info in subjects[:1])
-    text = ("" if lang == "zh" else " ").join(texts)
-    return _finish(text, lang, intent, subjects[:3], facts, sources, kb)
+        return [body], c_facts
+    for info in subjects[:3]:
+        for topic in wanted[:2]:
+            t, f = topic_answer(info, topic, lang, q)
+            texts.append(t)
+            facts.extend(f)
+    return texts, facts
 
 
 _QUESTION_CUE = re.compile(
