@@ -334,14 +334,7 @@ def train_finetune(
     device = runtime.resolve_device(cfg.device)
     autocast, scaler = runtime.autocast(device, cfg.precision)
 
-    torch.manual_seed(cfg.seed)  # head initialisation and LoRA adapters
-    model = DualEncoder(model_config(cfg, name=str(out / "best")))
-    if cfg.init_from:
-        _init_heads(model, cfg.init_from)
-    trainable = prepare_model(model, cfg)
-    image_tower, text_tower = model.image_tower, model.text_tower
-    if not isinstance(image_tower, EfficientNetTower) or text_tower is None:
-        raise ConfigError("fine-tuning needs an EfficientNet image tower")
+    model, trainable, image_tower, text_tower = _build_model(cfg, out)
     train_ds, val_ds = caption_splits(cfg)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -406,6 +399,36 @@ def train_finetune(
     )
     best = fit(trainer, cfg, ckpt, show_progress=show_progress, start_time=start_time)
     model.to("cpu")
+    return _finish_run(cfg, model, trainable, best, (train, val), device, start_time)
+
+
+def _build_model(
+    cfg: TrainConfig, out: Path
+) -> tuple[DualEncoder, Trainable, EfficientNetTower, nn.Module]:
+    """The model with its heads (from `init_from`) and the parts that learn set up."""
+    torch.manual_seed(cfg.seed)  # head initialisation and LoRA adapters
+    model = DualEncoder(model_config(cfg, name=str(out / "best")))
+    if cfg.init_from:
+        _init_heads(model, cfg.init_from)
+    trainable = prepare_model(model, cfg)
+    image_tower, text_tower = model.image_tower, model.text_tower
+    if not isinstance(image_tower, EfficientNetTower) or text_tower is None:
+        raise ConfigError("fine-tuning needs an EfficientNet image tower")
+    return model, trainable, image_tower, text_tower
+
+
+def _finish_run(
+    cfg: TrainConfig,
+    model: DualEncoder,
+    trainable: Trainable,
+    best: dict[str, Any],
+    splits: tuple[SplitData, SplitData],
+    device: torch.device,
+    start_time: float,
+) -> TrainResult:
+    """Save `<out>/best` with how it was trained, and the run's summary."""
+    out = Path(cfg.out)
+    train, val = splits
     seconds = round(time.perf_counter() - start_time, 1)
     _save_best(
         model,
