@@ -86,11 +86,10 @@ def train_command(
 
     setup_torch()
     cfg = make_config(config, **given)
-    best = run_training(cfg, resume=resume, show_progress=not quiet)
-    summary = json.loads((Path(cfg.out) / "summary.json").read_text())
+    result = run_training(cfg, resume=resume, show_progress=not quiet)
     typer.echo(
-        f"best model: {best} (val mean recall {summary['score']:.2f}, "
-        f"epoch {summary['epoch']}, {summary['seconds']:.0f} s)"
+        f"best model: {result.best_dir} (val mean recall {result.score:.2f}, "
+        f"epoch {result.best_epoch}, {result.seconds:.0f} s)"
     )
 
 
@@ -104,22 +103,26 @@ def train_ssl_command(
     device: Annotated[str | None, opt("auto | cpu | cuda")] = None,
     max_train_images: Annotated[int | None, opt("use only the first N train images")] = None,
     seed: Annotated[int | None, opt()] = None,
+    resume: Annotated[bool, typer.Option(help="continue the killed run in --out")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Train a small CLIP from scratch: SimSiam image pre-training, masked-language-model text
     pre-training, then InfoNCE alignment (the self-supervised prototype; it scores far below
     the pretrained towers, by design of the comparison)."""
-    given = {k: v for k, v in locals().items() if k not in ("config", "quiet") and v is not None}
+    given = {
+        k: v
+        for k, v in locals().items()
+        if k not in ("config", "quiet", "resume") and v is not None
+    }
     from crossmodal.train.config import build_config
     from crossmodal.train.ssl import SSLConfig, train_ssl
 
     setup_torch()
     cfg = build_config(SSLConfig, config, **given)
-    best = train_ssl(cfg, show_progress=not quiet)
-    summary = json.loads((Path(cfg.out) / "summary.json").read_text())
+    result = train_ssl(cfg, show_progress=not quiet, resume=resume)
     typer.echo(
-        f"best model: {best} (val mean recall {summary['best_val_mean_recall']:.2f}, "
-        f"epoch {summary['best_epoch']})"
+        f"best model: {result.best_dir} (val mean recall {result.score:.2f}, "
+        f"epoch {result.best_epoch})"
     )
 
 
