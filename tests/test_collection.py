@@ -348,7 +348,7 @@ def test_stores_are_caches_rebuilt_from_the_catalogue(tmp_path: Path, tiny: Enco
     again.catalog.bump_generation("images")
     third = Collection.open(tmp_path / "col", model=tiny)
     assert len(third._store("images")) == 5
-    assert third._store_gen["images"] == third.catalog.generation("images")
+    assert third.stores.generation("images") == third.catalog.generation("images")
 
 
 def test_fp16_store_collection(tmp_path: Path, tiny: Encoder):
