@@ -20,7 +20,6 @@ images with weights ("a dog" + beach.jpg - "snow"); their vectors are summed and
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sqlite3
@@ -38,13 +37,27 @@ from crossmodal.data import read_captions_file
 from crossmodal.errors import CollectionEmpty, CollectionError, CrossmodalError
 from crossmodal.index.ann import ALL_KINDS, parse_memory
 from crossmodal.index.catalog import Catalog, ImageRow, database_error
-from crossmodal.index.ingest import embed_files, sync_captions
-from crossmodal.index.query import CROSS_MODAL, MODES, QUERY_CACHE_SIZE, QueryEncoder, direction
-from crossmodal.index.results import ImageRecord, IndexFailure, IndexReport, SearchHit, hits_of
+from crossmodal.index.ingest import (
+    add_annotation,
+    apply_moves,
+    embed_files,
+    forget_images,
+    sync_captions,
+)
+from crossmodal.index.query import MODES, QueryEncoder, direction
+from crossmodal.index.results import (
+    ImageRecord,
+    IndexFailure,
+    IndexReport,
+    SearchHit,
+    collection_stats,
+    hits_of,
+    image_record,
+)
 from crossmodal.index.scan import hash_files, scan_folder
 from crossmodal.index.store import VectorStore
-from crossmodal.index.sync import SyncPlan, plan_sync, unread_prefixes
-from crossmodal.index.writer import LOCK_FILE, TABLES, StoreCache, VectorChanges, WriterLock
+from crossmodal.index.sync import plan_sync, root_for, unread_prefixes
+from crossmodal.index.writer import LOCK_FILE, TABLES, StoreCache, WriterLock
 from crossmodal.models.base import Encoder
 from crossmodal.models.hubness import query_columns
 
@@ -63,9 +76,6 @@ __all__ = [
 
 CATALOG_FILE = "catalog.sqlite"
 DEFAULT_MODEL = "default"
-# (names other modules import from here: kept where they were)
-_ = (CROSS_MODAL, LOCK_FILE, QUERY_CACHE_SIZE)
-_scan = scan_folder
 
 #: One query term: a text, a PIL image, or the path of an image file.
 QueryItem: TypeAlias = str | Path | Image.Image
@@ -419,7 +429,7 @@ class Collection:
             damage = self.catalog.quick_check()
             if damage:
                 raise database_error(self.catalog.path, sqlite3.DatabaseError(damage[0]))
-            root_id, prefix = self._root_for(folder)
+            root_id, prefix = root_for(self.catalog, folder)
             root_path = Path(self.catalog.roots()[root_id])
             files, skipped = scan_folder(folder, root_path, only_set, show_progress)
             report.found = len(files)
@@ -434,7 +444,7 @@ class Collection:
                 still_on_disk=(lambda rel: (root_path / rel).exists()) if only_set else None,
             )
             report.failed += plan.remembered
-            self._apply_moves(root_id, plan, report)
+            apply_moves(self.catalog, self.stores, root_id, plan, report)
             embed_started = time.perf_counter()
             try:
                 # the model is loaded only when there is something to embed: a run that finds
@@ -458,64 +468,7 @@ class Collection:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _apply_moves(self, root_id: int, plan: SyncPlan, report: IndexReport) -> None:
-        """Moves, deletions and stat refreshes of a plan, in one transaction."""
-        if plan.moves or plan.gone or plan.touched:
-            self.stores.load(*(TABLES if plan.gone else ()))
-            with self.catalog.transaction():
-                changes = VectorChanges()
-                for job, row in plan.moves:
-                    self.catalog.move_image(row["id"], root_id, job.relpath, job.size, job.mtime_ns)
-                for job, row in plan.touched:
-                    self.catalog.touch_image(row["id"], job.size, job.mtime_ns)
-                if plan.gone:
-                    changes.removed["texts"] += self.catalog.delete_images(plan.gone)
-                    changes.removed["images"] += plan.gone
-                changes.bump(self.catalog)
-            self.stores.apply(changes)
-        report.moved, report.removed = len(plan.moves), len(plan.gone)
-        report.unchanged += plan.unchanged + len(plan.touched)
-        if plan.stale_failures:
-            self.catalog.clear_failures(root_id, plan.stale_failures)
-
-    def _root_for(self, folder: Path) -> tuple[int, str]:
-        """(root id, path prefix inside it) for an indexed folder, in one transaction.
-
-        A folder inside an indexed root belongs to that root (no second copy of its photos);
-        a folder holding indexed roots absorbs them (their rows are re-pathed, not re-embedded).
-        """
-        with self.catalog.transaction():
-            roots = self.catalog.roots()
-            containing = [
-                (rid, Path(r)) for rid, r in roots.items() if folder.is_relative_to(Path(r))
-            ]
-            if containing:
-                root_id, top = min(containing, key=lambda item: len(item[1].parts))
-                prefix = "" if folder == top else folder.relative_to(top).as_posix()
-            else:
-                root_id, top, prefix = self.catalog.add_root(str(folder)), folder, ""
-            for child_id, child in roots.items():
-                child_path = Path(child)
-                if child_id != root_id and child_path.is_relative_to(top):
-                    dropped = self.catalog.merge_root(
-                        child_id, root_id, child_path.relative_to(top).as_posix()
-                    )
-                    if dropped:  # duplicates of rows the parent has: their vectors went too
-                        for table in TABLES:
-                            self.catalog.bump_generation(table)
-        return root_id, prefix
-
     # ---- other changes ----------------------------------------------------------------------
-    def _forget_images(self, ids: list[int]) -> None:
-        """Delete these images' rows and texts, and their vectors from the stores (lock held)."""
-        self.stores.load(*TABLES)
-        changes = VectorChanges()
-        with self.catalog.transaction():
-            changes.removed["texts"] += self.catalog.delete_images(ids)
-            changes.removed["images"] += ids
-            changes.bump(self.catalog)
-        self.stores.apply(changes)
-
     def remove(self, paths: Iterable[str | Path]) -> int:
         """Forget these files, or everything under these folders; returns images removed."""
         removed = 0
@@ -536,7 +489,7 @@ class Collection:
                         if not rel or key == rel or key.startswith(rel + "/")
                     ]
                     if ids:
-                        self._forget_images(ids)
+                        forget_images(self.catalog, self.stores, ids)
                         removed += len(ids)
             self.stores.save()
         return removed
@@ -546,7 +499,7 @@ class Collection:
         with self._writing():
             found = list(self.catalog.get_images([int(i) for i in ids]))
             if found:
-                self._forget_images(found)
+                forget_images(self.catalog, self.stores, found)
                 self.stores.save()
         return len(found)
 
@@ -558,13 +511,7 @@ class Collection:
         self._row(image_id)
         vector = self.model.encode_texts([text])[0]
         with self._writing():
-            self.stores.load("texts")
-            changes = VectorChanges()
-            with self.catalog.transaction():
-                (text_id,) = self.catalog.add_texts(image_id, "annotation", [text], vector[None])
-                changes.add("texts", text_id, vector)
-                changes.bump(self.catalog)
-            self.stores.apply(changes)
+            text_id = add_annotation(self.catalog, self.stores, image_id, text, vector)
             self.stores.save()
         return text_id
 
@@ -575,54 +522,14 @@ class Collection:
             raise CollectionError(f"no image with id {image_id} in collection {self.path}")
         return row
 
-    def _path_of(self, row: ImageRow, roots: dict[int, str] | None = None) -> str:
-        roots = roots if roots is not None else self.catalog.roots()
-        return str(Path(roots[row["root_id"]]) / row["relpath"])
-
     def get(self, image_id: int) -> ImageRecord:
-        row = self._row(image_id)
-        roots = self.catalog.roots()
-        return ImageRecord(
-            id=row["id"],
-            path=self._path_of(row, roots),
-            root=roots[row["root_id"]],
-            relpath=row["relpath"],
-            hash=row["hash"],
-            size=row["size"],
-            mtime=row["mtime_ns"] / 1e9,
-            width=row["width"],
-            height=row["height"],
-            indexed_at=row["indexed_at"],
-            captions=self.catalog.texts_of([row["id"]], "caption").get(row["id"], []),
-            annotations=self.catalog.texts_of([row["id"]], "annotation").get(row["id"], []),
-        )
+        return image_record(self.catalog, self._row(image_id))
 
     def __len__(self) -> int:
         return self.catalog.count("images")
 
     def stats(self) -> dict[str, Any]:
-        meta = self.catalog.meta()
-        texts = self.catalog.count_texts()
-        disk = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
-        return {
-            "path": str(self.path),
-            "model": meta.get("model_name"),
-            "model_fingerprint": meta.get("model_fingerprint"),
-            "dim": int(meta["dim"]) if "dim" in meta else None,
-            "schema_version": int(meta.get("schema_version", 0)),
-            "store": meta.get("store", "flat"),
-            "stores": {
-                table: json.loads(meta[f"store_info.{table}"])
-                for table in TABLES
-                if f"store_info.{table}" in meta
-            },
-            "images": self.catalog.count("images"),
-            "captions": texts["caption"],
-            "annotations": texts["annotation"],
-            "failed": self.catalog.count("failures"),
-            "roots": sorted(self.catalog.roots().values()),
-            "disk_bytes": disk,
-        }
+        return collection_stats(self.catalog, self.path)
 
     # ---- searching --------------------------------------------------------------------------
     def embed_query(

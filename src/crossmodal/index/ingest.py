@@ -15,11 +15,34 @@ from tqdm.auto import tqdm
 from crossmodal.index.catalog import Catalog
 from crossmodal.index.pipeline import LoadedImage, iter_embedded_batches
 from crossmodal.index.results import IndexFailure, IndexReport
-from crossmodal.index.sync import FileJob
+from crossmodal.index.sync import FileJob, SyncPlan
 from crossmodal.index.writer import StoreCache, VectorChanges
 from crossmodal.models.base import Encoder
 
-__all__ = ["embed_files", "sync_captions"]
+__all__ = ["add_annotation", "apply_moves", "embed_files", "forget_images", "sync_captions"]
+
+
+def apply_moves(
+    catalog: Catalog, stores: StoreCache, root_id: int, plan: SyncPlan, report: IndexReport
+) -> None:
+    """Moves, deletions and stat refreshes of a plan, in one transaction."""
+    if plan.moves or plan.gone or plan.touched:
+        stores.load(*(("images", "texts") if plan.gone else ()))
+        with catalog.transaction():
+            changes = VectorChanges()
+            for job, row in plan.moves:
+                catalog.move_image(row["id"], root_id, job.relpath, job.size, job.mtime_ns)
+            for job, row in plan.touched:
+                catalog.touch_image(row["id"], job.size, job.mtime_ns)
+            if plan.gone:
+                changes.removed["texts"] += catalog.delete_images(plan.gone)
+                changes.removed["images"] += plan.gone
+            changes.bump(catalog)
+        stores.apply(changes)
+    report.moved, report.removed = len(plan.moves), len(plan.gone)
+    report.unchanged += plan.unchanged + len(plan.touched)
+    if plan.stale_failures:
+        catalog.clear_failures(root_id, plan.stale_failures)
 
 
 def embed_files(
@@ -174,3 +197,28 @@ def sync_captions(
         stores.apply(changes)
         bar.update(len(chunk))
     bar.close()
+
+
+def forget_images(catalog: Catalog, stores: StoreCache, ids: list[int]) -> None:
+    """Delete these images' rows and texts, and their vectors from the stores (lock held)."""
+    stores.load("images", "texts")
+    changes = VectorChanges()
+    with catalog.transaction():
+        changes.removed["texts"] += catalog.delete_images(ids)
+        changes.removed["images"] += ids
+        changes.bump(catalog)
+    stores.apply(changes)
+
+
+def add_annotation(
+    catalog: Catalog, stores: StoreCache, image_id: int, text: str, vector: np.ndarray
+) -> int:
+    """Attach a text and its vector to an image (lock held); returns the text's id."""
+    stores.load("texts")
+    changes = VectorChanges()
+    with catalog.transaction():
+        (text_id,) = catalog.add_texts(image_id, "annotation", [text], vector[None])
+        changes.add("texts", text_id, vector)
+        changes.bump(catalog)
+    stores.apply(changes)
+    return text_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,9 +11,17 @@ from crossmodal.data.images import IMAGE_EXTENSIONS
 from crossmodal.fsnames import shown
 
 if TYPE_CHECKING:
-    from crossmodal.index.catalog import Catalog
+    from crossmodal.index.catalog import Catalog, ImageRow
 
-__all__ = ["ImageRecord", "IndexFailure", "IndexReport", "SearchHit", "hits_of"]
+__all__ = [
+    "ImageRecord",
+    "IndexFailure",
+    "IndexReport",
+    "SearchHit",
+    "collection_stats",
+    "hits_of",
+    "image_record",
+]
 
 #: the file types a scan picks up, as the "no photos" line names them
 EXTENSIONS = " ".join(sorted(IMAGE_EXTENSIONS))
@@ -192,3 +201,48 @@ def hits_of(
             )
         out.append(hits)
     return out
+
+
+def image_record(catalog: Catalog, row: ImageRow) -> ImageRecord:
+    """Everything the catalogue knows of one image."""
+    roots = catalog.roots()
+    return ImageRecord(
+        id=row["id"],
+        path=str(Path(roots[row["root_id"]]) / row["relpath"]),
+        root=roots[row["root_id"]],
+        relpath=row["relpath"],
+        hash=row["hash"],
+        size=row["size"],
+        mtime=row["mtime_ns"] / 1e9,
+        width=row["width"],
+        height=row["height"],
+        indexed_at=row["indexed_at"],
+        captions=catalog.texts_of([row["id"]], "caption").get(row["id"], []),
+        annotations=catalog.texts_of([row["id"]], "annotation").get(row["id"], []),
+    )
+
+
+def collection_stats(catalog: Catalog, folder: Path) -> dict[str, Any]:
+    """What a collection holds (`Collection.stats`), from its catalogue alone (no model)."""
+    meta = catalog.meta()
+    texts = catalog.count_texts()
+    disk = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    return {
+        "path": str(folder),
+        "model": meta.get("model_name"),
+        "model_fingerprint": meta.get("model_fingerprint"),
+        "dim": int(meta["dim"]) if "dim" in meta else None,
+        "schema_version": int(meta.get("schema_version", 0)),
+        "store": meta.get("store", "flat"),
+        "stores": {
+            table: json.loads(meta[f"store_info.{table}"])
+            for table in ("images", "texts")
+            if f"store_info.{table}" in meta
+        },
+        "images": catalog.count("images"),
+        "captions": texts["caption"],
+        "annotations": texts["annotation"],
+        "failed": catalog.count("failures"),
+        "roots": sorted(catalog.roots().values()),
+        "disk_bytes": disk,
+    }

@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crossmodal.index.catalog import FailureRow, ImageRow
+from crossmodal.index.catalog import Catalog, FailureRow, ImageRow
 from crossmodal.index.results import IndexFailure
 from crossmodal.index.scan import DiskFile
 
-__all__ = ["FileJob", "SyncPlan", "plan_sync", "unread_prefixes"]
+__all__ = ["FileJob", "SyncPlan", "plan_sync", "root_for", "unread_prefixes"]
 
 #: paths -> SHA-1 of their bytes (files that cannot be read left out): `scan.hash_files`
 HashFiles = Callable[[Sequence[Path]], Mapping[Path, str]]
@@ -134,3 +134,29 @@ def plan_sync(
     if still_on_disk is None:
         plan.stale_failures = [rel for rel in failures if rel not in files]
     return plan
+
+
+def root_for(catalog: Catalog, folder: Path) -> tuple[int, str]:
+    """(root id, path prefix inside it) for an indexed folder, in one transaction.
+
+    A folder inside an indexed root belongs to that root (no second copy of its photos);
+    a folder holding indexed roots absorbs them (their rows are re-pathed, not re-embedded).
+    """
+    with catalog.transaction():
+        roots = catalog.roots()
+        containing = [(rid, Path(r)) for rid, r in roots.items() if folder.is_relative_to(Path(r))]
+        if containing:
+            root_id, top = min(containing, key=lambda item: len(item[1].parts))
+            prefix = "" if folder == top else folder.relative_to(top).as_posix()
+        else:
+            root_id, top, prefix = catalog.add_root(str(folder)), folder, ""
+        for child_id, child in roots.items():
+            child_path = Path(child)
+            if child_id != root_id and child_path.is_relative_to(top):
+                dropped = catalog.merge_root(
+                    child_id, root_id, child_path.relative_to(top).as_posix()
+                )
+                if dropped:  # duplicates of rows the parent has: their vectors went too
+                    for table in ("images", "texts"):
+                        catalog.bump_generation(table)
+    return root_id, prefix

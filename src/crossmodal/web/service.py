@@ -56,6 +56,7 @@ ImageMode = Literal["i2i", "i2t"]
 #: larger FAISS top-k for every page before it.
 MAX_OFFSET = 1000
 
+
 class CatalogVersion:
     """Changes whenever anyone commits to the collection's catalogue: this app's writer, an
     `crossmodal index` run in another process, anything. SQLite's `PRAGMA data_version` on a
