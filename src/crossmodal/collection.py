@@ -57,7 +57,13 @@ from crossmodal.index.results import (
 from crossmodal.index.scan import hash_files, scan_folder
 from crossmodal.index.store import VectorStore
 from crossmodal.index.sync import plan_sync, root_for, unread_prefixes
-from crossmodal.index.writer import LOCK_FILE, TABLES, StoreCache, WriterLock
+from crossmodal.index.writer import (
+    TABLES,
+    StoreCache,
+    WriterLock,
+    make_folder,
+    remove_new_collection,
+)
 from crossmodal.models.base import Encoder
 from crossmodal.models.hubness import query_columns
 
@@ -234,7 +240,7 @@ class Collection:
                     f"no collection at {path}: create it with "
                     f"`crossmodal index DIR --collection {path}`"
                 )
-            created = _make_folder(path)
+            created = make_folder(path)
         if isinstance(model, str):
             model = _normalise_model_name(model)
         collection = cls(path, Catalog(path / CATALOG_FILE), model, rebuild)
@@ -279,15 +285,10 @@ class Collection:
     def _discard_if_new(self) -> None:
         """Remove the collection again if `open(create=True)` made it and nothing was indexed
         into it (a failed first index run leaves no empty collection behind)."""
-        if self._created is None or self.catalog.roots():
-            return
-        self.catalog.close()
-        for name in (CATALOG_FILE, f"{CATALOG_FILE}-wal", f"{CATALOG_FILE}-shm", LOCK_FILE):
-            (self.path / name).unlink(missing_ok=True)
-        for folder in reversed(self._created):  # deepest first, and only if empty
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-        self._created = None
+        if self._created is not None and not self.catalog.roots():
+            self.catalog.close()
+            remove_new_collection(self.path, [CATALOG_FILE], self._created)
+            self._created = None
 
     # ---- the model ---------------------------------------------------------------------------
     @property
@@ -659,15 +660,3 @@ def _normalise_model_name(name: str) -> str:
         if path.exists():
             return str(path.resolve())
     return name
-
-
-def _make_folder(path: Path) -> list[Path]:
-    """Make the folder of a new collection; returns the folders made, outermost first."""
-    if path.exists() and not path.is_dir():
-        raise CollectionError(f"cannot create a collection at {path}: it is a file")
-    made = [p for p in [*reversed(path.parents), path] if not p.exists()]
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CollectionError(f"cannot create a collection at {path}: {exc}") from exc
-    return made

@@ -38,7 +38,15 @@ from crossmodal.index.catalog import Catalog
 from crossmodal.index.store import FlatIPStore, VectorStore
 from crossmodal.models.hubness import HubnessCorrection, query_columns, stored_dim
 
-__all__ = ["LOCK_FILE", "TABLES", "StoreCache", "VectorChanges", "WriterLock"]
+__all__ = [
+    "LOCK_FILE",
+    "TABLES",
+    "StoreCache",
+    "VectorChanges",
+    "WriterLock",
+    "make_folder",
+    "remove_new_collection",
+]
 
 LOCK_FILE = "lock"
 #: the tables that have vectors, and so a store each
@@ -356,3 +364,27 @@ class StoreCache:
             done.append(table)
         self.save()
         return done
+
+
+def make_folder(path: Path) -> list[Path]:
+    """Make the folder of a new collection; returns the folders made, outermost first."""
+    if path.exists() and not path.is_dir():
+        raise CollectionError(f"cannot create a collection at {path}: it is a file")
+    made = [p for p in [*reversed(path.parents), path] if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CollectionError(f"cannot create a collection at {path}: {exc}") from exc
+    return made
+
+
+def remove_new_collection(folder: Path, catalog_files: list[str], made: list[Path]) -> None:
+    """Delete a collection just created (its catalogue closed): the catalogue with its SQLite
+    journal files, the lock file, and the folders `make_folder` made, if left empty."""
+    for name in catalog_files:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            (folder / f"{name}{suffix}").unlink(missing_ok=True)
+    (folder / LOCK_FILE).unlink(missing_ok=True)
+    for made_folder in reversed(made):  # deepest first
+        if made_folder.is_dir() and not any(made_folder.iterdir()):
+            made_folder.rmdir()
