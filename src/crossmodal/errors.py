@@ -33,3 +33,7 @@ class CollectionBusy(CollectionError):
 
 class CollectionEmpty(CollectionError):
     """A search of a collection that holds no images yet: index a folder first."""
+
+
+class CatalogBusy(CollectionError):
+    """The catalogue stayed locked by a writer past SQLite's timeout: retry soon (HTTP 503)."""

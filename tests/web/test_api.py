@@ -486,3 +486,21 @@ def test_a_write_while_another_process_writes_is_a_conflict(
             assert_rejected(busy, 409, "another process")
     finally:
         other.close()
+
+
+def test_a_catalogue_locked_too_long_is_a_503_to_retry(
+    writable: tuple[TestClient, Collection, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from crossmodal.index.catalog import database_error
+
+    c, col, _ = writable
+
+    def locked() -> None:
+        raise database_error(col.catalog.path, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(c.app.state.service.collection, "stats", locked)  # type: ignore[attr-defined]
+    reply = c.get("/api/stats")
+    assert_rejected(reply, 503, "is busy")
+    assert reply.headers["Retry-After"] == "5"
