@@ -16,6 +16,11 @@ and started again ends with every file indexed exactly once.
 Search directions: t2i (text -> images), i2i (image -> images), i2t (image -> captions and
 annotations), t2t (text -> captions and annotations). Queries may combine several texts and
 images with weights ("a dog" + beach.jpg - "snow"); their vectors are summed and renormalised.
+
+This module is the facade; the parts are in `crossmodal.index`: `scan` (the files under a
+folder), `sync` (the pure folder diff `plan_sync`), `ingest` (batches embedded and committed),
+`writer` (the writer lock and the vector stores that cache the catalogue), `query` (the query
+encoder with its cache, and the one mode -> target rule), `results` (hits, reports).
 """
 
 from __future__ import annotations
