@@ -85,41 +85,41 @@ def searches(model: str) -> dict[str, Any]:
     images = DATA / "images"
     queries = [images / name for name in test_names[:IMAGE_QUERY_COUNT]]
     out: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        with Collection.open(Path(tmp) / "c", model=model, create=True) as collection:
-            report = collection.index(
-                images, captions=DATA / "captions.tsv", only=test_names, show_progress=False
-            )
-            out["index"] = {
-                "added": report.added,
-                "captions": report.captions,
-                "failed": len(report.failed),
-            }
-            api: dict[str, Any] = {}
-            for text in TEXT_QUERIES:
-                for mode in ("t2i", "t2t"):
-                    api[f"{mode} {text}"] = hit_rows(collection.search(text=text, mode=mode))
-            for path in queries:
-                for mode in ("i2i", "i2t"):
-                    api[f"{mode} {path.name}"] = hit_rows(collection.search(image=path, mode=mode))
-            arithmetic = [
-                [(1.0, "a dog"), (1.0, queries[0]), (-1.0, "snow")],
-                [(2.0, "golden retriever"), (-0.5, queries[1])],
-                [(1.0, "a beach"), (1.0, "children")],
-            ]
-            for n, query in enumerate(arithmetic):
-                for mode in ("auto", "t2i", "i2t", "t2t"):
-                    try:
-                        api[f"arith{n} {mode}"] = hit_rows(
-                            collection.search(query=query, mode=mode)
-                        )
-                    except Exception as exc:  # a refused mode is a result too
-                        api[f"arith{n} {mode}"] = f"{type(exc).__name__}: {exc}"
-            first = collection.search(text=TEXT_QUERIES[0], k=1)[0].id
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Collection.open(Path(tmp) / "c", model=model, create=True) as collection,
+    ):
+        report = collection.index(
+            images, captions=DATA / "captions.tsv", only=test_names, show_progress=False
+        )
+        out["index"] = {
+            "added": report.added,
+            "captions": report.captions,
+            "failed": len(report.failed),
+        }
+        api: dict[str, Any] = {}
+        for text in TEXT_QUERIES:
+            for mode in ("t2i", "t2t"):
+                api[f"{mode} {text}"] = hit_rows(collection.search(text=text, mode=mode))
+        for path in queries:
             for mode in ("i2i", "i2t"):
-                api[f"by_id {mode}"] = hit_rows(collection.search_by_id(first, mode=mode))
-            out["api"] = api
-            out["web"] = web_pages(collection, WebService, WebSettings, queries, first)
+                api[f"{mode} {path.name}"] = hit_rows(collection.search(image=path, mode=mode))
+        arithmetic = [
+            [(1.0, "a dog"), (1.0, queries[0]), (-1.0, "snow")],
+            [(2.0, "golden retriever"), (-0.5, queries[1])],
+            [(1.0, "a beach"), (1.0, "children")],
+        ]
+        for n, query in enumerate(arithmetic):
+            for mode in ("auto", "t2i", "i2t", "t2t"):
+                try:
+                    api[f"arith{n} {mode}"] = hit_rows(collection.search(query=query, mode=mode))
+                except Exception as exc:  # a refused mode is a result too
+                    api[f"arith{n} {mode}"] = f"{type(exc).__name__}: {exc}"
+        first = collection.search(text=TEXT_QUERIES[0], k=1)[0].id
+        for mode in ("i2i", "i2t"):
+            api[f"by_id {mode}"] = hit_rows(collection.search_by_id(first, mode=mode))
+        out["api"] = api
+        out["web"] = web_pages(collection, WebService, WebSettings, queries, first)
     return out
 
 
@@ -173,7 +173,14 @@ def main() -> int:
     parser.add_argument("--compare", type=Path, help="compare with this snapshot")
     parser.add_argument("--model", default="default")
     parser.add_argument("--skip-eval", action="store_true", help="searches only")
+    parser.add_argument(
+        "--with", dest="saved", type=Path, help="with --compare: diff this saved snapshot instead"
+    )
     args = parser.parse_args()
+    if args.compare is not None and args.saved is not None:
+        return report(
+            json.loads(args.compare.read_text()), json.loads(args.saved.read_text()), args.compare
+        )
     if not (DATA / "test.txt").is_file():
         print(f"no Flickr8k at {DATA}: see ../shared/data/README", file=sys.stderr)
         return 2
@@ -190,13 +197,19 @@ def main() -> int:
         old = json.loads(args.compare.read_text())
         if args.skip_eval:
             old.pop("eval", None)
-        found = differences(old, snapshot)
-        for line in found[:50]:
-            print(line)
-        if found:
-            print(f"{len(found)} differences from {args.compare}")
-            return 1
-        print(f"identical to {args.compare}")
+        return report(old, snapshot, args.compare)
+    return 0
+
+
+def report(old: dict[str, Any], new: dict[str, Any], name: Path) -> int:
+    """Print the differences; 1 when there are some."""
+    found = differences(old, new)
+    for line in found[:50]:
+        print(line)
+    if found:
+        print(f"{len(found)} differences from {name}")
+        return 1
+    print(f"identical to {name}")
     return 0
 
 
