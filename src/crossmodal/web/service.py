@@ -312,8 +312,12 @@ class WebService:
 
     def search_image(self, data: bytes, mode: ImageMode, k: int, offset: int) -> Page:
         digest = hashlib.sha1(data).hexdigest()
-        # "load more" re-sends the same picture: its vector is cached by content
-        vector = self.queries.image_vector(digest, lambda: self.decode_upload(data))
+        # "load more" re-sends the same picture: its vector is cached by content, and by this
+        # server's upload limits (the cache is the collection's: another app on it may allow
+        # more, and a cached vector must not let a picture past these limits)
+        limits = f"{self.settings.max_upload_bytes}/{self.settings.max_pixels}"
+        key = f"{digest}/{limits}"
+        vector = self.queries.image_vector(key, lambda: self.decode_upload(data))
         return self._page(vector, mode, k, offset)
 
     def search_by_id(self, image_id: int, mode: ImageMode, k: int, offset: int) -> Page:
