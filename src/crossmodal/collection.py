@@ -26,7 +26,6 @@ encoder with its cache, and the one mode -> target rule), `results` (hits, repor
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -71,6 +70,9 @@ from crossmodal.index.writer import (
 )
 from crossmodal.models.base import Encoder
 from crossmodal.models.hubness import query_columns
+
+# parse_query lives in a light module so the CLI can check a query without importing torch
+from crossmodal.search_options import parse_query
 
 __all__ = [
     "MODES",
@@ -117,65 +119,11 @@ def check_index_folder(directory: str | Path) -> Path:
 
 
 # ---- queries ------------------------------------------------------------------------------
-_WEIGHT = re.compile(r"^(?P<w>[+-]?(?:\d+(?:\.\d*)?|\.\d+)):(?P<rest>.+)$", re.DOTALL)
-
-
 def _is_file(token: str) -> bool:
     try:
         return Path(token).expanduser().is_file()
     except (OSError, ValueError):
         return False
-
-
-def parse_query(tokens: Sequence[str]) -> list[tuple[float, QueryItem]]:
-    """CLI words -> weighted terms. `"a dog" + beach.jpg - snow`, `2:"golden retriever"`.
-
-    A word that names an existing file is an image; other adjacent words join into one text
-    ("a dog" typed unquoted works). `+` / `-` (alone, or glued to the front of a word) start a
-    new term with that sign; `W:term` gives a term weight W (multiplied by the sign).
-    """
-    terms: list[tuple[float, QueryItem]] = []
-    sign = 1.0
-    text_words: list[str] = []
-    text_weight = 1.0
-
-    def flush() -> None:
-        nonlocal text_words
-        if text_words:
-            terms.append((text_weight, " ".join(text_words)))
-            text_words = []
-
-    for raw in tokens:
-        token = raw.strip()
-        if not token:
-            continue
-        if token in ("+", "-"):
-            flush()
-            sign = -1.0 if token == "-" else 1.0
-            continue
-        if not _is_file(token) and token[0] in "+-" and not _WEIGHT.match(token):
-            flush()
-            sign = -1.0 if token[0] == "-" else 1.0
-            token = token[1:].strip()
-            if not token:
-                continue
-        weight = 1.0
-        match = None if _is_file(token) else _WEIGHT.match(token)
-        if match:
-            weight = float(match["w"])
-            token = match["rest"].strip()
-        if _is_file(token):
-            flush()
-            terms.append((sign * weight, Path(token).expanduser()))
-            sign = 1.0
-        elif match or not text_words:
-            flush()
-            text_words, text_weight = [token], sign * weight
-            sign = 1.0
-        else:
-            text_words.append(token)
-    flush()
-    return terms
 
 
 # ---- the collection -----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crossmodal.defaults import DEFAULT_FLICKR8K_ROOT
 from crossmodal.errors import ConfigError
 
 RECIPES = ("auto", "heads", "finetune")
@@ -26,7 +27,7 @@ class TrainConfig:
 
     # data
     dataset: str = "flickr8k"
-    root: str = "../shared/data/flickr8k"
+    root: str = str(DEFAULT_FLICKR8K_ROOT)
     train_split: str = "train"
     val_split: str = "val"
     max_train_images: int = 0  # 0 = all; a quick run uses the first N images

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from crossmodal.data import ImageTextDataset, load_dataset
+from crossmodal.defaults import DEFAULT_FLICKR8K_ROOT
 from crossmodal.errors import ConfigError, DatasetError
 from crossmodal.eval.evaluate import embed_split
 from crossmodal.eval.metrics import mean_recall, metrics_from_ranks, retrieval_ranks
@@ -31,7 +32,7 @@ class HeadConfig:
     """Everything that defines a head-training run (the TOML file / CLI flags map onto it)."""
 
     dataset: str = "flickr8k"
-    root: str = "../shared/data/flickr8k"
+    root: str = str(DEFAULT_FLICKR8K_ROOT)
     train_split: str = "train"
     val_split: str = "val"
     image_tower: dict[str, Any] = field(

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from crossmodal import runtime
 from crossmodal.data import ImageTextDataset, load_dataset, load_image
+from crossmodal.defaults import DEFAULT_FLICKR8K_ROOT
 from crossmodal.errors import ConfigError, DatasetError, ImageLoadError
 from crossmodal.eval.metrics import mean_recall, metrics_from_ranks, retrieval_ranks
 from crossmodal.models.dual import DualEncoder
@@ -69,7 +70,7 @@ class SSLConfig:
     """
 
     dataset: str = "flickr8k"
-    root: str = "../shared/data/flickr8k"
+    root: str = str(DEFAULT_FLICKR8K_ROOT)
     train_split: str = "train"
     val_split: str = "val"
     max_train_images: int | None = None  # first N training images, for quick runs
