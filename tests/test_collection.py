@@ -251,7 +251,7 @@ def test_a_folder_without_photos_says_so(tmp_path: Path, tiny: Encoder):
         line = report.summary()
         assert "\n" not in line and line.startswith("no photos found in ")
         assert ".jpg" in line and "give the folder that holds them" in line
-        with pytest.raises(CollectionEmpty, match=r"holds no photos yet.*crossmodal index"):
+        with pytest.raises(CollectionEmpty, match=r"holds no images yet.*crossmodal index DIR"):
             col.search(text="a dog")
     make_photos(tmp_path / "photos", 2)
     with Collection.open(tmp_path / "col2", model=tiny, create=True) as col:

@@ -593,8 +593,8 @@ class Collection:
     def _check_not_empty(self) -> None:
         if not len(self):
             raise CollectionEmpty(
-                f"collection {self.path} holds no photos yet: index a folder first "
-                f"(`crossmodal index DIR --collection {self.path}`)"
+                f"no results: collection {self.path} holds no images yet; add some with "
+                f"`crossmodal index DIR --collection {self.path}`"
             )
 
 
