@@ -36,3 +36,15 @@ class ConfigError(CrossmodalError):
 
 class CollectionError(CrossmodalError):
     """A gallery collection is missing, locked, or was built with another model."""
+
+
+class CollectionBusy(CollectionError):
+    """Another process (or request) holds the collection's writer lock: retry later (HTTP 409)."""
+
+
+class CollectionEmpty(CollectionError):
+    """A search of a collection that holds no images yet: index a folder first."""
+
+
+class CatalogBusy(CollectionError):
+    """The catalogue stayed locked by a writer past SQLite's timeout: retry soon (HTTP 503)."""

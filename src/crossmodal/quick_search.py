@@ -40,11 +40,11 @@ def _one_text(terms: Sequence[tuple[float, QueryItem]], mode: str) -> str | None
     weight, item = terms[0]
     if weight != 1 or not isinstance(item, str):
         return None
-    from crossmodal.search_options import _is_file
+    from crossmodal.search_options import is_file
 
     text = item.strip()
     # the server folds runs of spaces; a file-like term is an image query
-    if not text or " ".join(text.split()) != text or _is_file(item):
+    if not text or " ".join(text.split()) != text or is_file(item):
         return None
     return text
 

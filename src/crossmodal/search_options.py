@@ -50,7 +50,7 @@ def parse_query(tokens: Sequence[str], text_only: bool = False) -> list[tuple[fl
             text_words = []
 
     def is_file(token: str) -> bool:
-        return not text_only and _is_file(token)
+        return not text_only and is_file(token)
 
     for raw in tokens:
         token = raw.strip()
@@ -104,7 +104,8 @@ def _looks_like_path(token: str) -> bool:
     return kind is not None and kind.startswith("image/")
 
 
-def _is_file(token: str) -> bool:
+def is_file(token: str) -> bool:
+    """Whether a query term names an existing file (the one rule for the CLI and the API)."""
     try:
         return Path(token).expanduser().is_file()
     except (OSError, ValueError):
