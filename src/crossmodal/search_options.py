@@ -49,7 +49,7 @@ def parse_query(tokens: Sequence[str], text_only: bool = False) -> list[tuple[fl
             terms.append((text_weight, " ".join(text_words)))
             text_words = []
 
-    def is_file(token: str) -> bool:
+    def names_file(token: str) -> bool:
         return not text_only and is_file(token)
 
     for raw in tokens:
@@ -60,14 +60,14 @@ def parse_query(tokens: Sequence[str], text_only: bool = False) -> list[tuple[fl
             flush()
             sign = -1.0 if token == "-" else 1.0
             continue
-        if not is_file(token) and token[0] in "+-" and not _WEIGHT.match(token):
+        if not names_file(token) and token[0] in "+-" and not _WEIGHT.match(token):
             flush()
             sign = -1.0 if token[0] == "-" else 1.0
             token = token[1:].strip()
             if not token:
                 continue
         weight = 1.0
-        match = None if is_file(token) else _WEIGHT.match(token)
+        match = None if names_file(token) else _WEIGHT.match(token)
         if match:
             weight = float(match["w"])
             token = match["rest"].strip()
@@ -76,7 +76,7 @@ def parse_query(tokens: Sequence[str], text_only: bool = False) -> list[tuple[fl
             token = token[1:-1].strip()
             if not token:
                 continue
-        if not quoted and is_file(token):
+        if not quoted and names_file(token):
             flush()
             terms.append((sign * weight, Path(token).expanduser()))
             sign = 1.0
