@@ -13,8 +13,14 @@ import pytest
 from PIL import Image
 
 from crossmodal import Collection
-from crossmodal.collection import default_collection_path, parse_query
-from crossmodal.errors import CollectionError, CrossmodalError, ImageLoadError
+from crossmodal.collection import check_index_folder, default_collection_path, parse_query
+from crossmodal.errors import (
+    CollectionBusy,
+    CollectionEmpty,
+    CollectionError,
+    CrossmodalError,
+    ImageLoadError,
+)
 from crossmodal.models import load_model
 from crossmodal.models.base import Encoder
 from tests.index.helpers import make_pattern, make_photos, one_torch_thread, tiny_model_dir
@@ -201,8 +207,59 @@ def test_one_writer_at_a_time(tmp_path: Path, tiny: Encoder):
     make_photos(tmp_path / "photos", 1)
     first = Collection.open(tmp_path / "col", model=tiny, create=True)
     second = Collection.open(tmp_path / "col", model=tiny)
-    with first._writing(), pytest.raises(CollectionError, match="another process"):
+    with first._writing(), pytest.raises(CollectionBusy, match="another process"):
         second.index(tmp_path / "photos", show_progress=False)
+
+
+@pytest.mark.parametrize("given", ["missing", "a-file.jpg"])
+def test_a_failed_first_index_leaves_no_collection(tmp_path: Path, tiny: Encoder, given: str):
+    (tmp_path / "a-file.jpg").write_bytes(b"x")
+    where = tmp_path / "new" / "col"
+    col = Collection.open(where, model=tiny, create=True)
+    with pytest.raises(CollectionError, match=r"is not a folder.*give the folder of photos"):
+        col.index(tmp_path / given, show_progress=False)
+    col.close()
+    assert not (tmp_path / "new").exists()  # neither the collection nor the folder above it
+    with pytest.raises(CollectionError, match="is not a folder"):
+        check_index_folder(tmp_path / given)
+
+
+def test_a_failed_index_keeps_an_existing_collection(tmp_path: Path, tiny: Encoder):
+    make_photos(tmp_path / "photos", 1)
+    (tmp_path / "col").mkdir()
+    with Collection.open(tmp_path / "col", model=tiny, create=True) as col:
+        col.index(tmp_path / "photos", show_progress=False)
+        with pytest.raises(CollectionError, match="is not a folder"):
+            col.index(tmp_path / "missing", show_progress=False)
+    with Collection.open(tmp_path / "col") as again:
+        assert len(again) == 1
+    # a new catalogue in a folder that was there: the catalogue goes, the folder stays
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    col = Collection.open(tmp_path / "mine", model=tiny, create=True)
+    with col, pytest.raises(CollectionError):
+        col.index(tmp_path / "missing", show_progress=False)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_a_folder_without_photos_says_so(tmp_path: Path, tiny: Encoder):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "readme.txt").write_text("no photos here")
+    with Collection.open(tmp_path / "col", model=tiny, create=True) as col:
+        report = col.index(tmp_path / "empty", show_progress=False)
+        assert report.no_photos and report.found == 0 and report.to_dict()["found"] == 0
+        line = report.summary()
+        assert "\n" not in line and line.startswith("no photos found in ")
+        assert ".jpg" in line and "give the folder that holds them" in line
+        with pytest.raises(CollectionEmpty, match=r"holds no images yet.*crossmodal index DIR"):
+            col.search(text="a dog")
+    make_photos(tmp_path / "photos", 2)
+    with Collection.open(tmp_path / "col2", model=tiny, create=True) as col:
+        assert not col.index(tmp_path / "photos", show_progress=False).no_photos
+        shutil.rmtree(tmp_path / "photos")
+        (tmp_path / "photos").mkdir()
+        emptied = col.index(tmp_path / "photos", show_progress=False)
+        assert emptied.removed == 2 and not emptied.no_photos  # something was done
 
 
 # ---- searching ----------------------------------------------------------------------------
@@ -309,6 +366,23 @@ def test_search_errors(gallery: Collection, tmp_path: Path):
         gallery.search(image=path_of(gallery, "p001.jpg"), mode="t2t")
     with pytest.raises(CrossmodalError, match="cancel out"):
         gallery.search(query=[(1.0, "dog"), (-1.0, "dog")])
+    with pytest.raises(CrossmodalError, match="offset must be 0 or a positive"):
+        gallery.search(text="dog", offset=-1)
+
+
+def test_offset_pages_are_slices_of_the_full_ranking(gallery: Collection):
+    image = path_of(gallery, "p003.jpg")
+    first_id = gallery.search(text="x", k=1)[0].id
+    for search in (
+        lambda k, offset: gallery.search(text="a striped card", k=k, offset=offset),
+        lambda k, offset: gallery.search(image=image, mode="i2t", k=k, offset=offset),
+        lambda k, offset: gallery.search_by_id(first_id, k=k, offset=offset),
+        lambda k, offset: gallery.search_by_id(first_id, k=k, mode="i2t", offset=offset),
+    ):
+        full = [(h.rank, h.id, h.text_id, h.score) for h in search(12, 0)]
+        pages = [(h.rank, h.id, h.text_id, h.score) for o in (0, 3, 6) for h in search(3, o)]
+        assert pages == full[:9]  # ranks count from the first result, not the page's
+        assert search(5, len(full)) == []
 
 
 def test_annotate_remove_and_get(tmp_path: Path, tiny: Encoder):
@@ -348,7 +422,7 @@ def test_stores_are_caches_rebuilt_from_the_catalogue(tmp_path: Path, tiny: Enco
     again.catalog.bump_generation("images")
     third = Collection.open(tmp_path / "col", model=tiny)
     assert len(third._store("images")) == 5
-    assert third._store_gen["images"] == third.catalog.generation("images")
+    assert third.stores.generation("images") == third.catalog.generation("images")
 
 
 def test_fp16_store_collection(tmp_path: Path, tiny: Encoder):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from crossmodal import Collection
 from crossmodal.cli import app
-from crossmodal.collection import _scan
+from crossmodal.index.scan import scan_folder
 from crossmodal.models import load_model
 from crossmodal.models.base import Encoder
 from tests.index.helpers import make_pattern, make_photos, one_torch_thread, tiny_model_dir
@@ -168,8 +168,8 @@ def test_an_unreadable_folder_without_root_powers(tmp_path: Path):
     make_pattern(tmp_path / "secret" / "b.jpg", 2)
     (tmp_path / "secret").chmod(0)
     code = (
-        "import sys; from pathlib import Path; from crossmodal.collection import _scan; "
-        "found, skipped = _scan(Path(sys.argv[1]), Path(sys.argv[1]), None, False); "
+        "import sys; from pathlib import Path; from crossmodal.index.scan import scan_folder; "
+        "found, skipped = scan_folder(Path(sys.argv[1]), Path(sys.argv[1]), None, False); "
         "print(sorted(found)); print([f.message for f in skipped])"
     )
     drop = "-dac_override,-dac_read_search"
@@ -245,7 +245,7 @@ def test_a_huge_png_is_refused_without_pillows_warning(tmp_path: Path):
 def test_scan_reports_without_following_folder_links(tmp_path: Path):
     make_pattern(tmp_path / "a" / "x.jpg", 1)
     (tmp_path / "a" / "up").symlink_to(tmp_path / "a")
-    found, skipped = _scan(tmp_path / "a", tmp_path / "a", None, False)
+    found, skipped = scan_folder(tmp_path / "a", tmp_path / "a", None, False)
     assert list(found) == ["x.jpg"]
     assert [f.reason.split(":")[0] for f in skipped] == ["symlink loop"]
 

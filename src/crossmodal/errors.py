@@ -12,7 +12,18 @@ class DatasetError(CrossmodalError):
 
 
 class ImageLoadError(CrossmodalError):
-    """An image file could not be decoded (corrupt, truncated, empty, not an image)."""
+    """An image file could not be decoded (corrupt, truncated, empty, not an image).
+
+    `kind` says which, for an edge that answers differently per cause (the web app's 400 /
+    413 / 415 / 422): "unreadable", "empty", "not_image", "too_large" or "corrupt"; `size`
+    is the (width, height) of a too-large image when its header told it."""
+
+    def __init__(
+        self, message: str, kind: str = "corrupt", size: tuple[int, int] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.size = size
 
 
 class ModelNotAvailable(CrossmodalError):
@@ -25,3 +36,15 @@ class ConfigError(CrossmodalError):
 
 class CollectionError(CrossmodalError):
     """A gallery collection is missing, locked, or was built with another model."""
+
+
+class CollectionBusy(CollectionError):
+    """Another process (or request) holds the collection's writer lock: retry later (HTTP 409)."""
+
+
+class CollectionEmpty(CollectionError):
+    """A search of a collection that holds no images yet: index a folder first."""
+
+
+class CatalogBusy(CollectionError):
+    """The catalogue stayed locked by a writer past SQLite's timeout: retry soon (HTTP 503)."""

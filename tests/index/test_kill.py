@@ -91,6 +91,7 @@ def test_kill_minus_nine_then_resume(tmp_path: Path):
     generation = reopened.catalog.generation("images")
     assert (col_dir / f"images.g{generation}.faiss").is_file()
     assert len(reopened._store("images")) == N_IMAGES
-    assert reopened._saved_gen["images"] == generation  # loaded from the file, not rebuilt
+    # loaded from the file, not rebuilt
+    assert reopened.stores.saved_generation("images") == generation
     again = reopened.index(photos, show_progress=False)
     assert (again.added, again.updated, again.removed, again.unchanged) == (0, 0, 0, N_IMAGES)

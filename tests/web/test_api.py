@@ -457,14 +457,14 @@ def test_searches_answer_while_an_index_request_runs(
 
     c, _, base = writable
     inside, release = threading.Event(), threading.Event()
-    real_scan = collection_module._scan
+    real_scan = collection_module.scan_folder
 
     def slow_scan(*args, **kwargs):  # type: ignore[no-untyped-def]
         inside.set()  # the writer's lock is held from here to the end of the run
         release.wait(30)
         return real_scan(*args, **kwargs)
 
-    monkeypatch.setattr(collection_module, "_scan", slow_scan)
+    monkeypatch.setattr(collection_module, "scan_folder", slow_scan)
     replies: list = []
     worker = threading.Thread(
         target=lambda: replies.append(
@@ -482,3 +482,36 @@ def test_searches_answer_while_an_index_request_runs(
         release.set()
         worker.join(30)
     assert replies[0].status_code == 200 and replies[0].json()["unchanged"] == 12
+
+
+def test_a_write_while_another_process_writes_is_a_conflict(
+    writable: tuple[TestClient, Collection, Path],
+) -> None:
+    """The writer lock held elsewhere (an `crossmodal index` run) is a 409 the client may
+    retry: told by the error's type (`CollectionBusy`), whatever its words."""
+    c, col, base = writable
+    other = Collection.open(col.path)
+    try:
+        with other._writing():
+            busy = c.post("/api/index", json={"folder": str(base / "photos")}, headers=AUTH)
+            assert_rejected(busy, 409, "another process")
+    finally:
+        other.close()
+
+
+def test_a_catalogue_locked_too_long_is_a_503_to_retry(
+    writable: tuple[TestClient, Collection, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from crossmodal.index.catalog import database_error
+
+    c, col, _ = writable
+
+    def locked() -> None:
+        raise database_error(col.catalog.path, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(c.app.state.service.collection, "stats", locked)  # type: ignore[attr-defined]
+    reply = c.get("/api/stats")
+    assert_rejected(reply, 503, "is busy")
+    assert reply.headers["Retry-After"] == "5"

@@ -23,7 +23,7 @@ from crossmodal.eval.document import Block, Bullets, Fig, Para, Pre, Section, Ta
 from crossmodal.eval.report_runs import FAIL_AFTER, ModelRun
 
 if TYPE_CHECKING:
-    from crossmodal.eval.report import ReportOptions
+    from crossmodal.eval.options import ReportOptions
 
 #: Image pairs at least this similar are called near-duplicates in the discussion.
 NEAR_DUPLICATE_COSINE = 0.5

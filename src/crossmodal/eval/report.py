@@ -40,7 +40,7 @@ from crossmodal.errors import CrossmodalError
 from crossmodal.eval import analysis as an
 from crossmodal.eval import paper, plots, sections
 from crossmodal.eval.document import Block
-from crossmodal.eval.metrics import DEFAULT_KS
+from crossmodal.eval.options import ReportOptions, check_gallery_sizes
 from crossmodal.eval.render import render_html, render_markdown
 from crossmodal.eval.report_facts import facts as report_facts
 from crossmodal.eval.report_runs import (
@@ -59,25 +59,7 @@ from crossmodal.eval.report_runs import (
 )
 from crossmodal.models.base import Encoder
 
-# ----------------------------------------------------------------------------- options
-
-
-@dataclass
-class ReportOptions:
-    gallery_sizes: tuple[int, ...] = (100, 250, 500, 1000)
-    trials: int = 5
-    seed: int = 0
-    tsne_images: int = 150
-    tsne_pairs: int = 12
-    heatmap_images: int = 20
-    examples: int = 4
-    top_k: int = 5
-    photos: bool = True
-    dpi: int = 90
-    min_word_count: int = 10  # rarer words make noisy ratios in the failure analysis
-    prompt_captions: int = 1000  # captions in the prompt study (0 = all)
-    ks: tuple[int, ...] = DEFAULT_KS
-    command: str | None = None  # how the report was made, quoted in it
+# ----------------------------------------------------------------------------- result
 
 
 @dataclass
@@ -133,18 +115,6 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out
 
 
-def check_gallery_sizes(n_images: int, sizes: Sequence[int], split: str) -> None:
-    if not sizes:
-        raise CrossmodalError("give at least one gallery size, e.g. --gallery-sizes 100,1000")
-    if min(sizes) < 1:
-        raise CrossmodalError(f"gallery sizes must be positive (got {min(sizes)})")
-    if max(sizes) > n_images:
-        raise CrossmodalError(
-            f"the {split} split has {n_images} images, fewer than the gallery size "
-            f"{max(sizes)} asked for; choose --gallery-sizes up to {n_images}"
-        )
-
-
 # ----------------------------------------------------------------------------- the report
 
 
@@ -158,7 +128,7 @@ def build_report(
 ) -> ReportResult:
     """Evaluate `models` on `dataset` and write report.md, report.html, metrics.json,
     analysis.json and figures/*.png into `out_dir`."""
-    opt = options or ReportOptions()
+    opt = (options or ReportOptions()).validate()
     start = time.perf_counter()
     if not models:
         raise CrossmodalError("give at least one --model")

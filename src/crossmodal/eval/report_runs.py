@@ -33,7 +33,7 @@ from crossmodal.models.base import Encoder
 from crossmodal.models.features import embed_texts
 
 if TYPE_CHECKING:  # the options live with build_report, which imports this module
-    from crossmodal.eval.report import ReportOptions
+    from crossmodal.eval.options import ReportOptions
 
 #: Longest side of a photo thumbnail in the grids: below the 96 px the project allows at most.
 THUMBNAIL_PX = 88

@@ -24,7 +24,7 @@ from crossmodal.eval.report_runs import (
 )
 
 if TYPE_CHECKING:
-    from crossmodal.eval.report import ReportOptions
+    from crossmodal.eval.options import ReportOptions
 
 
 def f2(x: float) -> str:

@@ -29,7 +29,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from crossmodal.errors import CollectionError
+from crossmodal.errors import CatalogBusy, CollectionError
 
 __all__ = [
     "MAX_ID",
@@ -169,7 +169,7 @@ def database_error(path: Path, exc: sqlite3.Error) -> CollectionError:
     """A sqlite3 error -> one line that names the file and what to do."""
     folder = path.parent
     if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-        return CollectionError(
+        return CatalogBusy(
             f"catalogue {path} is busy ({exc}): another process is writing it; try again"
         )
     return CatalogDamaged(

@@ -25,7 +25,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crossmodal import __version__
 from crossmodal.collection import Collection
-from crossmodal.errors import CollectionError, CrossmodalError, ImageLoadError
+from crossmodal.errors import (
+    CatalogBusy,
+    CollectionBusy,
+    CollectionError,
+    CrossmodalError,
+    ImageLoadError,
+)
 from crossmodal.index.catalog import CatalogDamaged, database_error
 from crossmodal.providers import ProviderError, ProviderNotConfigured
 from crossmodal.web.errors import Rejected
@@ -158,13 +164,18 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def bad_image(request: Request, exc: ImageLoadError) -> JSONResponse:
         return _error(422, str(exc))
 
+    @app.exception_handler(CollectionBusy)
+    async def collection_busy(request: Request, exc: CollectionBusy) -> JSONResponse:
+        # another process holds the writer lock: a conflict the client may retry later
+        return _error(409, str(exc))
+
+    @app.exception_handler(CatalogBusy)
+    async def catalog_busy(request: Request, exc: CatalogBusy) -> JSONResponse:
+        # the catalogue is locked by a writer for too long: the service is briefly unavailable
+        return _error(503, str(exc), {"Retry-After": "5"})
+
     @app.exception_handler(CollectionError)
     async def collection_error(request: Request, exc: CollectionError) -> JSONResponse:
-        # "being changed by another process": a conflict the client may retry later
-        if "another process" in str(exc):
-            return _error(409, str(exc))
-        if " is busy " in str(exc):  # the catalogue is locked by a writer for too long
-            return _error(503, str(exc), {"Retry-After": "5"})
         return _error(400, str(exc))
 
     @app.exception_handler(ProviderError)

@@ -16,21 +16,21 @@ import io
 import json
 import sqlite3
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
 from crossmodal.batching import MicroBatcher
-from crossmodal.collection import CROSS_MODAL, Collection, SearchHit
+from crossmodal.collection import Collection, SearchHit
 from crossmodal.data import load_image
 from crossmodal.errors import CollectionError, ImageLoadError
 from crossmodal.fsnames import shown
+from crossmodal.index.query import LRU, direction
 from crossmodal.web.errors import Rejected
 
 if TYPE_CHECKING:
@@ -55,49 +55,6 @@ ImageMode = Literal["i2i", "i2t"]
 #: Deepest result a page may start at: paging is for browsing, and a deeper page costs a
 #: larger FAISS top-k for every page before it.
 MAX_OFFSET = 1000
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-class LRU(Generic[K, V]):
-    """A small thread-safe LRU map (functools.lru_cache cannot key on bytes' digest cheaply
-    and cannot be sized per app instance)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._data: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            value = self._data.get(key)
-            if value is None:
-                self.misses += 1
-                return None
-            self.hits += 1
-            self._data.move_to_end(key)
-            return value
-
-    def put(self, key: K, value: V) -> None:
-        if self.size <= 0:
-            return
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
-
-    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
-        value = self.get(key)
-        if value is None:
-            # made outside the lock: two threads missing the same key both compute it, which
-            # is cheaper than making every other query wait behind one model forward
-            value = make()
-            self.put(key, value)
-        return value
 
 
 class CatalogVersion:
@@ -226,7 +183,9 @@ class WebService:
     def __init__(self, collection: Collection, settings: WebSettings) -> None:
         self.collection = collection
         self.settings = settings
-        self._vectors: LRU[tuple[str, str], np.ndarray] = LRU(settings.query_cache_size)
+        # query vectors: the collection's encoder and its cache, sized for a server
+        self.queries = collection.queries
+        self.queries.cache.size = settings.query_cache_size
         self._thumbs: LRU[tuple[int, str, int], bytes] = LRU(settings.thumbnail_cache_size)
         # whole answers of text searches, as JSON, valid while the catalogue is unchanged
         self._pages: LRU[tuple[str, str, int, int], tuple[int, bytes]] = LRU(
@@ -286,6 +245,7 @@ class WebService:
             )
             if children.start():
                 self._children = children
+                self.queries.text_backend = self._child_vectors
         if len(self.collection):
             self.search_text("a photo", "t2i", 1, 0)
 
@@ -312,7 +272,8 @@ class WebService:
             out["roots"] = [shown(Path(r).name) for r in out["roots"]]
         out["texts"] = out.get("captions", 0) + out.get("annotations", 0)
         out["capabilities"] = self.capabilities()
-        out["query_cache"] = {"hits": self._vectors.hits, "misses": self._vectors.misses}
+        cache = self.queries.cache
+        out["query_cache"] = {"hits": cache.hits, "misses": cache.misses}
         out["page_cache"] = {"hits": self._pages.hits, "misses": self._pages.misses}
         if self._batcher is not None:
             out["query_batches"] = {
@@ -351,18 +312,18 @@ class WebService:
 
     def search_image(self, data: bytes, mode: ImageMode, k: int, offset: int) -> Page:
         digest = hashlib.sha1(data).hexdigest()
-        # "load more" re-sends the same picture: its vector is cached by content
-        vector = self._vectors.get(("image", digest))
-        if vector is None:
-            image = self.decode_upload(data)
-            vector = self.collection.embed_query(image=image)[0]
-            self._vectors.put(("image", digest), vector)
+        # "load more" re-sends the same picture: its vector is cached by content, and by this
+        # server's upload limits (the cache is the collection's: another app on it may allow
+        # more, and a cached vector must not let a picture past these limits)
+        limits = f"{self.settings.max_upload_bytes}/{self.settings.max_pixels}"
+        key = f"{digest}/{limits}"
+        vector = self.queries.image_vector(key, lambda: self.decode_upload(data))
         return self._page(vector, mode, k, offset)
 
     def search_by_id(self, image_id: int, mode: ImageMode, k: int, offset: int) -> Page:
         self._record(image_id)
         one_openmp_thread()
-        hits = self.collection.search_by_id(image_id, k=offset + k, mode=mode)
+        hits = self.collection.search_by_id(image_id, k=k, mode=mode, offset=offset)
         total = self._count("texts") if mode == "i2t" else max(0, self._count("images") - 1)
         return self._shape(hits, mode, k, offset, total)
 
@@ -468,6 +429,7 @@ class WebService:
         if self._batcher is not None:
             self._batcher.close()
         if self._children is not None:
+            self.queries.text_backend = None
             self._children.close()
         if self._writer is not None:
             self._writer.close()
@@ -499,57 +461,48 @@ class WebService:
         batcher then retries its queries one by one, so only the culprit fails)."""
         one_openmp_thread()
         texts = list(dict.fromkeys(q.text for q in queries))
-        vectors = {t: v for t in texts if (v := self._vectors.get(("text", t))) is not None}
-        missing = [t for t in texts if t not in vectors]
-        if missing:
-            for text, vector in zip(missing, self._encode_texts(missing), strict=True):
-                vectors[text] = vector
-                self._vectors.put(("text", text), vector)
+        vectors = dict(zip(texts, self.queries.text_vectors(texts), strict=True))
         results: dict[int, Page | BaseException] = {}
-        groups: dict[str, list[int]] = {}
+        groups: dict[tuple[str, int, int], list[int]] = {}
         for n, q in enumerate(queries):
-            groups.setdefault("images" if q.mode.endswith("i") else "texts", []).append(n)
-        for target, group in groups.items():
+            groups.setdefault((q.mode, q.k, q.offset), []).append(n)
+        for (mode, k, offset), group in groups.items():
+            way = direction(mode)
             try:
-                top = max(queries[n].offset + queries[n].k for n in group)
                 matrix = np.stack([vectors[queries[n].text] for n in group])
-                # text queries: searching images is cross-modal, searching texts is not
                 found = self.collection.search_vectors(
-                    matrix, top, target, cross_modal=target == "images"
+                    matrix, k, way.target, way.cross_modal, offset=offset
                 )
-                total = self._count(target)
+                total = self._count(way.target)
             except Exception as exc:  # the index or catalogue failed: every query of it
                 for n in group:
                     results[n] = exc
                 continue
             for n, hits in zip(group, found, strict=True):
-                q = queries[n]
-                results[n] = self._shape(hits[: q.offset + q.k], q.mode, q.k, q.offset, total)
+                results[n] = self._shape(hits, mode, k, offset, total)
         return [results[n] for n in range(len(queries))]
 
     def _embed_text(self, text: str) -> np.ndarray:
         """The query vector of a text (cached), as `Collection.embed_query(text=...)` gives it."""
-        vector = self._vectors.get(("text", text))
-        if vector is None:
-            vector = self._encode_texts([text])[0]
-            self._vectors.put(("text", text), vector)
-        return vector
+        return self.queries.text_vectors([text])[0]
 
     def _encode_texts(self, texts: list[str]) -> list[np.ndarray]:
-        """What `Collection.embed_query(text=t)` gives for each text, for many texts at once:
-        in a child process when there are some (see `crossmodal.web.encoders`)."""
-        children = self._children
-        if children is not None and children.usable:
-            from crossmodal.web.encoders import ChildEncodersFailed
+        """What `Collection.embed_query(text=t)` gives for each text, for many texts at once
+        (not from the cache): in a child process when there are some."""
+        return self.queries.encode_texts(texts)
 
-            try:
-                return list(children.encode(texts))
-            except ChildEncodersFailed:
-                pass  # dead children: from now on here
-        vectors = np.asarray(self.collection.model.encode_texts(texts), np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        # rows as copies: a cached vector must not keep its whole batch's array alive
-        return [row.copy() for row in vectors / np.maximum(norms, 1e-12)]
+    def _child_vectors(self, texts: list[str]) -> np.ndarray | None:
+        """The text tower in the child processes (`crossmodal.web.encoders`); None when they
+        are gone (from then on the model in this process encodes)."""
+        children = self._children
+        if children is None or not children.usable:
+            return None
+        from crossmodal.web.encoders import ChildEncodersFailed
+
+        try:
+            return children.encode(texts)
+        except ChildEncodersFailed:
+            return None
 
     def decode_upload(self, data: bytes) -> Image.Image:
         if len(data) > self.settings.max_upload_bytes:
@@ -584,17 +537,15 @@ class WebService:
         return self.collection.catalog.count(table)
 
     def _page(self, vector: np.ndarray, mode: str, k: int, offset: int) -> Page:
-        target = "images" if mode.endswith("i") else "texts"
+        way = direction(mode)
         one_openmp_thread()
-        hits = self.collection.search_vector(
-            vector, offset + k, target, cross_modal=mode in CROSS_MODAL
-        )
-        return self._shape(hits, mode, k, offset, self._count(target))
+        hits = self.collection.search_vector(vector, k, way.target, way.cross_modal, offset)
+        return self._shape(hits, mode, k, offset, self._count(way.target))
 
     @staticmethod
-    def _shape(hits: list[SearchHit], mode: str, k: int, offset: int, total: int) -> Page:
-        page = hits[offset : offset + k]
-        more = len(hits) >= offset + k and offset + k < total and offset + k <= MAX_OFFSET
+    def _shape(page: list[SearchHit], mode: str, k: int, offset: int, total: int) -> Page:
+        """A page of results (the `k` hits from `offset` on, or fewer at the end)."""
+        more = len(page) >= k and offset + k < total and offset + k <= MAX_OFFSET
         return Page(
             results=[hit_to_dict(h) for h in page],
             total=total,

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
-from crossmodal.cli import _setup_torch, friendly_errors
+from crossmodal.cli.common import friendly_errors, setup_torch
 from crossmodal.errors import DatasetError, ImageLoadError
 
-__all__ = ["caption_command", "eval_captioner_command", "register", "train_captioner_command"]
+__all__ = ["caption_command", "eval_captioner_command", "train_captioner_command"]
 
 DATA_DEFAULT = "../shared/data/flickr8k"
 
@@ -43,7 +43,7 @@ def caption_command(
     from crossmodal.models.features import default_cache_dir
 
     _check_files(images)
-    _setup_torch()
+    setup_torch()
     try:
         captions = caption_images(
             images, beam=beam, captioner_dir=captioner, cache_dir=default_cache_dir()
@@ -78,7 +78,7 @@ def train_captioner_command(
 
     if not config.is_file():
         raise ImageLoadError(f"no such recipe file: {config} (找不到配置文件)")
-    _setup_torch()
+    setup_torch()
     recipe = CaptionerRecipe.from_toml(
         config, out=out, data=data, epochs=epochs, seed=seed, threads=threads
     )
@@ -118,7 +118,7 @@ def eval_captioner_command(
 
     if not Path(data).is_dir():
         raise DatasetError(f"Flickr8k folder not found: {data} (找不到数据集文件夹)")
-    _setup_torch()
+    setup_torch()
     result = evaluate_captioner(
         data, split, beam, captioner_dir=captioner, cache_dir=default_cache_dir(), examples=examples
     ).to_dict()
@@ -128,9 +128,3 @@ def eval_captioner_command(
         return
     _print_evaluation(result)
     typer.echo(f"\n{result['seconds']:.0f} s on {result['cpu']}")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("caption")(caption_command)
-    app.command("train-captioner")(train_captioner_command)
-    app.command("eval-captioner")(eval_captioner_command)
