@@ -374,13 +374,7 @@ class Catalog:
 
     def images_under(self, root_id: int, prefix: str = "") -> dict[str, ImageRow]:
         """relpath -> row for the images of one root (below `prefix/` when given)."""
-        sql = f"SELECT {self._IMAGE_COLS} FROM images WHERE root_id=?"
-        args: tuple[Any, ...] = (root_id,)
-        if prefix:
-            # compared as bytes: a name that is not UTF-8 is stored as its raw bytes
-            head = fs_bytes(prefix + "/")
-            sql += " AND substr(CAST(relpath AS BLOB), 1, ?) = ?"
-            args += (len(head), head)
+        sql, args = _under_root(f"SELECT {self._IMAGE_COLS} FROM images", root_id, prefix)
         with self._lock:
             return {r["relpath"]: ImageRow(**dict(r)) for r in self._con.execute(sql, args)}  # type: ignore[typeddict-item]
 
@@ -607,13 +601,7 @@ class Catalog:
 
     # ---- failures -------------------------------------------------------------------------
     def failures_under(self, root_id: int, prefix: str = "") -> dict[str, FailureRow]:
-        sql = "SELECT * FROM failures WHERE root_id=?"
-        args: tuple[Any, ...] = (root_id,)
-        if prefix:
-            # compared as bytes: a name that is not UTF-8 is stored as its raw bytes
-            head = fs_bytes(prefix + "/")
-            sql += " AND substr(CAST(relpath AS BLOB), 1, ?) = ?"
-            args += (len(head), head)
+        sql, args = _under_root("SELECT * FROM failures", root_id, prefix)
         with self._lock:
             return {r["relpath"]: FailureRow(**dict(r)) for r in self._con.execute(sql, args)}  # type: ignore[typeddict-item]
 
@@ -648,3 +636,15 @@ for _name, _method in list(vars(Catalog).items()):
         )
     ):
         setattr(Catalog, _name, _translating(_method))
+
+
+def _under_root(select: str, root_id: int, prefix: str) -> tuple[str, tuple[Any, ...]]:
+    """`select` narrowed to the rows of one root (below `prefix/` when given), and its args."""
+    sql = f"{select} WHERE root_id=?"
+    args: tuple[Any, ...] = (root_id,)
+    if prefix:
+        # compared as bytes: a name that is not UTF-8 is stored as its raw bytes
+        head = fs_bytes(prefix + "/")
+        sql += " AND substr(CAST(relpath AS BLOB), 1, ?) = ?"
+        args += (len(head), head)
+    return sql, args

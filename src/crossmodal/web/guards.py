@@ -89,7 +89,7 @@ def http_protocol() -> type:
     except ImportError:  # pragma: no cover - httptools is a dependency
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
 
-    class JSONErrorsProtocol(Base):  # type: ignore[misc,valid-type]
+    class JSONErrorsProtocol(Base):
         def send_400_response(self, msg: str) -> None:
             body = json.dumps(
                 {"detail": f"{msg.rstrip('.')}: a URL or header too long, or not HTTP/1.1"}
