@@ -5,20 +5,25 @@
 
 Serves the collection on a free 127.0.0.1 port, drives Debian's chromium with Playwright
 (never `playwright install`), runs a text search, asks the dog chat about a Stanford Dogs photo
-when ../shared/data has one, and saves `desktop.png`, `phone.png` and `phone-chat.png`. Run it
-by hand when the page changes; the tests do not regenerate these files.
+when ../shared/data has one, in English and in Chinese (the page's language follows the
+browser's, set here per context), and saves `desktop-{en,zh}.png`, `phone-{en,zh}.png` and
+`phone-chat-{en,zh}.png`. Run it by hand when the page changes; the tests do not regenerate
+these files.
 
 Flickr8k and Stanford Dogs photos are not committed to this repository (README, "Data"), so
 by default every photo on the page is blurred beyond recognition before the picture is taken:
 the screenshots show the layout, scores and captions, not the datasets' images. `--no-blur`
-keeps them sharp, for a look on your own machine. Chinese text needs a CJK font installed
-(e.g. `apt-get install fonts-wqy-microhei`).
+keeps them sharp, for a look on your own machine. Chinese text needs a CJK font: when
+`fc-list :lang=zh` finds none, the script installs `fonts-noto-cjk` with apt-get (as root, or
+through sudo), so that the zh pictures show glyphs rather than boxes.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -35,6 +40,43 @@ ARGS = [
     "--no-first-run",
     "--hide-scrollbars",
 ]
+
+
+#: What each language's pictures ask: a text search, a chat question, a question on the photo.
+WORDS = {
+    "en": {
+        "query": "a dog running through the grass",
+        "ask": "Is a golden retriever good with kids?",
+        "photo": "What breed is this?",
+    },
+    "zh": {
+        "query": "一只在草地上奔跑的狗",
+        "ask": "金毛寻回犬适合有孩子的家庭吗？",
+        "photo": "这是什么品种？",
+    },
+}
+LOCALES = {"en": "en-US", "zh": "zh-CN"}
+
+
+def has_cjk_font() -> bool:
+    if shutil.which("fc-list") is None:
+        return False
+    found = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True)
+    return bool(found.stdout.strip())
+
+
+def ensure_cjk_font() -> None:
+    """Install fonts-noto-cjk (apt) when no font covers Chinese: chromium would draw boxes."""
+    if has_cjk_font():
+        return
+    apt = ["apt-get", "install", "-y", "--no-install-recommends", "fonts-noto-cjk"]
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            sys.exit("no CJK font: install one as root (apt-get install fonts-noto-cjk)")
+        apt = ["sudo", *apt]
+    print("no CJK font found: installing fonts-noto-cjk (apt-get)…", flush=True)
+    if subprocess.run(apt).returncode != 0 or not has_cjk_font():
+        sys.exit("could not install a CJK font: apt-get install fonts-noto-cjk, then rerun")
 
 
 def wait_until(page, expression: str, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
@@ -56,7 +98,7 @@ def thumbnails_loaded(page) -> None:  # type: ignore[no-untyped-def]
 
 
 #: Applied before each picture: the pixels of dataset photos must not end up in the repository.
-BLUR_CSS = ".card img, .preview img, .bubble img { filter: blur(14px) saturate(0.8); }"
+BLUR_CSS = ".card img, .preview img, .bubble img, .chip img { filter: blur(14px) saturate(0.8); }"
 
 
 def blur(page, enabled: bool) -> None:  # type: ignore[no-untyped-def]
@@ -76,17 +118,81 @@ def dog_photo(breed: str) -> Path | None:
     return None
 
 
+def ready(page) -> None:  # type: ignore[no-untyped-def]
+    wait_until(page, "document.getElementById('stats').textContent.length > 0")
+
+
+def ask(page, question: str) -> None:  # type: ignore[no-untyped-def]
+    page.fill("#question", question)
+    page.click("#ask-button")
+    page.wait_for_selector(".bubble.answer", timeout=120_000)
+    time.sleep(0.3)  # the scroll after the answer
+
+
+def desktop(browser, url: str, lang: str, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    """A text search, and a question about a breed named in it."""
+    # bypass_csp: the page's policy (rightly) refuses the blur style injected below
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 960}, bypass_csp=True, locale=LOCALES[lang]
+    )
+    page = context.new_page()
+    page.goto(url)
+    ready(page)
+    page.fill("#q", args.query or WORDS[lang]["query"])
+    page.press("#q", "Enter")
+    page.wait_for_selector(".card", timeout=300_000)  # a first zh query loads its tower
+    thumbnails_loaded(page)
+    if not page.is_hidden("#chat"):
+        ask(page, WORDS[lang]["ask"])
+    blur(page, not args.no_blur)
+    page.screenshot(path=str(args.out / f"desktop-{lang}.png"))
+    context.close()
+
+
+def phone(browser, url: str, lang: str, dog: Path | None, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    """A dog photo dropped in (similar images), then asked about in the chat's sheet."""
+    context = browser.new_context(
+        viewport={"width": 375, "height": 812},
+        device_scale_factor=2,
+        is_mobile=True,
+        bypass_csp=True,
+        locale=LOCALES[lang],
+    )
+    page = context.new_page()
+    page.goto(url)
+    ready(page)
+    if dog is not None:
+        page.set_input_files("#file", str(dog))
+    else:
+        page.fill("#q", args.query or WORDS[lang]["query"])
+        page.press("#q", "Enter")
+    page.wait_for_selector(".card", timeout=300_000)  # a first zh query loads its tower
+    thumbnails_loaded(page)
+    blur(page, not args.no_blur)
+    page.screenshot(path=str(args.out / f"phone-{lang}.png"))
+    if dog is not None and page.is_visible("#chat-open"):
+        page.click("#chat-open")
+        ask(page, WORDS[lang]["photo"])
+        blur(page, not args.no_blur)
+        page.screenshot(path=str(args.out / f"phone-chat-{lang}.png"))
+    context.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--collection", type=Path, default=REPO / ".venv" / "demo-collection")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
-    parser.add_argument("--query", default="a dog running through the grass")
+    parser.add_argument("--query", default=None, help="the text search (default: per language)")
     parser.add_argument("--breed", default="golden_retriever", help="Stanford Dogs label")
+    parser.add_argument("--lang", choices=["en", "zh"], action="append", help="default: both")
     parser.add_argument("--no-blur", action="store_true", help="keep the photos sharp")
     args = parser.parse_args()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         sys.exit("no chromium: apt-get install chromium (or make setup)")
+    langs = args.lang or ["en", "zh"]
+    if "zh" in langs:
+        ensure_cjk_font()
 
     import uvicorn
     from playwright.sync_api import sync_playwright
@@ -108,52 +214,9 @@ def main() -> None:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, headless=True, args=ARGS)
-            # desktop: a text search, and a question about a breed named in it
-            # bypass_csp: the page's policy (rightly) refuses the blur style injected below
-            context = browser.new_context(viewport={"width": 1280, "height": 960}, bypass_csp=True)
-            page = context.new_page()
-            page.goto(url)
-            wait_until(page, "document.getElementById('stats').textContent.length > 0")
-            page.fill("#q", args.query)
-            page.press("#q", "Enter")
-            page.wait_for_selector(".card")
-            thumbnails_loaded(page)
-            if not page.is_hidden("#chat"):
-                page.fill("#question", "Is a golden retriever good with kids?")
-                page.click("#ask-button")
-                page.wait_for_selector(".bubble.answer", timeout=120_000)
-            blur(page, not args.no_blur)
-            page.screenshot(path=str(args.out / "desktop.png"))
-            context.close()
-
-            # phone: a dog photo dropped in (similar images), then asked about in Chinese
-            context = browser.new_context(
-                viewport={"width": 375, "height": 812},
-                device_scale_factor=2,
-                is_mobile=True,
-                bypass_csp=True,
-            )
-            page = context.new_page()
-            page.goto(url)
-            wait_until(page, "document.getElementById('stats').textContent.length > 0")
-            if dog is not None:
-                page.set_input_files("#file", str(dog))
-            else:
-                page.fill("#q", args.query)
-                page.press("#q", "Enter")
-            page.wait_for_selector(".card")
-            thumbnails_loaded(page)
-            blur(page, not args.no_blur)
-            page.screenshot(path=str(args.out / "phone.png"))
-            if dog is not None and not page.is_hidden("#chat"):
-                page.fill("#question", "这是什么品种？")
-                page.click("#ask-button")
-                page.wait_for_selector(".bubble.answer", timeout=120_000)
-                page.locator("#chat").scroll_into_view_if_needed()
-                page.evaluate("window.scrollBy(0, 200)")
-                blur(page, not args.no_blur)
-                page.screenshot(path=str(args.out / "phone-chat.png"))
-            context.close()
+            for lang in langs:
+                desktop(browser, url, lang, args)
+                phone(browser, url, lang, dog, args)
             print(f"saved screenshots in {args.out}")
             browser.close()
     finally:

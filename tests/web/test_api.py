@@ -406,6 +406,17 @@ def test_index_and_delete(writable: tuple[TestClient, Collection, Path]) -> None
 
 
 # ---- page and docs ------------------------------------------------------------------------
+@needs_dogs
+def test_fact_labels_name_the_keys_of_a_replys_facts(client: TestClient) -> None:
+    reply = client.post("/api/dogs/ask", json={"question": "Is a Beagle good with kids?"}).json()
+    labels = client.get("/api/dogs/labels")
+    assert labels.status_code == 200 and "max-age" in labels.headers["cache-control"]
+    body = labels.json()
+    for fact in reply["facts"]:  # every key the page must word has its names
+        assert fact["breed"] in body["breeds"] and fact["field"] in body["fields"], fact
+    assert body["breeds"]["beagle"]["zh"] == "比格犬"
+
+
 def test_page_and_offline_docs(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]

@@ -46,7 +46,7 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture()
 def page(browser, live_server: LiveServer) -> Iterator[object]:  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     pg = context.new_page()
     pg.set_default_timeout(TIMEOUT_MS)
     problems: list[str] = []
@@ -73,7 +73,7 @@ def wait_until(pg, expression: str, timeout_s: float = TIMEOUT_MS / 1000) -> Non
 
 def open_page(pg, server: LiveServer, query: str = "") -> None:  # type: ignore[no-untyped-def]
     pg.goto(server.url + "/" + query)
-    wait_until(pg, "document.getElementById('stats').textContent.includes('images')")
+    wait_until(pg, "document.getElementById('stats').textContent.length > 0")
 
 
 def photo(server: LiveServer) -> Path:
@@ -199,7 +199,10 @@ def test_empty_query_and_server_refusals_are_shown(page, live_server: LiveServer
 
 def test_phone_width_has_no_horizontal_scroll(browser, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
     context = browser.new_context(
-        viewport={"width": 375, "height": 812}, device_scale_factor=2, is_mobile=True
+        viewport={"width": 375, "height": 812},
+        device_scale_factor=2,
+        is_mobile=True,
+        locale="en-US",
     )
     pg = context.new_page()
     pg.set_default_timeout(TIMEOUT_MS)
@@ -246,7 +249,7 @@ def test_chat_answers_a_chinese_question_about_the_uploaded_photo(  # type: igno
     page.wait_for_selector("#chat:not([hidden])")
     page.set_input_files("#file", str(dog))
     page.wait_for_selector(".card")
-    assert page.is_visible("#attach-row") and page.is_checked("#attach")
+    assert page.is_visible("#chat-photo")  # the chip: this photo goes with the next question
     page.fill("#question", "这是什么品种？")
     with page.expect_response(lambda r: r.url.endswith("/api/dogs/chat"), timeout=60_000) as info:
         page.click("#ask-button")
@@ -256,4 +259,7 @@ def test_chat_answers_a_chinese_question_about_the_uploaded_photo(  # type: igno
     answer = str(page.text_content(".bubble.answer"))
     assert "Chihuahua" in answer and "吉娃娃" in answer, answer
     assert page.query_selector(".bubble.answer .facts li") is not None
+    assert "recognised as Chihuahua" in str(page.text_content(".bubble.answer .facts"))
+    # sent: the chip stays (the server keeps the photo for follow-ups) and says so
+    assert "about this photo" in str(page.text_content("#chat-photo"))
     assert not page.problems

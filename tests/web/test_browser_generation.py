@@ -60,7 +60,7 @@ def keyed_server(
 
 @pytest.fixture()
 def kpage(browser, keyed_server) -> Iterator[object]:  # type: ignore[no-untyped-def]  # noqa: F811
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     pg = context.new_page()
     pg.set_default_timeout(20_000)
     problems: list[str] = []
@@ -99,7 +99,7 @@ def test_video_task_shows_progress_then_a_playable_card(kpage, keyed_server) -> 
     kpage.click("#gen-video")
     kpage.wait_for_selector("#gen-results .media-card.pending progress")
     status = str(kpage.text_content("#gen-results .task-status"))
-    assert "video task" in status and "视频生成中" in status
+    assert "video task" in status and "generating the video" in status
     kpage.wait_for_selector("#gen-results .media-card[data-kind=video] video", timeout=30_000)
     assert kpage.query_selector("#gen-results .media-card.pending") is None
     src = kpage.get_attribute("#gen-results video", "src")

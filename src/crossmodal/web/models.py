@@ -127,3 +127,13 @@ class AnnotationOut(BaseModel):
 class Removed(BaseModel):
     id: int
     removed: int
+
+
+class FactLabels(BaseModel):
+    """Names of the keys in a reply's facts, each as {"en": ..., "zh": ...}."""
+
+    breeds: dict[str, dict[str, str]] = Field(description="class name -> display names")
+    fields: dict[str, dict[str, str]] = Field(description="fact field -> its label")
+    values: dict[str, dict[str, str]] = Field(description="levels, suitability and sizes")
+    groups: dict[str, dict[str, str]] = Field(description="breed groups")
+    health: dict[str, dict[str, str]] = Field(description="health problem codes")

@@ -34,6 +34,7 @@ from crossmodal.web.models import (
     AnswerOut,
     AskRequest,
     Capabilities,
+    FactLabels,
     Health,
     IndexRequest,
     Removed,
@@ -259,6 +260,18 @@ _ASK_BODY = {
         },
     }
 }
+
+
+@dogs_router.get("/labels", response_model=FactLabels)
+async def fact_labels(service: Service, response: Response) -> dict[str, Any]:
+    """Readable names (en, zh) of the breeds, fields and values that the facts of a chat or
+    ask reply name by key: the page words the facts in the reader's language with them."""
+    if not service.capabilities()["dogs"]:
+        raise Rejected(404, "the dog edition is not installed on this server")
+    from crossmodal.dogs.labels import fact_labels as labels
+
+    response.headers["Cache-Control"] = "max-age=3600"  # fixed for a given install
+    return await run_in_threadpool(labels)
 
 
 @dogs_router.post("/ask", response_model=AnswerOut, openapi_extra=_ASK_BODY)
