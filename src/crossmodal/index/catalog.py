@@ -376,7 +376,7 @@ class Catalog:
         """relpath -> row for the images of one root (below `prefix/` when given)."""
         sql, args = _under_root(f"SELECT {self._IMAGE_COLS} FROM images", root_id, prefix)
         with self._lock:
-            return {r["relpath"]: ImageRow(**dict(r)) for r in self._con.execute(sql, args)}  # type: ignore[typeddict-item]
+            return {r["relpath"]: ImageRow(**dict(r)) for r in self._con.execute(sql, args)}  # type: ignore[typeddict-item]  # sqlite3.Row keys are the columns
 
     def get_images(self, ids: Sequence[int]) -> dict[int, ImageRow]:
         out: dict[int, ImageRow] = {}
@@ -386,7 +386,7 @@ class Catalog:
                 for r in self._con.execute(
                     f"SELECT {self._IMAGE_COLS} FROM images WHERE id IN ({marks})", tuple(chunk)
                 ):
-                    out[r["id"]] = ImageRow(**dict(r))  # type: ignore[typeddict-item]
+                    out[r["id"]] = ImageRow(**dict(r))  # type: ignore[typeddict-item]  # sqlite3.Row keys are the columns
         return out
 
     def image_vector(self, image_id: int) -> np.ndarray | None:
@@ -423,7 +423,7 @@ class Catalog:
                     vector_blob(vector),
                 ),
             )
-            return int(cur.lastrowid)  # type: ignore[arg-type]
+            return int(cur.lastrowid)  # type: ignore[arg-type]  # set after an INSERT
 
     def replace_image(
         self,
@@ -537,7 +537,7 @@ class Catalog:
                     "VALUES (?, ?, ?, ?, ?)",
                     (image_id, kind, text, now, vector_blob(vec)),
                 )
-                ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
+                ids.append(int(cur.lastrowid))  # type: ignore[arg-type]  # set after an INSERT
         return ids
 
     def delete_texts(self, image_id: int, kind: str) -> list[int]:
@@ -591,7 +591,7 @@ class Catalog:
                     f"SELECT id, image_id, kind, text, created_at FROM texts WHERE id IN ({marks})",
                     tuple(chunk),
                 ):
-                    out[r["id"]] = TextRow(**dict(r))  # type: ignore[typeddict-item]
+                    out[r["id"]] = TextRow(**dict(r))  # type: ignore[typeddict-item]  # sqlite3.Row keys are the columns
         return out
 
     def count_texts(self) -> dict[str, int]:
@@ -603,7 +603,7 @@ class Catalog:
     def failures_under(self, root_id: int, prefix: str = "") -> dict[str, FailureRow]:
         sql, args = _under_root("SELECT * FROM failures", root_id, prefix)
         with self._lock:
-            return {r["relpath"]: FailureRow(**dict(r)) for r in self._con.execute(sql, args)}  # type: ignore[typeddict-item]
+            return {r["relpath"]: FailureRow(**dict(r)) for r in self._con.execute(sql, args)}  # type: ignore[typeddict-item]  # sqlite3.Row keys are the columns
 
     def set_failure(
         self, root_id: int, relpath: str, size: int, mtime_ns: int, reason: str

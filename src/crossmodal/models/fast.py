@@ -175,15 +175,15 @@ class _ConvBN(nn.Module):
         self.conv = nn.Conv2d(
             weight.shape[1] * conv.groups,
             weight.shape[0],
-            tuple(weight.shape[2:]),  # type: ignore[arg-type]
-            stride=conv.stride,  # type: ignore[arg-type]
+            tuple(weight.shape[2:]),  # type: ignore[arg-type]  # (kh, kw): a 2-tuple at run time
+            stride=conv.stride,  # type: ignore[arg-type]  # Conv2d's own stride tuple
             padding=padding,
             groups=conv.groups,
             bias=True,
         )
         with torch.no_grad():
             self.conv.weight.copy_(weight)
-            self.conv.bias.copy_(bias)  # type: ignore[union-attr]
+            self.conv.bias.copy_(bias)  # type: ignore[union-attr]  # bias=True above
         self.relu6 = relu6
         #: conv + activation / residual in one oneDNN kernel (set by FastEfficientNet)
         self.fused = False
@@ -316,7 +316,7 @@ class FastEfficientNet(nn.Module):
             if isinstance(module, _ConvBN):
                 module.fused = use_fused
         self.eval()
-        self.to(memory_format=torch.channels_last, dtype=dtype)  # type: ignore[call-overload]
+        self.to(memory_format=torch.channels_last, dtype=dtype)  # type: ignore[call-overload]  # torch's stubs lack this overload
 
     @torch.inference_mode()
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:

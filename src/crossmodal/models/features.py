@@ -280,7 +280,7 @@ def embed_image_files(
 
     def persist(batch: dict[int, np.ndarray]) -> None:
         if cache is not None:
-            cache.put_many((keys[i], v) for i, v in batch.items())  # type: ignore[misc]
+            cache.put_many((keys[i], v) for i, v in batch.items())  # type: ignore[misc]  # keys[i] is a str for every computed i
 
     computed, failed = _run_pipeline(
         files,

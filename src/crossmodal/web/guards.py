@@ -87,7 +87,7 @@ def http_protocol() -> type:
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
     except ImportError:  # pragma: no cover - httptools is a dependency
-        from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]  # (the fallback class of another uvicorn version)
 
     class JSONErrorsProtocol(Base):
         def send_400_response(self, msg: str) -> None:
