@@ -37,7 +37,14 @@ import faiss
 import numpy as np
 
 from crossmodal.errors import CollectionError
-from crossmodal.index.store import FlatIPStore, VectorStore, as_ids, as_vectors, replacing
+from crossmodal.index.store import (
+    FlatIPStore,
+    VectorStore,
+    as_ids,
+    as_rows,
+    as_vectors,
+    replacing,
+)
 
 __all__ = [
     "ALL_KINDS",
@@ -350,10 +357,7 @@ class ApproximateStore(VectorStore):
         self._selector = None
 
     def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
-        ids_arr = as_ids(ids)
-        vecs = as_vectors(vectors, self.dim)
-        if len(ids_arr) != len(vecs):
-            raise ValueError(f"{len(ids_arr)} ids for {len(vecs)} vectors")
+        ids_arr, vecs = as_rows(ids, vectors, self.dim)
         if len(ids_arr):
             if self.index is None and self.kind != "ivfpq":
                 self.index = self._empty_index(vecs)

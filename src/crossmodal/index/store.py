@@ -100,6 +100,17 @@ def replacing(path: Path) -> Iterator[tuple[int, str]]:
         raise
 
 
+def as_rows(
+    ids: np.ndarray | list[int], vectors: np.ndarray, dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`add`'s arguments checked: int64 ids, one per float32 row of width `dim`."""
+    ids_arr = as_ids(ids)
+    vecs = as_vectors(vectors, dim)
+    if len(ids_arr) != len(vecs):
+        raise ValueError(f"{len(ids_arr)} ids for {len(vecs)} vectors")
+    return ids_arr, vecs
+
+
 def as_ids(ids: np.ndarray | list[int]) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
 
@@ -197,10 +208,7 @@ class FlatIPStore(VectorStore):
         return "flat-fp16" if isinstance(inner, faiss.IndexScalarQuantizer) else "flat"
 
     def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
-        ids_arr = as_ids(ids)
-        vecs = as_vectors(vectors, self.dim)
-        if len(ids_arr) != len(vecs):
-            raise ValueError(f"{len(ids_arr)} ids for {len(vecs)} vectors")
+        ids_arr, vecs = as_rows(ids, vectors, self.dim)
         if len(ids_arr):
             self.index.add_with_ids(vecs, ids_arr)
             if self._shadow is not None:  # new rows come last: the second half's end
