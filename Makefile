@@ -18,16 +18,18 @@ setup: $(STAMP)
 LOCK := requirements.lock
 
 $(STAMP): pyproject.toml $(LOCK)
-	@echo "== creating the virtual environment $(VENV)"
+	@echo "[1/5] creating the virtual environment $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "== upgrading pip"
+	@echo "[2/5] upgrading pip"
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@echo "== installing torch 2.13.0 (CPU build) first, so no dependency pulls a CUDA build"
+	@echo "[3/5] installing torch 2.13.0 (CPU build, ~200 MB) first, so no dependency pulls a CUDA build"
 	@$(BIN)/python -m pip install --quiet -c $(LOCK) torch==2.13.0
-	@echo "== installing crossmodal and its dependencies at the versions of $(LOCK) (a few minutes)"
+	@echo "[4/5] installing crossmodal and its dependencies at the versions of $(LOCK) (a few minutes)"
 	@$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
+	@echo "[5/5] checking the installed versions against $(LOCK)"
 	@$(BIN)/python tools/check_lock.py $(LOCK)
 	@touch $(STAMP)
+	@echo "set-up done: activate it with '. $(VENV)/bin/activate', then 'crossmodal --help'"
 
 # Refresh the lock: a throw-away venv gets the newest versions pyproject.toml allows, then the
 # whole suite should be run against them (`make clean-venv test`) before committing the lock.
@@ -58,8 +60,9 @@ demo: $(STAMP)
 	  echo "  make demo GALLERY=~/Pictures"; \
 	  echo "(or at a Flickr8k copy: a folder with images/, captions.tsv and test.txt)"; \
 	  exit 2; fi
-	@set -e; \
+	@set -e; captioned=0; \
 	if [ -f "$(GALLERY)/captions.tsv" ] && [ -f "$(GALLERY)/test.txt" ]; then \
+	  captioned=1; \
 	  echo "== indexing the Flickr8k test split (1,000 images, 5 captions each) into $(DEMO_COLLECTION)"; \
 	  $(DEMO_CLI) index "$(GALLERY)/images" --only "$(GALLERY)/test.txt" \
 	    --captions "$(GALLERY)/captions.tsv" --collection "$(DEMO_COLLECTION)" --model "$(DEMO_MODEL)" --rebuild; \
@@ -72,16 +75,21 @@ demo: $(STAMP)
 	query_image="$$($(DEMO_CLI) search "$(DEMO_TEXT)" -k 1 --paths-only --collection "$(DEMO_COLLECTION)")"; \
 	echo; echo "== image -> images (the best hit above): $$query_image"; \
 	$(DEMO_CLI) search "$$query_image" -k 5 --collection "$(DEMO_COLLECTION)"; \
-	echo; echo "== image -> captions: $$query_image"; \
-	$(DEMO_CLI) search "$$query_image" --mode i2t -k 5 --collection "$(DEMO_COLLECTION)"; \
-	echo; echo "== text -> captions: \"$(DEMO_CAPTION_QUERY)\""; \
-	$(DEMO_CLI) search "$(DEMO_CAPTION_QUERY)" --mode t2t -k 5 --collection "$(DEMO_COLLECTION)"; \
+	if [ $$captioned = 1 ]; then \
+	  echo; echo "== image -> captions: $$query_image"; \
+	  $(DEMO_CLI) search "$$query_image" --mode i2t -k 5 --collection "$(DEMO_COLLECTION)"; \
+	  echo; echo "== text -> captions: \"$(DEMO_CAPTION_QUERY)\""; \
+	  $(DEMO_CLI) search "$(DEMO_CAPTION_QUERY)" --mode t2t -k 5 --collection "$(DEMO_COLLECTION)"; \
+	else echo; echo "== (no captions indexed: the image -> captions and text -> captions searches are skipped)"; fi; \
 	echo; echo "== query arithmetic: \"$(DEMO_TEXT)\" + the image above - \"grass\""; \
-	$(DEMO_CLI) search "$(DEMO_TEXT)" + "$$query_image" - grass -k 5 --collection "$(DEMO_COLLECTION)"
+	$(DEMO_CLI) search "$(DEMO_TEXT)" + "$$query_image" - grass -k 5 --collection "$(DEMO_COLLECTION)"; \
+	echo; echo "== done. The collection is in $(DEMO_COLLECTION)"; \
+	echo "   search it:  $(DEMO_CLI) search \"a red car\" --collection $(DEMO_COLLECTION)"; \
+	echo "   web app:    $(DEMO_CLI) serve --collection $(DEMO_COLLECTION), then open http://127.0.0.1:$(DEMO_PORT)"
 # last: serve the collection in a browser until Ctrl-C (DEMO_SERVE=0 skips it)
 	@if [ "$(DEMO_SERVE)" != 0 ]; then \
-	  echo; echo "== the web app: search four ways, drop a photo, ask the dog chat (Ctrl-C stops it)"; \
-	  echo "open http://127.0.0.1:$(DEMO_PORT)"; \
+	  echo; echo "== starting the web app: open http://127.0.0.1:$(DEMO_PORT) in a browser (Ctrl-C stops it)"; \
+	  echo "   search four ways, drop a photo, ask the dog chat"; \
 	  exec $(DEMO_CLI) serve --collection "$(DEMO_COLLECTION)" --port $(DEMO_PORT); fi
 
 test: $(STAMP) browser

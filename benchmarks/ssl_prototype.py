@@ -63,7 +63,7 @@ def main() -> None:
         cfg.simsiam_epochs = cfg.mlm_epochs = cfg.align_epochs = 1
     print(json.dumps(asdict(cfg)))
     start = time.perf_counter()
-    best = train_ssl(cfg)
+    best = train_ssl(cfg).best_dir
     wall = time.perf_counter() - start
     summary = json.loads((Path(cfg.out) / "summary.json").read_text())
     print(f"saved {best} in {wall:.0f} s wall")

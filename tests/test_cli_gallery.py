@@ -66,12 +66,17 @@ def test_search_text_lines(indexed: tuple[Path, Path]):
     lines = search(col, "a red card", "-k", "4")
     assert len(lines) == 4
     scores = []
+    captions = {}
     for line in lines:
-        score, path = line.split("\t")
+        score, path, *caption = line.split("\t")
         assert len(score.split(".")[1]) == 4  # 4 decimals
         assert Path(path).is_absolute() and Path(path).is_file()
+        captions[Path(path).name] = caption
         scores.append(float(score))
     assert scores == sorted(scores, reverse=True)
+    # each hit explains itself: its first caption beside it, nothing for an uncaptioned photo
+    assert captions.get("p000.jpg", ["a red card"]) == ["a red card"]
+    assert all(c in ([], ["a red card"], ["a green card"]) for c in captions.values())
 
 
 def test_search_image_json_and_paths_only(indexed: tuple[Path, Path]):
@@ -92,6 +97,9 @@ def test_search_text_modes(indexed: tuple[Path, Path]):
     image = next(photos.rglob("p001.jpg"))
     texts = search(col, str(image), "--mode", "i2t")
     assert {line.split("\t")[1] for line in texts} == {"a red card", "a green card"}
+    # i2t says which image each caption belongs to
+    owners = {line.split("\t")[1]: Path(line.split("\t")[2]).name for line in texts}
+    assert owners == {"a red card": "p000.jpg", "a green card": "p001.jpg"}
     hits = json.loads("\n".join(search(col, "a red card", "--mode", "t2t", "--json")))
     assert hits[0]["text"] == "a red card" and hits[0]["path"].endswith("p000.jpg")
 

@@ -24,7 +24,6 @@ import contextlib
 import errno
 import json
 import os
-import re
 import sqlite3
 import stat
 import threading
@@ -61,6 +60,9 @@ from crossmodal.index.pipeline import file_sha1, iter_embedded_batches
 from crossmodal.index.store import FlatIPStore, VectorStore
 from crossmodal.models.base import Encoder
 from crossmodal.models.hubness import HubnessCorrection, query_columns, stored_dim
+
+# parse_query lives in a light module so the CLI can check a query without importing torch
+from crossmodal.search_options import parse_query
 
 __all__ = [
     "MODES",
@@ -223,65 +225,11 @@ class IndexReport:
 
 
 # ---- queries ------------------------------------------------------------------------------
-_WEIGHT = re.compile(r"^(?P<w>[+-]?(?:\d+(?:\.\d*)?|\.\d+)):(?P<rest>.+)$", re.DOTALL)
-
-
 def _is_file(token: str) -> bool:
     try:
         return Path(token).expanduser().is_file()
     except (OSError, ValueError):
         return False
-
-
-def parse_query(tokens: Sequence[str]) -> list[tuple[float, QueryItem]]:
-    """CLI words -> weighted terms. `"a dog" + beach.jpg - snow`, `2:"golden retriever"`.
-
-    A word that names an existing file is an image; other adjacent words join into one text
-    ("a dog" typed unquoted works). `+` / `-` (alone, or glued to the front of a word) start a
-    new term with that sign; `W:term` gives a term weight W (multiplied by the sign).
-    """
-    terms: list[tuple[float, QueryItem]] = []
-    sign = 1.0
-    text_words: list[str] = []
-    text_weight = 1.0
-
-    def flush() -> None:
-        nonlocal text_words
-        if text_words:
-            terms.append((text_weight, " ".join(text_words)))
-            text_words = []
-
-    for raw in tokens:
-        token = raw.strip()
-        if not token:
-            continue
-        if token in ("+", "-"):
-            flush()
-            sign = -1.0 if token == "-" else 1.0
-            continue
-        if not _is_file(token) and token[0] in "+-" and not _WEIGHT.match(token):
-            flush()
-            sign = -1.0 if token[0] == "-" else 1.0
-            token = token[1:].strip()
-            if not token:
-                continue
-        weight = 1.0
-        match = None if _is_file(token) else _WEIGHT.match(token)
-        if match:
-            weight = float(match["w"])
-            token = match["rest"].strip()
-        if _is_file(token):
-            flush()
-            terms.append((sign * weight, Path(token).expanduser()))
-            sign = 1.0
-        elif match or not text_words:
-            flush()
-            text_words, text_weight = [token], sign * weight
-            sign = 1.0
-        else:
-            text_words.append(token)
-    flush()
-    return terms
 
 
 # ---- the collection -----------------------------------------------------------------------
@@ -1391,6 +1339,13 @@ def _one_torch_thread() -> Iterator[None]:
     """Embed a query on one thread. A single query is too small to gain from two, and when
     the cores are busy (an index run beside a search, say) the second thread's waits turned a
     40 ms query into 250 ms and slowed the FAISS scan after it (docs/benchmarks.md)."""
+    import sys
+
+    # [fast-cli] a torch-free query encoder (models/query_bundle.py) runs on one thread
+    # already; importing torch here would cost a quick search 3 s
+    if "torch" not in sys.modules:
+        yield
+        return
     import torch
 
     before = torch.get_num_threads()

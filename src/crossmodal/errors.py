@@ -12,7 +12,18 @@ class DatasetError(CrossmodalError):
 
 
 class ImageLoadError(CrossmodalError):
-    """An image file could not be decoded (corrupt, truncated, empty, not an image)."""
+    """An image file could not be decoded (corrupt, truncated, empty, not an image).
+
+    `kind` says which, for an edge that answers differently per cause (the web app's 400 /
+    413 / 415 / 422): "unreadable", "empty", "not_image", "too_large" or "corrupt"; `size`
+    is the (width, height) of a too-large image when its header told it."""
+
+    def __init__(
+        self, message: str, kind: str = "corrupt", size: tuple[int, int] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.size = size
 
 
 class ModelNotAvailable(CrossmodalError):

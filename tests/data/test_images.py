@@ -138,3 +138,30 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
     assert str(e.value) == "file not found"
     with pytest.raises(CrossmodalError):
         load_image(tmp_path)
+
+
+def test_decode_bytes_is_load_image_for_memory_with_a_kind_per_failure() -> None:
+    from crossmodal.data.images import decode_bytes
+
+    buf = io.BytesIO()
+    Image.new("RGB", (30, 20), (10, 200, 10)).save(buf, "PNG")
+    good = buf.getvalue()
+    im = decode_bytes(good)
+    assert im.mode == "RGB" and im.size == (30, 20)
+    cases = {
+        b"": ("empty", "empty file (0 bytes)"),
+        b"just text": ("not_image", "not an image (cannot identify format)"),
+        good[: len(good) // 2]: ("corrupt", "truncated or corrupt: "),
+    }
+    for data, (kind, words) in cases.items():
+        with pytest.raises(ImageLoadError) as e:
+            decode_bytes(data)
+        assert e.value.kind == kind and str(e.value).startswith(words)
+    with pytest.raises(ImageLoadError) as e:
+        decode_bytes(good, max_pixels=599)
+    assert e.value.kind == "too_large" and e.value.size == (30, 20)
+    assert str(e.value) == "too large: 30 x 20 pixels exceeds the limit of 599"
+    # a format outside the allowed list is not opened at all
+    with pytest.raises(ImageLoadError) as e:
+        decode_bytes(good, formats=("JPEG",))
+    assert e.value.kind == "not_image"

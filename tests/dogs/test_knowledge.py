@@ -260,3 +260,12 @@ def test_small_valid_file_loads(tmp_path: Path) -> None:
     data["breeds"] = data["breeds"][:2]
     kb = KnowledgeBase.load(_write(tmp_path, data))
     assert len(kb) == 2 and kb.find("日本狆").breed == "Japanese_spaniel"
+
+
+def test_in_language_reads_the_field_of_that_language(kb: KnowledgeBase) -> None:
+    info = next(iter(kb))
+    for name in ("coat", "colors", "origin", "temperament", "description"):
+        assert info.in_language(name, "en") == getattr(info, f"{name}_en")
+        assert info.in_language(name, "zh") == getattr(info, f"{name}_zh")
+    with pytest.raises(ConfigError, match="unknown language"):
+        info.in_language("coat", "fr")

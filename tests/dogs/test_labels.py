@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from crossmodal.dogs.knowledge import HEALTH
 from crossmodal.dogs.labels import fact_labels
-from crossmodal.dogs.qa import FIELD_LABELS, default_kb
+from crossmodal.dogs.phrases import LABELS
+from crossmodal.dogs.qa import default_kb
 
 
 def test_every_breed_field_and_health_code_has_both_names() -> None:
@@ -12,7 +13,7 @@ def test_every_breed_field_and_health_code_has_both_names() -> None:
     kb = default_kb()
     assert set(labels["breeds"]) == {b.breed for b in kb.breeds}
     assert labels["breeds"]["golden_retriever"] == {"en": "Golden Retriever", "zh": "金毛寻回犬"}
-    assert set(labels["fields"]) == set(FIELD_LABELS) and set(labels["health"]) == set(HEALTH)
+    assert set(labels["fields"]) == set(LABELS["en"]) and set(labels["health"]) == set(HEALTH)
     assert labels["values"]["good"] == {"en": "good", "zh": "好"}
     assert labels["groups"]["toy"]["zh"] == "玩赏犬"  # not the size "toy" (超小型)
     for table in labels.values():

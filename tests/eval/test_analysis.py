@@ -175,3 +175,18 @@ def test_tsne_perplexity_fits_tiny_samples():
     assert an.tsne_perplexity(1000) == 30.0
     with pytest.raises(CrossmodalError):
         an.tsne_2d(np.zeros((3, 4), np.float32))
+
+
+def test_space_stats_on_hand_made_vectors():
+    # two images on the axes; caption 0 on image 0, caption 1 halfway between both
+    images = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    half = np.sqrt(0.5)
+    texts = np.array([[1.0, 0.0], [half, half]], np.float32)
+    s = an.space_stats(images, texts, np.array([0, 1]))
+    assert s.image_norm_mean == pytest.approx(1.0) and s.norm_max_deviation < 1e-6
+    assert s.matched_cosine == pytest.approx((1.0 + half) / 2)  # caption 1 with image 1
+    assert s.unmatched_cosine == pytest.approx((0.0 + half) / 2)  # the other two pairs
+    assert s.image_image_cosine == pytest.approx(0.0)
+    assert s.centroid_distance == pytest.approx(
+        np.linalg.norm([0.5 - (1 + half) / 2, 0.5 - half / 2])
+    )

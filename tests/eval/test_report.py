@@ -5,16 +5,20 @@ HTML must show its figures in a real browser, and bad input must give one line a
 from __future__ import annotations
 
 import base64
+import html as html_lib
 import json
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from crossmodal.cli import app
+from crossmodal.eval import analysis as an
+from crossmodal.eval.metrics import retrieval_ranks
 from crossmodal.models.dual import DualEncoder
 from tests.conftest import TINY_MODEL_CONFIG, make_image
 
@@ -128,6 +132,7 @@ def test_report_writes_every_file(built: dict[str, Any]):
         "recall-by-category.png",
         "recall-vs-gallery-size.png",
         "prompt-study.png",
+        "method-flowchart.png",
     } <= names
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p
@@ -195,6 +200,159 @@ def test_report_states_the_photo_decision(built: dict[str, Any]):
     assert (built["out"] / links[0]).resolve().is_file()
 
 
+# ----------------------------------------------------------------------------- seed 004's sections
+
+COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "report-flickr8k"
+
+#: The sections seed 004 asks for (level, title), bilingual titles; every report has them.
+SEED004_SECTIONS = [
+    (2, "Abstract 摘要"),
+    (2, "Method 方法"),
+    (2, "Data and implementation 数据与实现"),
+    (3, "Preprocessing and normalisation 预处理与归一化"),
+    (3, "Caching 缓存"),
+    (3, "Hyper-parameters 超参数"),
+    (3, "Hardware and run time 硬件与运行时间"),
+    (2, "Metrics 指标"),
+    (2, "Seed 003's protocol 种子 003 评测协议"),
+    (2, "What went wrong 错误分析"),
+    (2, "Discussion 讨论"),
+    (2, "Appendix 附录"),
+    (3, "Environment 运行环境"),
+    (3, "Commands 命令"),
+]
+
+
+def load_report(folder: Path) -> dict[str, Any]:
+    return {
+        "out": folder,
+        "metrics": json.loads((folder / "metrics.json").read_text()),
+        "analysis": json.loads((folder / "analysis.json").read_text()),
+        "md": (folder / "report.md").read_text(encoding="utf-8"),
+        "html": (folder / "report.html").read_text(encoding="utf-8"),
+    }
+
+
+@pytest.fixture(params=["tiny", "committed"])
+def report(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The tiny fixture's report and the committed Flickr8k example: both must hold every
+    section, and the committed one is what readers see."""
+    if request.param == "tiny":
+        return request.getfixturevalue("built")
+    return load_report(COMMITTED)
+
+
+def test_every_section_is_in_markdown_and_html(report: dict[str, Any]):
+    md, html = report["md"], report["html"]
+    for level, title in SEED004_SECTIONS:
+        assert f"\n{'#' * level} {title}\n" in md, title
+        assert f"<h{level}>{html_lib.escape(title)}</h{level}>" in html, title
+    # the method's flow chart is a figure of the report, inlined in the HTML
+    assert "](figures/method-flowchart.png)" in md
+    assert (report["out"] / "figures" / "method-flowchart.png").is_file()
+    # the appendix names the environment and the exact command
+    for package in ("python", "torch", "transformers", "faiss-cpu", "openvino"):
+        assert f"| {package} |" in md, package
+    assert "crossmodal report --model" in md and "crossmodal eval --model" in md
+
+
+def section_text(md: str, title: str) -> str:
+    body = md.split(f"\n## {title}\n", 1)[1]
+    return body.split("\n## ", 1)[0].strip()
+
+
+def json_numbers(value: Any) -> set[str]:
+    """Every number of a JSON document, as the report may print it."""
+    if isinstance(value, dict):
+        return set().union(*(json_numbers(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(json_numbers(v) for v in value)) if value else set()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return set()
+    return {f"{value:.2f}", f"{value:.3f}", f"{value:.0f}"}
+
+
+NUM = r"(\d+(?:\.\d+)?)"  # a number, without the full stop that may end its sentence
+
+
+def test_abstract_numbers_are_metrics_json(report: dict[str, Any]):
+    abstract = section_text(report["md"], "Abstract 摘要")
+    assert 100 <= len(abstract.split()) <= 150, len(abstract.split())
+    m = report["metrics"][0]
+    seed003 = report["analysis"]["models"][0]["seed003_protocol"]
+    found = re.search(r"split \((\d+) images, (\d+) captions\)", abstract)
+    assert found and found.groups() == (str(m["n_images"]), str(m["n_texts"]))
+    for d, name in (("t2i", "Text→image"), ("i2t", "image→text")):
+        found = re.search(
+            name + rf" retrieval reaches R@1 {NUM} %, R@5 {NUM} % and R@10 {NUM} % "
+            r"\(median rank (\d+)\)",
+            abstract,
+        )
+        assert found, name
+        expected = [f"{m[d][k]:.2f}" for k in ("R@1", "R@5", "R@10")] + [f"{m[d]['MedR']:.0f}"]
+        assert list(found.groups()) == expected
+    found = re.search(
+        rf"R@20 is {NUM} % \(text→image\) and {NUM} % \(image→text\), with mean ranks "
+        rf"{NUM} and {NUM}",
+        abstract,
+    )
+    assert found
+    assert list(found.groups()) == [
+        f"{seed003['t2i']['R@20']:.2f}",
+        f"{seed003['i2t']['R@20']:.2f}",
+        f"{m['t2i']['MeanR']:.2f}",  # mean rank: metrics.json's own MeanR
+        f"{m['i2t']['MeanR']:.2f}",
+    ]
+    # and no other number is typed: each decimal is a value of metrics.json or analysis.json
+    known = json_numbers(report["metrics"]) | json_numbers(report["analysis"])
+    for number in re.findall(r"\d+\.\d+", abstract):
+        assert number in known, number
+
+
+def test_seed003_table_is_the_eval_ranks(report: dict[str, Any]):
+    """R@1 and R@5 are metrics.json's, the mean rank its MeanR; the table prints them."""
+    for m, a in zip(report["metrics"], report["analysis"]["models"], strict=True):
+        s3 = a["seed003_protocol"]
+        for d in ("t2i", "i2t"):
+            assert s3[d]["R@1"] == m[d]["R@1"] and s3[d]["R@5"] == m[d]["R@5"]
+            assert s3[d]["MeanR"] == pytest.approx(m[d]["MeanR"])
+            assert m[d]["R@5"] <= s3[d]["R@20"] <= 100
+        table = section_text(report["md"], "Seed 003's protocol 种子 003 评测协议")
+        cells = [f"{s3[d][k]:.2f}" for d in ("t2i", "i2t") for k in ("R@1", "R@5", "R@20", "MeanR")]
+        assert f"| {a['label']} | " + " | ".join(cells) + " |" in table
+
+
+def test_seed003_protocol_on_a_hand_made_similarity_matrix():
+    """25 one-hot images, so each caption's row of the text matrix IS its similarity row."""
+    n = 25
+    images = np.eye(n, dtype=np.float32)
+    texts = np.eye(n, dtype=np.float32)  # caption c describes image c and scores it 1.0
+    texts[0] = 0.0
+    texts[0, 0], texts[0, 3:23] = 0.5, 0.9  # 20 images above its own: rank 21
+    texts[1] = 0.0
+    texts[1, 1], texts[1, 3:13] = 0.5, 0.9  # 10 above: rank 11
+    texts[2, 1] = 0.7  # caption 2 also scores image 1, above caption 1: image 1's rank is 2
+    t2i, i2t = retrieval_ranks(images, texts, np.arange(n))
+    assert t2i[:3].tolist() == [21, 11, 1] and i2t[:3].tolist() == [1, 2, 1]
+    got = an.seed003_protocol(t2i, i2t)
+    assert got["t2i"] == pytest.approx({"R@1": 92.0, "R@5": 92.0, "R@20": 96.0, "MeanR": 2.2})
+    assert got["i2t"] == pytest.approx({"R@1": 96.0, "R@5": 100.0, "R@20": 100.0, "MeanR": 1.04})
+
+
+def test_discussion_points_carry_numbers(built: dict[str, Any]):
+    discussion = section_text(built["md"], "Discussion 讨论")
+    points = [ln for ln in discussion.splitlines() if ln.startswith("- ")]
+    assert len(points) >= 6
+    assert all(re.search(r"\d", p) for p in points), points
+
+
+def test_run_time_is_measured(built: dict[str, Any]):
+    stages = built["analysis"]["models"][0]["stage_seconds"]
+    assert set(stages) >= {"embed + eval", "prompt study", "top-K grids"}
+    assert all(v >= 0 for v in stages.values())
+    assert built["analysis"]["seconds"] >= sum(stages.values()) - 0.5
+
+
 # ----------------------------------------------------------------------------- HTML
 
 
@@ -206,7 +364,7 @@ def test_html_is_self_contained(built: dict[str, Any]):
     for src in srcs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:4] == b"\x89PNG"
-    assert "<table>" in html and "<h2>Metrics</h2>" in html
+    assert "<table>" in html and "<h2>Metrics 指标</h2>" in html
 
 
 def test_html_shows_its_figures_in_chromium(built: dict[str, Any], tmp_path: Path):

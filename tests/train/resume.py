@@ -33,7 +33,7 @@ def kill_then_resume(monkeypatch: pytest.MonkeyPatch, cfg: TrainConfig, after: i
     monkeypatch.setattr(loop, "save_checkpoint", real_save)
     with pytest.raises(ConfigError, match="--resume"):
         run_training(cfg, show_progress=False)  # never silently overwrite a run
-    return run_training(cfg, resume=True, show_progress=False)
+    return run_training(cfg, resume=True, show_progress=False).best_dir
 
 
 def assert_same_run(

@@ -65,7 +65,7 @@ def test_freeze_lower_layers_recipe_trains_only_the_top(
         unfreeze_text=1,
         tower_weights_dtype="float32",
     )
-    best = run_training(cfg, show_progress=False)
+    best = run_training(cfg, show_progress=False).best_dir
     before, after = weights(clip_dir), weights(best)
     assert before.keys() == after.keys()
 
@@ -113,7 +113,7 @@ def test_freeze_lower_layers_recipe_trains_only_the_top(
 def test_lora_recipe_saves_a_merged_plain_clip(colour_root: Path, clip_dir: Path, tmp_path: Path):
     # default lora_targets (MiniLM's query/value) map to q_proj/v_proj, on both towers
     cfg = tiny(colour_root, clip_dir, tmp_path / "run", lora_text=4, epochs=2)
-    best = run_training(cfg, show_progress=False)
+    best = run_training(cfg, show_progress=False).best_dir
     files = {p.name for p in best.iterdir()}
     assert not any(name.startswith("adapter_") for name in files), files
     assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= files
@@ -145,7 +145,7 @@ def test_a_killed_run_resumes_to_the_same_weights(
     }
     whole = run_training(
         tiny(colour_root, clip_dir, tmp_path / "whole", **extra), show_progress=False
-    )
+    ).best_dir
 
     cfg = tiny(colour_root, clip_dir, tmp_path / "killed", **extra)
     resumed = kill_then_resume(monkeypatch, cfg, after=1)

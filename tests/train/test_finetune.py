@@ -14,7 +14,7 @@ from crossmodal.cli import app
 from crossmodal.errors import ConfigError, DatasetError
 from crossmodal.models import load_model
 from crossmodal.train.config import TrainConfig, make_config, read_config_file, to_toml
-from crossmodal.train.finetune import hard_negative_batches, keyword_view
+from crossmodal.train.finetune_data import hard_negative_batches, keyword_view
 from crossmodal.train.runner import run_training
 from tests.conftest import make_image
 from tests.train.resume import assert_same_run, kill_then_resume
@@ -52,7 +52,7 @@ def test_fine_tune_saves_a_small_model_that_reloads_to_the_same_scores(
     colour_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trainable: dict
 ):
     cfg = tiny(colour_root, tmp_path / "run", **trainable)
-    best = run_training(cfg, show_progress=False)
+    best = run_training(cfg, show_progress=False).best_dir
     config = json.loads((best / "config.json").read_text())
     assert config["saved_towers"] == ["image", "text"]
     # only what training changed is saved: the top blocks, not the whole tower
@@ -100,7 +100,9 @@ def test_a_killed_run_resumes_to_the_same_model(
     colour_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     extra = {"unfreeze_image": 1, "lora_text": 2, "hard_negatives": 0.5, "text_views": True}
-    whole = run_training(tiny(colour_root, tmp_path / "whole", **extra), show_progress=False)
+    whole = run_training(
+        tiny(colour_root, tmp_path / "whole", **extra), show_progress=False
+    ).best_dir
 
     cfg = tiny(colour_root, tmp_path / "killed", **extra)
     resumed = kill_then_resume(monkeypatch, cfg, after=2)
@@ -118,7 +120,7 @@ def test_a_killed_run_resumes_to_the_same_model(
 def test_heads_only_run_resumes_too(colour_root: Path, tmp_path: Path, monkeypatch):
     from crossmodal.train import heads
 
-    whole = run_training(tiny(colour_root, tmp_path / "w", hidden=8), show_progress=False)
+    whole = run_training(tiny(colour_root, tmp_path / "w", hidden=8), show_progress=False).best_dir
     real = torch.save
     calls = {"n": 0}
 
@@ -133,7 +135,7 @@ def test_heads_only_run_resumes_too(colour_root: Path, tmp_path: Path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         run_training(cfg, show_progress=False)
     monkeypatch.setattr(heads.torch, "save", real)
-    resumed = run_training(cfg, resume=True, show_progress=False)
+    resumed = run_training(cfg, resume=True, show_progress=False).best_dir
     a = load_model(str(whole), cache=False).encode_texts(["a red square"])
     b = load_model(str(resumed), cache=False).encode_texts(["a red square"])
     np.testing.assert_allclose(a, b, atol=1e-6)

@@ -90,8 +90,9 @@ def tiny_config(root: Path, out: Path, **overrides: object) -> HeadConfig:
 
 def test_train_heads_end_to_end_is_deterministic(tmp_path: Path):
     root = write_colour_dataset(tmp_path / "data")
-    best_a = train_heads(tiny_config(root, tmp_path / "a"), show_progress=False)
-    best_b = train_heads(tiny_config(root, tmp_path / "b"), show_progress=False)
+    result = train_heads(tiny_config(root, tmp_path / "a"), show_progress=False)
+    best_a = result.best_dir
+    best_b = train_heads(tiny_config(root, tmp_path / "b"), show_progress=False).best_dir
     log = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert len(log) == 3 and {"loss", "val_mean_recall", "val"} <= set(log[0])
     model_a = load_model(str(best_a), cache=False)
@@ -100,6 +101,11 @@ def test_train_heads_end_to_end_is_deterministic(tmp_path: Path):
     np.testing.assert_array_equal(model_a.encode_texts(texts), model_b.encode_texts(texts))
     info = json.loads((best_a / "config.json").read_text())["info"]
     assert "selected_on" in info and info["seed"] == 0
+    # the result says what summary.json says (the CLI prints from the result)
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    best_log = max(log, key=lambda r: r["val_mean_recall"])
+    assert (result.score, result.best_epoch) == (summary["score"], summary["epoch"])
+    assert result.best_epoch == best_log["epoch"] and result.val == best_log["val"]
 
 
 def test_training_reduces_loss(tmp_path: Path):
@@ -128,7 +134,7 @@ def test_multilingual_head_maps_chinese_near_english(tmp_path: Path):
     from crossmodal.train.multilingual import add_multilingual_head
 
     root = write_colour_dataset(tmp_path / "data")
-    best = train_heads(tiny_config(root, tmp_path / "a"), show_progress=False)
+    best = train_heads(tiny_config(root, tmp_path / "a"), show_progress=False).best_dir
     out = add_multilingual_head(
         best,
         tmp_path / "ml",

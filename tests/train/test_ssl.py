@@ -200,8 +200,9 @@ def test_pretraining_stages_log_one_record_per_epoch():
 
 def test_train_ssl_end_to_end_saves_a_loadable_dual_encoder(tmp_path: Path):
     root = write_colour_dataset(tmp_path / "data")
-    best = train_ssl(tiny_config(root, tmp_path / "run"), show_progress=False)
-    assert best == tmp_path / "run" / "best"
+    result = train_ssl(tiny_config(root, tmp_path / "run"), show_progress=False)
+    best = result.best_dir
+    assert best == tmp_path / "run" / "best" and result.run_dir == tmp_path / "run"
     for stage in ("simsiam", "mlm", "align"):
         lines = (tmp_path / "run" / stage / "metrics.jsonl").read_text().splitlines()
         assert len(lines) == 1 and "loss" in json.loads(lines[0])
@@ -211,6 +212,10 @@ def test_train_ssl_end_to_end_saves_a_loadable_dual_encoder(tmp_path: Path):
     assert config["text_tower"]["type"] == "small-transformer"
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert 0 <= summary["best_val_mean_recall"] <= 100
+    assert (result.score, result.best_epoch) == (
+        summary["best_val_mean_recall"],
+        summary["best_epoch"],
+    )
 
     model = load_model(str(best), cache=False)
     assert isinstance(model, DualEncoder)
@@ -260,3 +265,79 @@ def test_batch_larger_than_dataset_is_refused(tmp_path: Path):
     with pytest.raises(ConfigError, match="larger than"):
         train_ssl(tiny_config(root, tmp_path / "r", align_batch_size=64), show_progress=False)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("kill_after", [1, 3])  # inside stage 1; inside stage 3 (align)
+def test_a_killed_run_resumes_to_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kill_after: int
+):
+    """Killed right after a checkpoint (stage 1 epoch 1 of 2, or align epoch 1 of 2), refused
+    without --resume, resumed: the same logs and the same weights as a run never killed."""
+    from safetensors.torch import load_file
+
+    from crossmodal.train import loop
+
+    root = write_colour_dataset(tmp_path / "data")
+    epochs = dict(simsiam_epochs=2, align_epochs=2, mlm_epochs=1)
+    whole = train_ssl(tiny_config(root, tmp_path / "whole", **epochs), show_progress=False)
+    cfg = tiny_config(root, tmp_path / "killed", **epochs)
+    real_save, calls = loop.save_checkpoint, {"n": 0}
+
+    def save_then_die(path: Path, payload: dict) -> None:
+        real_save(path, payload)
+        calls["n"] += 1
+        if calls["n"] == kill_after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_ssl(cfg, show_progress=False)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    with pytest.raises(ConfigError, match="--resume"):
+        train_ssl(cfg, show_progress=False)
+    with pytest.raises(ConfigError, match="different settings"):
+        train_ssl(tiny_config(root, tmp_path / "killed", seed=1), resume=True)
+    resumed = train_ssl(cfg, show_progress=False, resume=True)
+    for stage in ("simsiam", "mlm", "align"):
+        a = [json.loads(x) for x in (tmp_path / "whole" / stage / "metrics.jsonl").open()]
+        b = [json.loads(x) for x in (tmp_path / "killed" / stage / "metrics.jsonl").open()]
+        for row in a + b:
+            row.pop("seconds")
+        assert a == b, stage
+    assert (resumed.score, resumed.best_epoch) == (whole.score, whole.best_epoch)
+    weights_a = load_file(str(whole.best_dir / "model.safetensors"))
+    weights_b = load_file(str(resumed.best_dir / "model.safetensors"))
+    assert weights_a.keys() == weights_b.keys()
+    for key in weights_a:
+        torch.testing.assert_close(weights_a[key], weights_b[key], rtol=0, atol=0)
+
+
+def test_cli_train_ssl_prints_the_result_refuses_a_rerun_and_resumes(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from crossmodal.cli import app
+
+    root = write_colour_dataset(tmp_path / "data")
+    cfg = tiny_config(root, tmp_path / "run")
+    lines = [
+        f"{name} = {json.dumps(getattr(cfg, name))}"
+        for name in (
+            "dataset", "root", "out", "device", "image_size", "cnn_widths", "text_width",
+            "text_heads", "text_max_length", "embed_dim", "simsiam_dim", "simsiam_pred_dim",
+            "simsiam_epochs", "mlm_epochs", "align_epochs", "simsiam_batch_size",
+            "mlm_batch_size", "align_batch_size",
+        )
+    ]  # fmt: skip
+    path = tmp_path / "ssl.toml"
+    path.write_text("\n".join(lines) + "\n")
+    first = CliRunner().invoke(app, ["train-ssl", "--config", str(path), "--quiet"])
+    assert first.exit_code == 0, first.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert f"val mean recall {summary['best_val_mean_recall']:.2f}" in first.output
+    assert f"epoch {summary['best_epoch']})" in first.output
+    again = CliRunner().invoke(app, ["train-ssl", "--config", str(path), "--quiet"])
+    assert again.exit_code == 2 and "--resume" in again.output
+    # a finished run resumed trains nothing more and gives the same result
+    resumed = CliRunner().invoke(app, ["train-ssl", "--config", str(path), "--quiet", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.output.splitlines()[-1] == first.output.splitlines()[-1]

@@ -55,6 +55,8 @@ class ImageTextDataset:
     image_paths: list[Path]
     captions: list[str]
     caption_image: np.ndarray = field(repr=False)
+    #: one line the user should read about how the split was chosen (e.g. a packaged list)
+    notice: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)

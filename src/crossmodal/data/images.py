@@ -7,6 +7,7 @@ to print beside the file name in a skip list, instead of a PIL traceback in the 
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import warnings
@@ -20,6 +21,7 @@ from crossmodal.errors import ImageLoadError
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "decode_bytes",
     "decode_opened",
     "is_image_file",
     "load_image",
@@ -71,17 +73,45 @@ def load_image(
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise ImageLoadError("file not found") from None
+        raise ImageLoadError("file not found", "unreadable") from None
     except OSError as e:
-        raise ImageLoadError(f"cannot read: {e.strerror or e}") from None
+        raise ImageLoadError(f"cannot read: {e.strerror or e}", "unreadable") from None
     if not p.is_file():
-        raise ImageLoadError("not a regular file")
+        raise ImageLoadError("not a regular file", "unreadable")
     if st.st_size == 0:
-        raise ImageLoadError("empty file (0 bytes)")
+        raise ImageLoadError("empty file (0 bytes)", "empty")
 
     im = _open(p, max_pixels)
     try:
         return decode_opened(im, max_pixels, draft_size)
+    finally:
+        im.close()
+
+
+def decode_bytes(
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+    formats: tuple[str, ...] | None = None,
+) -> Image.Image:
+    """`load_image` for bytes in memory (an upload): upright RGB, or `ImageLoadError` whose
+    `kind` says why. `formats` limits which decoders may open the bytes (untrusted input
+    should not reach, say, EPS, which runs Ghostscript). The format and pixel count come from
+    the header before any pixel is decoded, so a decompression bomb costs nothing."""
+    if not data:
+        raise ImageLoadError("empty file (0 bytes)", "empty")
+    try:
+        im = Image.open(io.BytesIO(data), formats=formats)
+    except Image.DecompressionBombError:
+        raise ImageLoadError(
+            f"too large: exceeds the limit of {max_pixels} pixels", "too_large"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageLoadError("not an image (cannot identify format)", "not_image") from None
+    except _DECODE_ERRORS as e:
+        raise ImageLoadError(f"truncated or corrupt: {e}", "corrupt") from None
+    try:
+        return decode_opened(im, max_pixels, draft_size)  # type: ignore[arg-type]
     finally:
         im.close()
 
@@ -104,9 +134,9 @@ def decode_opened(
     try:
         im.load()
     except Image.DecompressionBombError:
-        raise ImageLoadError(_too_large(im.size, max_pixels)) from None
+        raise ImageLoadError(_too_large(im.size, max_pixels), "too_large", im.size) from None
     except _DECODE_ERRORS as e:
-        raise ImageLoadError(f"truncated or corrupt: {e}") from None
+        raise ImageLoadError(f"truncated or corrupt: {e}", "corrupt") from None
     frame: Image.Image = im
     factor = min(im.size) // draft_size if draft_size else 0
     if factor >= 2 and im.mode in _REDUCIBLE:
@@ -156,14 +186,16 @@ def _open(p: Path, max_pixels: int) -> ImageFile.ImageFile:
         # through the format plugins directly instead.
         im = _open_unchecked(p)
         if im is None:
-            raise ImageLoadError(f"too large: exceeds the limit of {max_pixels} pixels") from None
+            raise ImageLoadError(
+                f"too large: exceeds the limit of {max_pixels} pixels", "too_large"
+            ) from None
         return im
     except UnidentifiedImageError:
-        raise ImageLoadError("not an image (cannot identify format)") from None
+        raise ImageLoadError("not an image (cannot identify format)", "not_image") from None
     except PermissionError as e:
-        raise ImageLoadError(f"cannot read: {e.strerror or e}") from None
+        raise ImageLoadError(f"cannot read: {e.strerror or e}", "unreadable") from None
     except _DECODE_ERRORS as e:
-        raise ImageLoadError(f"truncated or corrupt: {e}") from None
+        raise ImageLoadError(f"truncated or corrupt: {e}", "corrupt") from None
 
 
 def _open_unchecked(p: Path) -> ImageFile.ImageFile | None:
@@ -193,7 +225,7 @@ def _open_unchecked(p: Path) -> ImageFile.ImageFile | None:
 def _check_size(size: tuple[int, int], max_pixels: int) -> None:
     w, h = size
     if w * h > max_pixels:
-        raise ImageLoadError(_too_large(size, max_pixels))
+        raise ImageLoadError(_too_large(size, max_pixels), "too_large", size)
 
 
 def _too_large(size: tuple[int, int], max_pixels: int) -> str:

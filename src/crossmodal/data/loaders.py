@@ -37,6 +37,8 @@ _SPLIT_ALIASES = {"dev": "val", "valid": "val", "validation": "val"}
 
 FLICKR8K_IMAGE_DIRS = ("images", "Images", "Flicker8k_Dataset", "Flickr8k_Dataset")
 FLICKR8K_TEXT_DIRS = (".", "Flickr8k_text", "original")
+#: the standard Flickr_8k.*Images.txt lists, shipped for copies that lack them (Kaggle's)
+PACKAGED_FLICKR8K_SPLITS = Path(__file__).with_name("flickr8k_splits")
 FLICKR8K_SPLIT_FILES = {
     "train": "Flickr_8k.trainImages.txt",
     "val": "Flickr_8k.devImages.txt",
@@ -82,6 +84,8 @@ class _SplitLists:
 
     files: dict[str, Path]
     wanted: Callable[[str], str]  # split -> "which files were looked for"
+    #: splits whose list is the standard one packaged with crossmodal (the folder has none)
+    packaged: frozenset[str] = frozenset()
 
 
 def _existing_dirs(dirs: Sequence[Path]) -> list[Path]:
@@ -158,7 +162,10 @@ def _build_caption_dataset(
                 f"{name}: no list of the '{split}' images in {root}: looked for "
                 f"{split_lists.wanted(split)} (split='all' needs no list)"
             )
-        list_where = display_name(list_path, root)
+        from_package = split in split_lists.packaged
+        list_where = (
+            f"the packaged {list_path.name}" if from_package else display_name(list_path, root)
+        )
         by_base: dict[str, str | None] = {}
         for img in by_image:
             base = img.replace("\\", "/").rsplit("/", 1)[-1]
@@ -166,6 +173,12 @@ def _build_caption_dataset(
         taken: dict[str, int] = {}
         for entry, line in read_split_list(list_path, list_where):
             key = entry if entry in by_image else by_base.get(entry)
+            if key is None and from_package:
+                # not the standard Flickr8k images: the standard list does not apply here
+                raise DatasetError(
+                    f"{name}: no list of the '{split}' images in {root}: looked for "
+                    f"{split_lists.wanted(split)} (split='all' needs no list)"
+                )
             if key is None:
                 raise DatasetError(
                     f"{list_where} line {line}: {entry} has no captions in {caption_where}"
@@ -203,6 +216,12 @@ def _build_caption_dataset(
             f"{name}: none of the images captioned in {caption_where} exist in "
             f"{_describe_dirs(image_dirs, root)}"
         )
+    notice = None
+    if split_lists is not None and split in split_lists.packaged and split != "all":
+        notice = (
+            f"{name}: {root} has no {split_lists.files[split].name}: using the standard "
+            f"Flickr8k {split} list packaged with crossmodal ({len(image_paths)} images)"
+        )
     return ImageTextDataset(
         name=name,
         root=root,
@@ -210,6 +229,7 @@ def _build_caption_dataset(
         image_paths=image_paths,
         captions=captions,
         caption_image=np.asarray(caption_image, dtype=np.int64),
+        notice=notice,
     )
 
 
@@ -228,7 +248,10 @@ def _generic_split_lists(base: Path, fallback: _SplitLists | None = None) -> _Sp
         desc = " or ".join(names[split])
         return desc if fallback is None else f"{desc}, or {fallback.wanted(split)}"
 
-    return _SplitLists(files=files, wanted=wanted)
+    packaged = frozenset(
+        s for s in files if fallback is not None and files[s] == fallback.files.get(s)
+    ) & (fallback.packaged if fallback is not None else frozenset())
+    return _SplitLists(files=files, wanted=wanted, packaged=packaged)
 
 
 def _flickr8k_split_lists(root: Path, prefer: Path | None = None) -> _SplitLists:
@@ -246,7 +269,10 @@ def _flickr8k_split_lists(root: Path, prefer: Path | None = None) -> _SplitLists
     def wanted(split: str) -> str:
         return f"{FLICKR8K_SPLIT_FILES[split]} in the root folder, Flickr8k_text/ or original/"
 
-    return _SplitLists(files=files, wanted=wanted)
+    packaged = frozenset(s for s in FLICKR8K_SPLIT_FILES if s not in files)
+    for split in packaged:
+        files[split] = PACKAGED_FLICKR8K_SPLITS / FLICKR8K_SPLIT_FILES[split]
+    return _SplitLists(files=files, wanted=wanted, packaged=packaged)
 
 
 def _load_flickr8k(root: Path, split: str) -> ImageTextDataset:
@@ -313,12 +339,15 @@ def _load_flickr8k(root: Path, split: str) -> ImageTextDataset:
 def _kaggle_split_lists(root: Path) -> _SplitLists:
     standard = _flickr8k_split_lists(root)
     generic = _generic_split_lists(root)
-    files = {**generic.files, **standard.files}
+    # a list in the folder (generic or standard name) wins over the packaged standard one
+    found = {s: p for s, p in standard.files.items() if s not in standard.packaged}
+    files = {**standard.files, **generic.files, **found}
 
     def wanted(split: str) -> str:
         return f"{standard.wanted(split)} (Kaggle's captions.txt has no split lists of its own)"
 
-    return _SplitLists(files=files, wanted=wanted)
+    packaged = frozenset(s for s in standard.packaged if files[s] == standard.files[s])
+    return _SplitLists(files=files, wanted=wanted, packaged=packaged)
 
 
 def _caption_file_and_base(root: Path, default_name: str, kind: str) -> tuple[Path, Path]:

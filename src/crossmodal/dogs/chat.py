@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crossmodal.dogs.qa import Answer, _display, _value_text, answer, facts_line
+from crossmodal.dogs.qa import Answer, answer
+from crossmodal.dogs.qa_text import breed_display, facts_line, value_text
 from crossmodal.errors import ImageLoadError
 from crossmodal.providers import (
     GeneratedMedia,
@@ -144,8 +145,8 @@ def _grounding(message: str, result: Answer, lang: str) -> str:
 def _display_fact(f: Any, lang: str) -> str:
     from crossmodal.dogs.qa import default_kb
 
-    name = _display(default_kb(), f.breed, lang) if f.breed else ""
-    value = f.value if f.field == "passage" else _value_text(f, lang)
+    name = breed_display(default_kb(), f.breed, lang) if f.breed else ""
+    value = f.value if f.field == "passage" else value_text(f, lang)
     return f"{name} {f.field}: {value}".strip()
 
 

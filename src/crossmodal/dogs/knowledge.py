@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from crossmodal.dogs.phrases import EXERCISE, GROOMING, SHEDDING, SIZE_NAMES, SUITABILITY
 from crossmodal.errors import ConfigError, DatasetError
 
 __all__ = [
@@ -157,6 +158,11 @@ class BreedInfo(BaseModel):
     def display_name(self, lang: str = "en") -> str:
         """The name to show a user: `Golden Retriever` / `金毛寻回犬`."""
         return self.name_en if _check_lang(lang) == "en" else self.name_zh
+
+    def in_language(self, field_name: str, lang: str) -> Any:
+        """A field held once per language (coat, colors, origin, temperament, description)
+        in `lang`: `coat_en` or `coat_zh`."""
+        return getattr(self, f"{field_name}_{_check_lang(lang)}")
 
     def aliases(self, lang: str = "en") -> list[str]:
         return list(self.aliases_en if _check_lang(lang) == "en" else self.aliases_zh)
@@ -313,34 +319,9 @@ def _first_error(exc: ValidationError) -> str:
 
 
 # ---------------------------------------------------------------------- English sentences
-_EXERCISE_EN = {
-    "low": "needs little exercise",
-    "moderate": "needs moderate exercise",
-    "high": "needs a lot of exercise",
-}
-_GROOM_EN = {
-    "low": "is easy to groom",
-    "moderate": "needs regular grooming",
-    "high": "needs a lot of grooming",
-}
-_SHED_EN = {"low": "sheds little", "moderate": "sheds moderately", "high": "sheds heavily"}
-_SUIT_EN = {
-    "apartment": {
-        "good": "adapts well to apartment living",
-        "ok": "can live in an apartment if it gets enough exercise",
-        "poor": "is not well suited to apartment living",
-    },
-    "children": {
-        "good": "is good with children",
-        "ok": "can live with children who are taught to handle it gently",
-        "poor": "is not a good match for families with young children",
-    },
-    "first_time_owner": {
-        "good": "is a good choice for first-time owners",
-        "ok": "can suit a first-time owner who is willing to train it",
-        "poor": "is better left to experienced owners",
-    },
-}
+# (the wording tables live in crossmodal.dogs.phrases, one entry per language)
+_EXERCISE_EN, _GROOM_EN, _SHED_EN = EXERCISE["en"], GROOMING["en"], SHEDDING["en"]
+_SUIT_EN = SUITABILITY["en"]
 
 
 def _join_en(items: list[str]) -> str:
@@ -407,27 +388,8 @@ def _passages_en(b: BreedInfo) -> list[str]:
 
 
 # ---------------------------------------------------------------------- Chinese sentences
-_EXERCISE_ZH = {"low": "运动需求较低", "moderate": "运动需求中等", "high": "运动需求很高"}
-_GROOM_ZH = {"low": "被毛打理简单", "moderate": "需要定期梳理被毛", "high": "被毛需要大量打理"}
-_SHED_ZH = {"low": "掉毛少", "moderate": "掉毛中等", "high": "掉毛多"}
-_SIZE_ZH = {"toy": "超小型", "small": "小型", "medium": "中型", "large": "大型", "giant": "巨型"}
-_SUIT_ZH = {
-    "apartment": {
-        "good": "很适合公寓生活",
-        "ok": "运动量充足时也可以住在公寓里",
-        "poor": "不太适合公寓生活",
-    },
-    "children": {
-        "good": "与孩子相处融洽",
-        "ok": "在孩子懂得温和对待它的前提下可以与孩子相处",
-        "poor": "不太适合有年幼孩子的家庭",
-    },
-    "first_time_owner": {
-        "good": "适合新手主人",
-        "ok": "愿意花时间训练的新手也可以饲养",
-        "poor": "更适合有经验的主人",
-    },
-}
+_EXERCISE_ZH, _GROOM_ZH, _SHED_ZH = EXERCISE["zh"], GROOMING["zh"], SHEDDING["zh"]
+_SUIT_ZH, _SIZE_ZH = SUITABILITY["zh"], SIZE_NAMES["zh"]
 
 
 def _range_zh(r: tuple[float, float], unit: str) -> str:

@@ -9,7 +9,8 @@ qa's wording tables), so the page and the answer text name things alike.
 from __future__ import annotations
 
 from crossmodal.dogs.knowledge import HEALTH, KnowledgeBase
-from crossmodal.dogs.qa import _GROUP_ZH, _VALUE_ZH, FIELD_LABELS, default_kb
+from crossmodal.dogs.phrases import GROUP_NAMES, LABELS, VALUE_WORDS
+from crossmodal.dogs.qa import default_kb
 
 Names = dict[str, dict[str, str]]
 
@@ -23,8 +24,8 @@ def fact_labels(kb: KnowledgeBase | None = None) -> dict[str, Names]:
     kb = kb or default_kb()
     return {
         "breeds": {b.breed: {"en": b.name_en, "zh": b.name_zh} for b in kb.breeds},
-        "fields": _pairs(FIELD_LABELS),
-        "values": {key: {"en": key, "zh": zh} for key, zh in _VALUE_ZH.items()},
-        "groups": {key: {"en": key, "zh": zh} for key, zh in _GROUP_ZH.items()},
+        "fields": {key: {"en": en, "zh": LABELS["zh"][key]} for key, en in LABELS["en"].items()},
+        "values": {key: {"en": key, "zh": zh} for key, zh in VALUE_WORDS["zh"].items()},
+        "groups": {key: {"en": key, "zh": zh} for key, zh in GROUP_NAMES["zh"].items()},
         "health": _pairs(HEALTH),
     }

@@ -674,7 +674,7 @@ _IDENTIFY = _rx(
     "这是.{1,12}吗",
     "这只狗是",
 )
-_THIS = _rx(
+THIS_ONE = _rx(
     r"\b(this|that|it|here|picture|photo|image|pic)\b",
     "这",
     "那只",
@@ -684,7 +684,7 @@ _THIS = _rx(
     "它",
     "这只",
 )
-_RECOMMEND = _rx(
+RECOMMEND = _rx(
     r"\bwhich (breeds?|dogs?)\b",
     r"\bwhat (breeds?|dogs?)\b",
     r"\brecommend\w*",
@@ -732,7 +732,7 @@ def detect_intent(
     """
     identify = bool(_IDENTIFY.search(text))
     # "is it good with kids?" about a photo is a topic question whose subject is the photo
-    if identify and not topics and (has_image or _THIS.search(text)) and not has_filters:
+    if identify and not topics and (has_image or THIS_ONE.search(text)) and not has_filters:
         return "identify"
     if n_breeds >= 2:
         return "compare"

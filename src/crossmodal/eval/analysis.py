@@ -462,14 +462,78 @@ def tsne_2d(points: np.ndarray, seed: int = 0, cache_dir: str | Path | None = No
     return xy
 
 
+# ----------------------------------------------------------------------------- seed 003's protocol
+
+#: The recall cut-offs seed 003 reports (with the mean rank), over its 1k test images.
+SEED003_KS: tuple[int, ...] = (1, 5, 20)
+
+
+def seed003_protocol(t2i_ranks: np.ndarray, i2t_ranks: np.ndarray) -> dict[str, dict[str, float]]:
+    """R@1/5/20 and mean rank of both directions, from the very per-query ranks the eval
+    computed (so R@1 and R@5 equal metrics.json's), laid out as seed 003 reports them."""
+    out: dict[str, dict[str, float]] = {}
+    for direction, ranks in (("t2i", t2i_ranks), ("i2t", i2t_ranks)):
+        m = metrics_from_ranks(np.asarray(ranks), SEED003_KS)
+        out[direction] = {f"R@{k}": m[f"R@{k}"] for k in SEED003_KS} | {"MeanR": m["MeanR"]}
+    return out
+
+
+# ----------------------------------------------------------------------------- the shared space
+
+
+@dataclass
+class SpaceStats:
+    """Numbers of the embedding space itself: how unit-length the vectors are (they should be:
+    similarity is a dot product), how far matched pairs score above unmatched ones, and the
+    distance between the two modalities' centroids (the "modality gap")."""
+
+    image_norm_mean: float
+    text_norm_mean: float
+    norm_max_deviation: float  # largest | ||v|| - 1 | over every vector
+    matched_cosine: float  # mean cosine of each caption with its own image
+    unmatched_cosine: float  # mean cosine of each caption with every other image
+    centroid_distance: float  # || mean image vector - mean caption vector ||
+    image_image_cosine: float  # mean cosine of two different images of the gallery
+
+
+def space_stats(
+    image_emb: np.ndarray, text_emb: np.ndarray, caption_image: np.ndarray
+) -> SpaceStats:
+    images = np.asarray(image_emb, np.float64)
+    texts = np.asarray(text_emb, np.float64)
+    caption_image = np.asarray(caption_image, np.int64)
+    image_norms, text_norms = np.linalg.norm(images, axis=1), np.linalg.norm(texts, axis=1)
+    matched = np.einsum("ij,ij->i", texts, images[caption_image])
+    # the sum of every caption-image cosine without forming the matrix: (sum t) . (sum i)
+    everything = float(texts.sum(axis=0) @ images.sum(axis=0))
+    n_unmatched = len(texts) * len(images) - len(texts)
+    image_sum = images.sum(axis=0)
+    n = len(images)
+    image_pairs = (float(image_sum @ image_sum) - float((image_norms**2).sum())) / max(
+        1, n * (n - 1)
+    )
+    deviation = np.abs(np.concatenate([image_norms, text_norms]) - 1.0).max()
+    return SpaceStats(
+        image_norm_mean=float(image_norms.mean()),
+        text_norm_mean=float(text_norms.mean()),
+        norm_max_deviation=float(deviation),
+        matched_cosine=float(matched.mean()),
+        unmatched_cosine=(everything - float(matched.sum())) / max(1, n_unmatched),
+        centroid_distance=float(np.linalg.norm(images.mean(axis=0) - texts.mean(axis=0))),
+        image_image_cosine=image_pairs,
+    )
+
+
 __all__ = [
     "CATEGORY_KEYWORDS",
     "CATEGORY_ORDER",
     "LENGTH_BINS",
     "PROMPT_VARIANTS",
+    "SEED003_KS",
     "GallerySizeCurve",
     "GroupRecall",
     "ImagePair",
+    "SpaceStats",
     "TopK",
     "WordContrast",
     "WordStat",
@@ -480,6 +544,8 @@ __all__ = [
     "pick_examples",
     "recall_by_group",
     "recall_vs_gallery_size",
+    "seed003_protocol",
+    "space_stats",
     "text_to_image_ranks",
     "top_k",
     "tsne_2d",

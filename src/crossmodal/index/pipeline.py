@@ -62,6 +62,9 @@ class LoadedImage:
 
 def _model_input(model: Encoder) -> tuple[Callable[[Image.Image], Any] | None, int | None]:
     """(preprocess run on worker threads, draft size) for this encoder."""
+    draft = getattr(model, "draft_size", None)
+    if draft is not None:  # a torch-free query encoder (models/query_bundle.py) says it
+        return None, int(draft)
     from crossmodal.models.dual import DualEncoder
 
     if isinstance(model, DualEncoder) and model.image_tower is not None:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
@@ -139,6 +138,8 @@ def overlapped_batches(
     Measured on 2 cores: ~3x the throughput (docs/benchmarks.md). What is in flight is
     bounded, so memory stays at a few batches of decoded images. Used by indexing
     (`crossmodal.index.pipeline`) and by `embed_image_files`."""
+    import torch  # here, not at the top: a search opens collections without torch
+
     if not chunks:
         return
     threads_before = torch.get_num_threads()
@@ -235,6 +236,8 @@ def embed_image_files(
     With our dual encoder the cached unit is the tower's feature vector (and `features_only`
     returns those instead of projected embeddings); with other encoders it is the final vector.
     """
+    import torch
+
     from crossmodal.models.dual import DualEncoder
 
     files = [Path(p) for p in paths]
@@ -330,6 +333,8 @@ def embed_texts(
     `multilingual=None` routes each text as the model would (CJK -> multilingual tower);
     True/False forces one tower for all texts (used when training the multilingual head).
     """
+    import torch
+
     from crossmodal.models.dual import DualEncoder
 
     texts = list(texts)

@@ -51,27 +51,22 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from crossmodal import runtime
 from crossmodal.errors import ConfigError, ModelNotAvailable
 from crossmodal.models.clip_backends import HFClipEncoder, _features, load_hf_clip
 from crossmodal.train.config import TrainConfig, to_toml
-from crossmodal.train.finetune import (
-    SplitData,
-    augment,
-    autocast_for,
-    decode_split,
-    embed_in_batches,
-    epoch_batches,
-    evaluate,
-    resolve_device,
-)
+from crossmodal.train.finetune import embed_in_batches, evaluate
+from crossmodal.train.finetune_data import SplitData, augment, decode_split, epoch_batches
 from crossmodal.train.loop import (
     Step,
     Trainer,
+    TrainResult,
     caption_splits,
     fit,
     open_run,
     optimizer_steps_per_epoch,
     warmup_cosine,
+    write_summary,
 )
 from crossmodal.train.loss import ClipLoss
 
@@ -392,15 +387,15 @@ def save_best(
 
 
 # ---- the run -----------------------------------------------------------------------------
-def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = True) -> Path:
+def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = True) -> TrainResult:
     """Fine-tune the CLIP model `cfg.clip_model` end to end; saves `<out>/best` (a Hugging
     Face CLIP folder, selected on val mean recall), `<out>/config.toml`, `<out>/metrics.jsonl`,
     `<out>/summary.json` and `<out>/checkpoint.pt` after every epoch."""
     plan = check_settings(cfg)
     start_time = time.perf_counter()
     out = Path(cfg.out)
-    device = resolve_device(cfg)
-    autocast, scaler = autocast_for(cfg, device)
+    device = runtime.resolve_device(cfg.device)
+    autocast, scaler = runtime.autocast(device, cfg.precision)
 
     clip = load_clip(cfg)
     # taken before training touches the weights (it hashes the folder's files when it can)
@@ -517,5 +512,4 @@ def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = Tru
         },
     )
     summary = {**best, "seconds": seconds, "skipped_images": train.skipped + val.skipped}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return out / "best"
+    return write_summary(out, summary, best, seconds)

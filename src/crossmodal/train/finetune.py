@@ -17,12 +17,8 @@ Design choices, and why:
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import re
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from crossmodal import runtime
-from crossmodal.data import ImageTextDataset
-from crossmodal.data.images import load_image
-from crossmodal.errors import ConfigError, DatasetError, ImageLoadError
+from crossmodal.errors import ConfigError
 from crossmodal.eval.metrics import metrics_from_ranks, retrieval_ranks
 from crossmodal.models.dual import DualEncoder
 from crossmodal.models.features import FeatureCache, _cached_texts, default_cache_dir
@@ -46,137 +39,26 @@ from crossmodal.models.towers import (
     MiniLMTower,
 )
 from crossmodal.train.config import TrainConfig, to_toml
+from crossmodal.train.finetune_data import (
+    SplitData,
+    augment,
+    center,
+    decode_split,
+    epoch_batches,
+)
 from crossmodal.train.heads import text_feature_dim, text_tower_spec
 from crossmodal.train.loop import (
     Step,
     Trainer,
+    TrainResult,
     caption_splits,
     fit,
     open_run,
     optimizer_steps_per_epoch,
     warmup_cosine,
+    write_summary,
 )
-from crossmodal.train.loss import ClipLoss, unique_image_batches
-
-# words dropped from a caption's keyword view: articles, auxiliaries, prepositions, pronouns
-_STOPWORD_TEXT = (
-    "a an the is are was were be being been and or of to in on at by for with from into onto "
-    "over under near next while as its his her their this that these those some there here "
-    "it he she they them who which one two three four five"
-)
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-
-
-# ---- data -------------------------------------------------------------------------------
-@dataclasses.dataclass
-class SplitData:
-    """A split ready for training: decoded pixels and captions indexed by image."""
-
-    pixels: torch.Tensor  # (n_images, 3, S, S) uint8
-    captions: list[str]
-    caption_image: torch.Tensor  # (n_captions,) long
-    skipped: list[tuple[str, str]]
-
-
-def keyword_view(caption: str) -> str:
-    """'A dog runs on the beach .' -> 'dog runs beach': the seeds' keyword augmentation."""
-    words = re.findall(r"[a-z0-9']+", caption.lower())
-    kept = [w for w in words if w not in _STOPWORDS]
-    return " ".join(kept)
-
-
-def decode_split(
-    ds: ImageTextDataset,
-    tower: EfficientNetTower,
-    max_images: int,
-    workers: int,
-    show_progress: bool,
-    text_views: bool = False,
-) -> SplitData:
-    """Decode (and resize to the tower's size) every image once; unreadable ones are reported
-    and dropped together with their captions."""
-    n = len(ds.image_paths) if max_images <= 0 else min(max_images, len(ds.image_paths))
-    size = tower.image_size
-
-    def load(i: int) -> np.ndarray | str:
-        try:
-            image = load_image(ds.image_paths[i], draft_size=size)
-        except ImageLoadError as exc:
-            return str(exc)
-        return np.asarray(tower.resize(image), dtype=np.uint8)
-
-    arrays: list[np.ndarray | str] = []
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        bar = tqdm(
-            total=n, desc=f"decoding {ds.split} images", unit="img", disable=not show_progress
-        )
-        for result in pool.map(load, range(n)):
-            arrays.append(result)
-            bar.update()
-        bar.close()
-    keep = [i for i, a in enumerate(arrays) if not isinstance(a, str)]
-    skipped = [(str(ds.image_paths[i]), str(a)) for i, a in enumerate(arrays) if isinstance(a, str)]
-    remap = {old: new for new, old in enumerate(keep)}
-    captions, caption_image = [], []
-    for text, image in zip(ds.captions, ds.caption_image.tolist(), strict=True):
-        if image in remap:
-            captions.append(text)
-            caption_image.append(remap[image])
-    if text_views:
-        views = [(keyword_view(t), i) for t, i in zip(captions, caption_image, strict=True)]
-        for view, i in views:
-            if view:
-                captions.append(view)
-                caption_image.append(i)
-    if not keep or not captions:
-        raise DatasetError(f"{ds.name} {ds.split}: no readable image with a caption")
-    stacked = np.stack([arrays[i] for i in keep])  # type: ignore[misc]
-    return SplitData(
-        pixels=torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous(),
-        captions=captions,
-        caption_image=torch.tensor(caption_image, dtype=torch.long),
-        skipped=skipped,
-    )
-
-
-def augment(pixels: torch.Tensor, generator: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
-    """uint8 (n, 3, S, S) -> float in [-1, 1], with a random resized crop (area in
-    [crop_scale, 1], aspect 3/4..4/3), a horizontal flip and colour jitter per image."""
-    n = len(pixels)
-    x = pixels.float() / 255.0
-    if cfg.augment:
-        r = torch.rand(n, 8, generator=generator).to(pixels.device)
-        area = cfg.crop_scale + (1 - cfg.crop_scale) * r[:, 0]
-        log_ratio = (r[:, 1] * 2 - 1) * math.log(4 / 3)
-        w = torch.sqrt(area * log_ratio.exp()).clamp(max=1.0)
-        h = torch.sqrt(area / log_ratio.exp()).clamp(max=1.0)
-        cx = (r[:, 2] * 2 - 1) * (1 - w)
-        cy = (r[:, 3] * 2 - 1) * (1 - h)
-        flip = torch.where(r[:, 4] < 0.5, -1.0, 1.0) if cfg.flip_augment else torch.ones_like(w)
-        theta = torch.zeros(n, 2, 3, device=pixels.device)
-        theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
-        theta[:, 1, 1], theta[:, 1, 2] = h, cy
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-        j = cfg.color_jitter
-        if j > 0:
-            bright = (1 + (r[:, 5] * 2 - 1) * j).view(n, 1, 1, 1)
-            contrast = (1 + (r[:, 6] * 2 - 1) * j).view(n, 1, 1, 1)
-            sat = (1 + (r[:, 7] * 2 - 1) * j).view(n, 1, 1, 1)
-            x = x * bright
-            mean = x.mean(dim=(1, 2, 3), keepdim=True)
-            x = (x - mean) * contrast + mean
-            gray = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-            x = ((x - gray) * sat + gray).clamp(0.0, 1.0)
-    elif cfg.flip_augment:
-        flip = torch.rand(n, generator=generator).to(pixels.device) < 0.5
-        x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
-    return x * 2.0 - 1.0
-
-
-def center(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 -> [-1, 1] exactly as `EfficientNetTower.preprocess` scales (x / 127.5 - 1)."""
-    return pixels.float() / 127.5 - 1.0
+from crossmodal.train.loss import ClipLoss
 
 
 # ---- text side ---------------------------------------------------------------------------
@@ -362,79 +244,6 @@ def _param_groups(model: DualEncoder, cfg: TrainConfig) -> list[dict[str, Any]]:
     return out
 
 
-def resolve_device(cfg: TrainConfig) -> torch.device:
-    return runtime.resolve_device(cfg.device)
-
-
-def autocast_for(cfg: TrainConfig, device: torch.device) -> Any:
-    return runtime.autocast(device, cfg.precision)
-
-
-# ---- batches -----------------------------------------------------------------------------
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 100_003 + epoch)
-
-
-def hard_negative_batches(
-    caption_image: torch.Tensor,
-    image_emb: torch.Tensor,
-    batch_size: int,
-    generator: torch.Generator,
-) -> list[torch.Tensor]:
-    """Batches whose images were close to each other in last epoch's space (harder negatives).
-
-    Each round of `unique_image_batches` (one caption per image) is ordered by a k-means
-    cluster of its images, then cut into batches, so look-alike images meet in one batch.
-    """
-    from sklearn.cluster import KMeans
-
-    n_images = len(image_emb)
-    k = max(1, n_images // batch_size)
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    labels = torch.from_numpy(
-        KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(image_emb.numpy())
-    )
-    plain = unique_image_batches(caption_image, batch_size, generator)
-    members = torch.cat(plain) if plain else torch.zeros(0, dtype=torch.long)
-    # rebuild rounds: captions of distinct images, grouped by cluster, cut into batches
-    out: list[torch.Tensor] = []
-    seen_round: dict[int, int] = {}
-    rounds: dict[int, list[int]] = {}
-    for c in members.tolist():
-        image = int(caption_image[c])
-        r = seen_round.get(image, 0)
-        seen_round[image] = r + 1
-        rounds.setdefault(r, []).append(c)
-    for r in sorted(rounds):
-        caps = torch.tensor(rounds[r])
-        jitter = torch.rand(len(caps), generator=generator)
-        order = torch.argsort(labels[caption_image[caps]].double() + jitter)
-        out += list(torch.split(caps[order], batch_size))
-    perm = torch.randperm(len(out), generator=generator)
-    return [out[i] for i in perm]
-
-
-def epoch_batches(
-    train: SplitData, cfg: TrainConfig, epoch: int, image_emb: torch.Tensor | None
-) -> tuple[list[torch.Tensor], torch.Generator]:
-    gen = epoch_generator(cfg.seed, epoch)
-    batches = unique_image_batches(train.caption_image, cfg.batch_size, gen)
-    if cfg.hard_negatives > 0 and image_emb is not None:
-        hard = hard_negative_batches(train.caption_image, image_emb, cfg.batch_size, gen)
-        n_hard = round(cfg.hard_negatives * len(batches))
-        # an epoch still shows every caption once: take the hard batches for a share of the
-        # epoch and the plain ones for the captions not yet covered
-        chosen = hard[:n_hard]
-        covered = torch.cat(chosen) if chosen else torch.zeros(0, dtype=torch.long)
-        mask = torch.ones(len(train.caption_image), dtype=torch.bool)
-        mask[covered] = False
-        rest = [b[mask[b]] for b in batches]
-        batches = chosen + [b for b in rest if len(b) >= 2]
-        perm = torch.randperm(len(batches), generator=gen)
-        batches = [batches[i] for i in perm]
-    return [b for b in batches if len(b) >= 2], gen
-
-
 # ---- evaluation --------------------------------------------------------------------------
 def embed_split_tensors(
     model: DualEncoder,
@@ -513,24 +322,19 @@ def _state(model: DualEncoder, keys: Sequence[str]) -> dict[str, torch.Tensor]:
     return {k: full[k].detach().cpu().clone() for k in keys}
 
 
-def train_finetune(cfg: TrainConfig, resume: bool = False, show_progress: bool = True) -> Path:
+def train_finetune(
+    cfg: TrainConfig, resume: bool = False, show_progress: bool = True
+) -> TrainResult:
     """Fine-tune towers + heads end to end; saves `<out>/best` (selected on val mean recall),
     `<out>/config.toml`, `<out>/metrics.jsonl` and `<out>/checkpoint.pt` after every epoch."""
     cfg.validate()
     start_time = time.perf_counter()
     out = Path(cfg.out)
     ckpt = open_run(cfg, resume)
-    device = resolve_device(cfg)
-    autocast, scaler = autocast_for(cfg, device)
+    device = runtime.resolve_device(cfg.device)
+    autocast, scaler = runtime.autocast(device, cfg.precision)
 
-    torch.manual_seed(cfg.seed)  # head initialisation and LoRA adapters
-    model = DualEncoder(model_config(cfg, name=str(out / "best")))
-    if cfg.init_from:
-        _init_heads(model, cfg.init_from)
-    trainable = prepare_model(model, cfg)
-    image_tower, text_tower = model.image_tower, model.text_tower
-    if not isinstance(image_tower, EfficientNetTower) or text_tower is None:
-        raise ConfigError("fine-tuning needs an EfficientNet image tower")
+    model, trainable, image_tower, text_tower = _build_model(cfg, out)
     train_ds, val_ds = caption_splits(cfg)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -595,6 +399,36 @@ def train_finetune(cfg: TrainConfig, resume: bool = False, show_progress: bool =
     )
     best = fit(trainer, cfg, ckpt, show_progress=show_progress, start_time=start_time)
     model.to("cpu")
+    return _finish_run(cfg, model, trainable, best, (train, val), device, start_time)
+
+
+def _build_model(
+    cfg: TrainConfig, out: Path
+) -> tuple[DualEncoder, Trainable, EfficientNetTower, nn.Module]:
+    """The model with its heads (from `init_from`) and the parts that learn set up."""
+    torch.manual_seed(cfg.seed)  # head initialisation and LoRA adapters
+    model = DualEncoder(model_config(cfg, name=str(out / "best")))
+    if cfg.init_from:
+        _init_heads(model, cfg.init_from)
+    trainable = prepare_model(model, cfg)
+    image_tower, text_tower = model.image_tower, model.text_tower
+    if not isinstance(image_tower, EfficientNetTower) or text_tower is None:
+        raise ConfigError("fine-tuning needs an EfficientNet image tower")
+    return model, trainable, image_tower, text_tower
+
+
+def _finish_run(
+    cfg: TrainConfig,
+    model: DualEncoder,
+    trainable: Trainable,
+    best: dict[str, Any],
+    splits: tuple[SplitData, SplitData],
+    device: torch.device,
+    start_time: float,
+) -> TrainResult:
+    """Save `<out>/best` with how it was trained, and the run's summary."""
+    out = Path(cfg.out)
+    train, val = splits
     seconds = round(time.perf_counter() - start_time, 1)
     _save_best(
         model,
@@ -613,8 +447,7 @@ def train_finetune(cfg: TrainConfig, resume: bool = False, show_progress: bool =
         },
     )
     summary = {**best, "seconds": seconds, "skipped_images": train.skipped + val.skipped}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return out / "best"
+    return write_summary(out, summary, best, seconds)
 
 
 def _recipe_name(cfg: TrainConfig) -> str:

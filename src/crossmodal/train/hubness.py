@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from crossmodal.data import ImageTextDataset, load_dataset
+from crossmodal.defaults import DEFAULT_FLICKR8K_ROOT
 from crossmodal.errors import ConfigError, DatasetError
 from crossmodal.eval.evaluate import EmbeddedSplit, embed_split
 from crossmodal.eval.metrics import mean_recall, metrics_from_ranks, retrieval_ranks
@@ -40,7 +41,7 @@ def fit_hubness(
     model_path: str | Path,
     out: str | Path,
     dataset: str = "flickr8k",
-    root: str | Path = "../shared/data/flickr8k",
+    root: str | Path = DEFAULT_FLICKR8K_ROOT,
     ks: Sequence[int] = DEFAULT_KS,
     weights: Sequence[float] = DEFAULT_WEIGHTS,
     cache_dir: str | Path | None = None,

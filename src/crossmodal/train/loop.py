@@ -125,6 +125,126 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 @dataclasses.dataclass
+class TrainResult:
+    """What a finished run gives back (its `summary.json` says the same, for other tools)."""
+
+    run_dir: Path
+    best_dir: Path  # a loadable model folder (`<run>/best`)
+    best_epoch: int
+    score: float  # val mean recall of the best epoch
+    val: dict[str, dict[str, float]]  # that epoch's val metrics, both directions
+    seconds: float
+
+
+@dataclasses.dataclass
+class EpochTrainer:
+    """What one trainer (or one stage of one) supplies to `run_epochs`: how an epoch trains,
+    how val is scored, and which state a checkpoint must hold to continue exactly."""
+
+    #: trains epoch i (0-based) in place -> the fields it logs (loss, ...)
+    train_epoch: Callable[[int], dict[str, Any]]
+    #: the tensors that learn: kept as the best state and saved as the checkpoint's "model"
+    learning_state: Callable[[], dict[str, torch.Tensor]]
+    load_learning_state: Callable[[dict[str, torch.Tensor]], None]
+    #: optimiser, schedule, RNG states ...: the rest of what a resumed run needs
+    loop_state: Callable[[], dict[str, Any]]
+    load_loop_state: Callable[[dict[str, Any]], None]
+    #: val metrics after each epoch, to keep the best one; None: no selection (pre-training
+    #: stages), the last epoch is the result
+    evaluate: Callable[[], dict[str, dict[str, float]]] | None = None
+    #: fields logged after the val ones (the temperature)
+    after_evaluate: Callable[[], dict[str, Any]] = dict
+
+
+@dataclasses.dataclass
+class EpochPlan:
+    """How many epochs, where the log and the checkpoint go, and when to stop early."""
+
+    epochs: int
+    log: Path | None = None  # metrics.jsonl, one line per epoch
+    checkpoint: Path | None = None  # the whole state after each epoch (None: no resume)
+    header: dict[str, Any] = dataclasses.field(default_factory=dict)  # facts a resume checks
+    record_prefix: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. the stage
+    patience: int | None = None  # epochs without a better val score before stopping
+    deadline: float | None = None  # time.perf_counter() value after which no epoch starts
+    seconds: str = ""  # "epoch": log each epoch's duration; "run": time since `started`
+    started: float = 0.0
+    desc: str = "training"
+    show_progress: bool = True
+    records: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # logged this call
+
+
+def run_epochs(
+    trainer: EpochTrainer, plan: EpochPlan, ckpt: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The epoch loop of every trainer: train, score, keep the best, log, checkpoint; from
+    `ckpt` (a checkpoint this function wrote) it continues where that run stopped. Leaves the
+    best state loaded (when there is a val score) and returns {"score", "epoch", "val"} of
+    the best epoch (for a stage without val: the last epoch's record under "last")."""
+    best: dict[str, Any] = {"score": -1.0, "epoch": 0}
+    best_state: dict[str, torch.Tensor] | None = None
+    stale, first_epoch, last = 0, 0, {}
+    if ckpt is not None:
+        trainer.load_learning_state(ckpt["model"])
+        trainer.load_loop_state(ckpt)
+        best, best_state, stale = ckpt["best"], ckpt["best_state"], ckpt["stale"]
+        first_epoch, last = ckpt["epoch"], ckpt.get("last", {})
+        if plan.log is not None:
+            truncate_log(plan.log, first_epoch)
+    elif plan.log is not None:
+        plan.log.write_text("")
+    bar = tqdm(
+        range(first_epoch, plan.epochs),
+        desc=plan.desc,
+        unit="epoch",
+        initial=first_epoch,
+        total=plan.epochs,
+        disable=not plan.show_progress,
+    )
+    for epoch in bar:
+        if plan.patience is not None and stale >= plan.patience:
+            break
+        if plan.deadline is not None and time.perf_counter() > plan.deadline:
+            break
+        epoch_start = time.perf_counter()
+        last = {**plan.record_prefix, "epoch": epoch + 1, **trainer.train_epoch(epoch)}
+        if trainer.evaluate is not None:
+            metrics = trainer.evaluate()
+            score = mean_recall(metrics)
+            last.update(val_mean_recall=score, val=metrics, **trainer.after_evaluate())
+            if score > best["score"]:
+                best = {"score": score, "epoch": epoch + 1, "val": metrics}
+                best_state = trainer.learning_state()
+                stale = 0
+            else:
+                stale += 1
+            bar.set_postfix(loss=f"{last['loss']:.3f}", val=f"{score:.2f}")
+        if plan.seconds:
+            since = epoch_start if plan.seconds == "epoch" else plan.started
+            last["seconds"] = round(time.perf_counter() - since, 1)
+        plan.records.append(last)
+        if plan.log is not None:  # before the checkpoint: a resume trims lines past it
+            with open(plan.log, "a") as log:
+                log.write(json.dumps(last) + "\n")
+        if plan.checkpoint is not None:
+            payload = {
+                "epoch": epoch + 1,
+                **plan.header,
+                "model": trainer.learning_state(),
+                **trainer.loop_state(),
+                "best": best,
+                "best_state": best_state,
+                "stale": stale,
+                "last": last,
+            }
+            save_checkpoint(plan.checkpoint, payload)
+    bar.close()
+    if best_state is not None:
+        trainer.load_learning_state(best_state)
+    return best if trainer.evaluate is not None else {"last": last}
+
+
+@dataclasses.dataclass
 class Step:
     """What one batch produced: its loss and (for hard-negative mining) its image vectors."""
 
@@ -135,7 +255,8 @@ class Step:
 
 @dataclasses.dataclass
 class Trainer:
-    """The parts of a run that differ between trainers."""
+    """The parts of an end-to-end caption-batch run that differ between trainers (our towers,
+    CLIP backends); `fit` turns them into an `EpochTrainer` for `run_epochs`."""
 
     model: nn.Module
     optim: torch.optim.Optimizer
@@ -164,38 +285,12 @@ def fit(
     """Run the epochs (or the rest of them, from `ckpt`); leaves the best state loaded in the
     model and returns {"score", "epoch", "val"} of the best epoch."""
     start_time = time.perf_counter() if start_time is None else start_time
-    out = Path(cfg.out)
     model, optim, sched, scaler = trainer.model, trainer.optim, trainer.sched, trainer.scaler
-    best: dict[str, Any] = {"score": -1.0, "epoch": 0}
-    best_state: dict[str, torch.Tensor] | None = None
-    stale, first_epoch = 0, 0
-    image_emb: torch.Tensor | None = None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"], strict=False)
-        optim.load_state_dict(ckpt["optim"])
-        sched.load_state_dict(ckpt["sched"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        best, best_state, stale = ckpt["best"], ckpt["best_state"], ckpt["stale"]
-        first_epoch, image_emb = ckpt["epoch"], ckpt.get("image_emb")
-        truncate_log(out / METRICS, first_epoch)
-    elif (out / METRICS).exists():
-        (out / METRICS).unlink()
+    # last epoch's image vectors, for hard-negative batches
+    mined: dict[str, torch.Tensor | None] = {"image_emb": None}
 
-    epochs = tqdm(
-        range(first_epoch, cfg.epochs),
-        desc=desc,
-        unit="epoch",
-        initial=first_epoch,
-        total=cfg.epochs,
-        disable=not show_progress,
-    )
-    for epoch in epochs:
-        if stale >= cfg.patience:
-            break
-        if cfg.max_minutes and time.perf_counter() - start_time > cfg.max_minutes * 60:
-            break
-        batches, gen = trainer.make_batches(epoch, image_emb)
+    def train_epoch(epoch: int) -> dict[str, Any]:
+        batches, gen = trainer.make_batches(epoch, mined["image_emb"])
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout, drop-connect, LoRA dropout
         trainer.train_mode()
         losses: list[float] = []
@@ -222,43 +317,65 @@ def fit(
                 seen[step.image_rows.cpu()] = step.image_emb.detach().float().cpu()
             steps.set_postfix(loss=f"{losses[-1]:.3f}")
         steps.close()
-        image_emb = seen
-        metrics = trainer.evaluate_val()
-        score = mean_recall(metrics)
-        record = {
-            "epoch": epoch + 1,
-            "loss": float(np.mean(losses)) if losses else float("nan"),
-            "val_mean_recall": score,
-            "val": metrics,
-            "temperature": trainer.temperature(),
-            "seconds": round(time.perf_counter() - start_time, 1),
-        }
-        if score > best["score"]:
-            best = {"score": score, "epoch": epoch + 1, "val": metrics}
-            best_state = trainer.learning_state()
-            stale = 0
-        else:
-            stale += 1
-        with open(out / METRICS, "a") as log:  # before the checkpoint: resume trims extras
-            log.write(json.dumps(record) + "\n")
-        save_checkpoint(
-            out / CHECKPOINT,
-            {
-                "epoch": epoch + 1,
-                "config": config_for_compare(cfg),
-                **(extra_checkpoint or {}),
-                "model": trainer.learning_state(),
-                "optim": optim.state_dict(),
-                "sched": sched.state_dict(),
-                "scaler": scaler.state_dict() if scaler else None,
-                "best": best,
-                "best_state": best_state,
-                "stale": stale,
-                "image_emb": image_emb,
-            },
-        )
-        epochs.set_postfix(loss=f"{record['loss']:.3f}", val=f"{score:.2f}")
-    epochs.close()
-    if best_state is not None:
-        model.load_state_dict(best_state, strict=False)
-    return best
+        mined["image_emb"] = seen
+        return {"loss": float(np.mean(losses)) if losses else float("nan")}
+
+    def load_loop_state(state: dict[str, Any]) -> None:
+        optim.load_state_dict(state["optim"])
+        sched.load_state_dict(state["sched"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        mined["image_emb"] = state.get("image_emb")
+
+    epoch_trainer = EpochTrainer(
+        train_epoch=train_epoch,
+        learning_state=trainer.learning_state,
+        load_learning_state=lambda state: model.load_state_dict(state, strict=False),
+        loop_state=lambda: {
+            "optim": optim.state_dict(),
+            "sched": sched.state_dict(),
+            "scaler": scaler.state_dict() if scaler else None,
+            "image_emb": mined["image_emb"],
+        },
+        load_loop_state=load_loop_state,
+        evaluate=trainer.evaluate_val,
+        after_evaluate=lambda: {"temperature": trainer.temperature()},
+    )
+    header = {"config": config_for_compare(cfg), **(extra_checkpoint or {})}
+    plan = _fit_plan(cfg, header, desc, show_progress, start_time)
+    return run_epochs(epoch_trainer, plan, ckpt)
+
+
+def _fit_plan(
+    cfg: TrainConfig, header: dict[str, Any], desc: str, show_progress: bool, start_time: float
+) -> EpochPlan:
+    """The caption trainers' epochs: `<out>/metrics.jsonl`, `<out>/checkpoint.pt`, early
+    stopping on patience and on `max_minutes`, seconds since the run started."""
+    out = Path(cfg.out)
+    return EpochPlan(
+        epochs=cfg.epochs,
+        log=out / METRICS,
+        checkpoint=out / CHECKPOINT,
+        header=header,
+        patience=cfg.patience,
+        deadline=start_time + cfg.max_minutes * 60 if cfg.max_minutes else None,
+        seconds="run",
+        started=start_time,
+        desc=desc,
+        show_progress=show_progress,
+    )
+
+
+def write_summary(
+    run_dir: Path, summary: dict[str, Any], best: dict[str, Any], seconds: float
+) -> TrainResult:
+    """Write `<run>/summary.json` (for other tools) and return the same facts as a result."""
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return TrainResult(
+        run_dir=run_dir,
+        best_dir=run_dir / "best",
+        best_epoch=int(best["epoch"]),
+        score=float(best["score"]),
+        val=best.get("val", {}),
+        seconds=seconds,
+    )

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from crossmodal.data import ImageTextDataset, load_dataset
+from crossmodal.defaults import DEFAULT_FLICKR8K_ROOT
 from crossmodal.errors import ConfigError, DatasetError
 from crossmodal.models.dual import DualEncoder, ProjectionHead
 from crossmodal.models.features import default_cache_dir, embed_texts
@@ -51,7 +52,7 @@ def add_multilingual_head(
     model_path: str | Path,
     out: str | Path,
     dataset: str = "flickr8k",
-    root: str | Path = "../shared/data/flickr8k",
+    root: str | Path = DEFAULT_FLICKR8K_ROOT,
     epochs: int = 60,
     lr: float = 3e-3,
     batch_size: int = 512,

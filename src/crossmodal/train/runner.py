@@ -6,6 +6,7 @@ from pathlib import Path
 
 from crossmodal.train.config import TrainConfig, to_toml
 from crossmodal.train.heads import HeadConfig, text_tower_spec, train_heads
+from crossmodal.train.loop import TrainResult
 
 
 def head_config(cfg: TrainConfig) -> HeadConfig:
@@ -38,8 +39,8 @@ def head_config(cfg: TrainConfig) -> HeadConfig:
     )
 
 
-def run_training(cfg: TrainConfig, resume: bool = False, show_progress: bool = True) -> Path:
-    """Train as `cfg` says; returns the best model's folder (`<out>/best`)."""
+def run_training(cfg: TrainConfig, resume: bool = False, show_progress: bool = True) -> TrainResult:
+    """Train as `cfg` says; returns where the run and its best model are, and its scores."""
     cfg.validate()
     if cfg.clip_model:
         from crossmodal.train.clip_finetune import train_clip

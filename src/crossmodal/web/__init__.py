@@ -4,7 +4,7 @@
     from crossmodal.web import WebSettings, create_app
     app = create_app(Collection.open("~/photos.cm"), WebSettings(token="s3cret"))
 
-Names are imported lazily so that `crossmodal --help` (which imports `crossmodal.web.cli`)
+Names are imported lazily so that `crossmodal --help` (which imports `crossmodal.cli.serve`)
 does not load FastAPI.
 """
 

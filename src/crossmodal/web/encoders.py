@@ -39,13 +39,19 @@ def _start_child(model_name: str, fingerprint: str) -> None:
     the parent runs as many children as cores), then the model, checked."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
+    # [fast-cli] the exported query bundle when there is one: a child starts in about a
+    # second, without torch, instead of loading the torch model (models/query_bundle.py)
+    from crossmodal.models.query_bundle import load_query_bundle
 
-    torch.set_num_threads(1)
-    from crossmodal.models.towers import ConcatTextTower
+    model: Any = load_query_bundle(model_name)
+    if model is None:
+        import torch
 
-    # the children are the server's throughput: one thread each, towers one after the other
-    ConcatTextTower.side_by_side_up_to = 0
+        torch.set_num_threads(1)
+        from crossmodal.models.towers import ConcatTextTower
+
+        # the children are the server's throughput: one thread each, towers one after the other
+        ConcatTextTower.side_by_side_up_to = 0
     try:
         from threadpoolctl import threadpool_limits
 
@@ -56,7 +62,7 @@ def _start_child(model_name: str, fingerprint: str) -> None:
     from crossmodal.web.service import one_blas_thread_per_query
 
     global _model
-    model = load_model(model_name)
+    model = model or load_model(model_name)
     if model.fingerprint != fingerprint:
         raise RuntimeError(f"model {model_name} in a child is not the server's ({fingerprint})")
     if getattr(model, "image_tower", None) is not None:

@@ -10,6 +10,7 @@ import contextlib
 import gc
 import os
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,14 +27,18 @@ _ENV_COLLECTION = "CROSSMODAL_WEB_COLLECTION"
 _ENV_MODEL = "CROSSMODAL_WEB_MODEL"
 
 
-def setup_torch() -> None:
+def setup_torch(import_torch: bool = True) -> None:
     """One thread per forward: a query is too small to gain from two, and concurrent
-    requests already keep every core busy (a second thread each only adds contention)."""
+    requests already keep every core busy (a second thread each only adds contention).
+    `import_torch=False` (the torch-free query bundle serves): torch only if loaded already."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
+    import sys
 
-    torch.set_num_threads(1)
+    if import_torch or "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(1)
     # BLAS (numpy's, under the USE text tower, and FAISS's) process-wide too: the USE tower
     # limits BLAS around each call and restores the previous count after it, so with two
     # forwards overlapping, one restoring the default (a thread per core) while the other
@@ -42,6 +47,8 @@ def setup_torch() -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1, user_api="blas")
+    if "transformers" not in sys.modules and not import_torch:
+        return
     with contextlib.suppress(ImportError):
         from transformers.utils import logging as hf_logging
 
@@ -63,6 +70,15 @@ def build_app(
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     col = Collection.open(collection, model=model)  # first: a missing one fails in a blink
+    # [fast-cli] queries through the exported query bundle (made once if missing): the
+    # server answers seconds after start, not after loading the towers with torch
+    from crossmodal.collection import _normalise_model_name
+    from crossmodal.quick_search import query_encoder
+
+    encoder = query_encoder(_normalise_model_name(model or col.model_name), lambda _: None)
+    if encoder is not None:
+        col.close()
+        col = Collection.open(collection, model=encoder)
     damage = col.catalog.quick_check()  # once per start: a damaged file, said before serving
     if damage:
         import sqlite3
@@ -72,7 +88,7 @@ def build_app(
         raise database_error(col.catalog.path, sqlite3.DatabaseError(damage[0]))
     if after_open is not None:
         after_open()
-    setup_torch()
+    setup_torch(import_torch=encoder is None)
     from crossmodal.web.uploads import tune_malloc
 
     tune_malloc()  # memory freed after a large upload goes back to the OS
@@ -127,6 +143,7 @@ def serve(
     settings = settings or WebSettings()
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1 (got {workers})")
+    announce("loading model…")  # [fast-cli]
     # validates the collection and model for the workers too
     app = build_app(collection, model, settings, after_open=lambda: check_port(host, port))
     shown = f"[{host}]" if ":" in host else host
@@ -137,18 +154,70 @@ def serve(
     )
     from crossmodal.web.guards import http_protocol
 
-    if workers == 1:
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            access_log=access_log,
-            log_level="info",
-            http=http_protocol(),
-        )
-        return
-    del app, service  # each worker opens its own copy: this process need not keep one
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}"
+    folder = service.collection.path
+    announcer = _announce_when_listening(folder, url, settings, announce)
+    try:
+        if workers == 1:
+            uvicorn.run(
+                app,
+                host=host,
+                port=port,
+                access_log=access_log,
+                log_level="info",
+                http=http_protocol(),
+            )
+            return
+        del app, service  # each worker opens its own copy: this process need not keep one
+        _run_workers(collection, model, settings, host, port, workers, access_log)
+    finally:
+        announcer.set()
+        from crossmodal.client import remove_server_file
+
+        remove_server_file(folder)
+
+
+def _announce_when_listening(
+    folder: Path, url: str, settings: WebSettings, announce: Callable[[str], None]
+) -> threading.Event:
+    """[fast-cli] Once the port answers: say "ready on …" and write the collection's
+    `server.json`, by which `crossmodal search` finds this server (crossmodal/client.py).
+    Setting the returned event stops the wait (the server ended first)."""
+    import urllib.parse
+
+    from crossmodal.client import write_server_file
+
+    stop = threading.Event()
+    address = urllib.parse.urlsplit(url)
+
+    def wait() -> None:
+        while not stop.is_set():
+            try:
+                socket.create_connection((address.hostname, address.port), timeout=0.5).close()
+            except OSError:
+                stop.wait(0.05)
+                continue
+            write_server_file(folder, url, settings.token, settings.token_reads)
+            announce(f"ready on {url}")
+            return
+
+    threading.Thread(target=wait, name="announce-ready", daemon=True).start()
+    return stop
+
+
+def _run_workers(
+    collection: str | Path | None,
+    model: str | None,
+    settings: WebSettings,
+    host: str,
+    port: int,
+    workers: int,
+    access_log: bool,
+) -> None:
+    import uvicorn
+
     from crossmodal.models.registry import forget_loaded_models
+    from crossmodal.web.guards import http_protocol
 
     forget_loaded_models()
     gc.unfreeze()  # (build_app froze everything: the model's cycles would never be collected)

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import io
 import json
 import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from crossmodal.data.images import _DECODE_ERRORS, decode_opened
+from crossmodal.data.images import decode_bytes
 from crossmodal.errors import ImageLoadError
 from crossmodal.web.errors import Rejected
 
@@ -53,39 +52,33 @@ def size_text(n: int) -> str:
 def decode_image(data: bytes, max_pixels: int, draft_size: int | None = None) -> Image.Image:
     """An upright RGB image from uploaded bytes, or `Rejected` with the reason.
 
-    The format and the pixel count come from the header, before any pixel is decoded, so a
-    decompression bomb (a small file that claims gigapixels) costs nothing; the pixels are
-    decoded by `crossmodal.data.images.decode_opened`, the decoder of indexed files too.
-    """
-    if not data:
-        raise Rejected(400, "the uploaded file is empty")
+    Decoded by `crossmodal.data.images.decode_bytes`, the decoder of indexed files too (the
+    pixel count is read from the header first, so a decompression bomb costs nothing); its
+    `ImageLoadError` is mapped here to the HTTP status and the words of an upload."""
     try:
         # (Pillow's warnings are filtered once, in crossmodal.data.images)
-        im = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
-    except Image.DecompressionBombError:
-        raise Rejected(
-            413, f"image too large: it has more than {max_pixels:,} pixels (the limit)"
-        ) from None
-    except UnidentifiedImageError:
-        raise Rejected(
-            415, "not an image: upload a JPEG, PNG, WebP, GIF, BMP or TIFF picture"
-        ) from None
-    except _DECODE_ERRORS as exc:
-        raise Rejected(422, f"the image is truncated or corrupt: {exc}") from None
-    try:
-        width, height = im.size
-        if width * height > max_pixels:
-            raise Rejected(
-                413,
-                f"image too large: {width} x {height} pixels exceeds the limit of "
-                f"{max_pixels:,} pixels",
+        return decode_bytes(data, max_pixels, draft_size, formats=UPLOAD_FORMATS)
+    except ImageLoadError as exc:
+        raise _rejection(exc, max_pixels) from None
+
+
+def _rejection(exc: ImageLoadError, max_pixels: int) -> Rejected:
+    if exc.kind == "empty":
+        return Rejected(400, "the uploaded file is empty")
+    if exc.kind == "not_image":
+        return Rejected(415, "not an image: upload a JPEG, PNG, WebP, GIF, BMP or TIFF picture")
+    if exc.kind == "too_large":
+        if exc.size is None:
+            return Rejected(
+                413, f"image too large: it has more than {max_pixels:,} pixels (the limit)"
             )
-        try:
-            return decode_opened(im, max_pixels, draft_size)
-        except ImageLoadError as exc:
-            raise Rejected(422, f"the image is {exc}") from None
-    finally:
-        im.close()
+        width, height = exc.size
+        return Rejected(
+            413,
+            f"image too large: {width} x {height} pixels exceeds the limit of "
+            f"{max_pixels:,} pixels",
+        )
+    return Rejected(422, f"the image is {exc}")
 
 
 class DecodeSlots:

@@ -14,14 +14,15 @@ from typing import Annotated
 
 import typer
 
-from crossmodal.cli import friendly_errors
+from crossmodal.cli.common import MARKUP_MODE, friendly_errors
 from crossmodal.errors import ConfigError
 
-__all__ = ["generate_app", "register"]
+__all__ = ["generate_app", "web_search_command"]
 
 generate_app = typer.Typer(
     help="Generate an image (CogView-3) or a video (CogVideoX) from a prompt; needs a key.",
     no_args_is_help=True,
+    rich_markup_mode=MARKUP_MODE,
 )
 
 OutOpt = Annotated[
@@ -109,8 +110,3 @@ def web_search_command(
         typer.echo(f"{h.score:.3f}\t{h.url or '-'}\t{h.title or ''}")
     if not hits:
         typer.echo("no similar images found / 没有找到相似图片", err=True)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(generate_app, name="generate")
-    app.command("web-search")(web_search_command)

@@ -13,17 +13,23 @@ from typing import Annotated
 
 import typer
 
-# Defined before importing crossmodal.cli: that module adds this app to the main one at its end,
-# and must find it even when this module is the one being imported first.
+from crossmodal.cli.common import (
+    DEFAULT_DATA_ROOT,
+    DEFAULT_FLICKR8K_ROOT,
+    MARKUP_MODE,
+    CollectionOpt,
+    friendly_errors,
+    setup_torch,
+)
+from crossmodal.errors import ConfigError, CrossmodalError
+
+__all__ = ["dogs_app"]
+
 dogs_app = typer.Typer(
     help="Dog edition: identify breeds, ask breed questions (zh/en), build dog datasets.",
     no_args_is_help=True,
+    rich_markup_mode=MARKUP_MODE,
 )
-
-from crossmodal.cli import CollectionOpt, _setup_torch, friendly_errors  # noqa: E402
-from crossmodal.errors import ConfigError, CrossmodalError  # noqa: E402
-
-DATA = Path("../shared/data")
 
 
 @dogs_app.command("identify")
@@ -42,7 +48,7 @@ def identify_command(
 
     if top < 1:
         raise ConfigError(f"--top must be at least 1 (got {top})")
-    _setup_torch()
+    setup_torch()
     results, failures = identify_many(
         [str(p) for p in images],
         top=top,
@@ -84,7 +90,7 @@ def ask_command(
     from crossmodal.dogs.qa import answer
 
     if image is not None:
-        _setup_torch()
+        setup_torch()
     result = answer(question, image=image, lang=lang, use_llm=False if no_llm else None)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
@@ -95,10 +101,12 @@ def ask_command(
 @dogs_app.command("fit")
 @friendly_errors
 def fit_command(
-    dogs: Annotated[Path, typer.Option(help="Stanford Dogs folder")] = DATA / "stanford_dogs",
+    dogs: Annotated[Path, typer.Option(help="Stanford Dogs folder")] = (
+        DEFAULT_DATA_ROOT / "stanford_dogs"
+    ),
     flickr: Annotated[
         Path | None, typer.Option(help="Flickr8k folder (val photos for the not-a-dog threshold)")
-    ] = DATA / "flickr8k",
+    ] = DEFAULT_FLICKR8K_ROOT,
     out: Annotated[
         Path | None, typer.Option(help="where to write (default: the packaged breed_probe.npz)")
     ] = None,
@@ -114,7 +122,7 @@ def fit_command(
     names = [v.strip() for v in variants.split(",") if v.strip()]
     if not names:
         raise ConfigError("--variants needs at least one of lite0, lite1, lite2")
-    _setup_torch()
+    setup_torch()
     target = out or PROBE_PATH
     params = fit_and_save(dogs, flickr, target, names, show_progress=not quiet, log=typer.echo)
     typer.echo(
@@ -179,7 +187,7 @@ def search_command(
 
     if (text is None) == (like is None):
         raise ConfigError("give either a search text or --like PHOTO (not both)")
-    _setup_torch()
+    setup_torch()
     with Collection.open(collection) as col:
         if like is not None:
             hits = similar_dogs(col, like, k=k, same_breed=not any_breed)
@@ -219,7 +227,7 @@ def chat_command(
     session = ChatSession()
     pending = _read_photo(image) if image is not None else None
     if pending is not None:
-        _setup_torch()
+        setup_torch()
     missing = [k for k, v in config.summary().items() if not v]
     if missing:
         typer.echo(
@@ -240,7 +248,7 @@ def chat_command(
             text = line.strip()
             if text.startswith("/image "):
                 pending = _read_photo(Path(text[7:].strip()))
-                _setup_torch()
+                setup_torch()
                 typer.echo("(photo attached / 已添加照片)", err=True)
                 continue
             reply: ChatReply | None = None
@@ -277,5 +285,5 @@ def _open_collection(path: Path | None) -> object | None:
         return None
     from crossmodal.collection import Collection
 
-    _setup_torch()
+    setup_torch()
     return Collection.open(path)

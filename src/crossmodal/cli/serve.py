@@ -1,32 +1,24 @@
 """`crossmodal serve`: the web app over one collection.
 
-`crossmodal.cli` calls `register(app)` at its end; FastAPI and the model are imported only
-when the command runs, so `crossmodal --help` stays fast.
+FastAPI and the model are imported only when the command runs, so `crossmodal --help` stays
+fast.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from crossmodal.cli.common import CollectionOpt, friendly_errors
 from crossmodal.web.settings import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, LOCAL_HOSTS
 
-__all__ = ["register", "serve_command"]
+__all__ = ["serve_command"]
 
 
+@friendly_errors
 def serve_command(
-    collection: Annotated[
-        Path | None,
-        typer.Option(
-            "--collection",
-            "-c",
-            help="collection folder (default: $CROSSMODAL_COLLECTION, else "
-            "~/.local/share/crossmodal/default)",
-            show_default=False,
-        ),
-    ] = None,
+    collection: CollectionOpt = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     token: Annotated[
@@ -113,9 +105,3 @@ def serve_command(
         access_log=access_log,
         announce=lambda line: typer.echo(f"crossmodal: {line}", err=True),
     )
-
-
-def register(app: typer.Typer) -> None:
-    from crossmodal.cli import friendly_errors
-
-    app.command("serve")(friendly_errors(serve_command))

@@ -1,0 +1,137 @@
+"""`crossmodal search` from the shell in about a second: the quickest way to each answer.
+
+1. A one-text query (t2i / t2t) goes to a running `crossmodal serve` of the same collection
+   when there is one (crossmodal/client.py): no model in this process at all.
+2. Otherwise the query is embedded by the model's exported query bundle
+   (crossmodal/models/query_bundle.py): OpenVINO + tokenizers + numpy, no torch.
+3. The first search with a model has no bundle yet: it loads the model with torch once,
+   exports the bundle (saying so) and searches with it; later searches take path 2.
+Models the bundle does not cover (hf:, openclip:, small towers) are searched with the model
+itself, as before.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from crossmodal.client import server_text_search
+from crossmodal.collection import (
+    Collection,
+    QueryItem,
+    SearchHit,
+    default_collection_path,
+)
+from crossmodal.models.base import Encoder
+
+Announce = Callable[[str], None]
+
+
+def _folder(collection: Path | None) -> Path:
+    path = collection.expanduser() if collection is not None else default_collection_path()
+    return path.absolute()
+
+
+def _one_text(terms: Sequence[tuple[float, QueryItem]], mode: str) -> str | None:
+    """The text of a query the server's `/api/search` answers exactly as in-process."""
+    if mode not in ("auto", "t2i", "t2t") or len(terms) != 1:
+        return None
+    weight, item = terms[0]
+    if weight != 1 or not isinstance(item, str):
+        return None
+    from crossmodal.search_options import _is_file
+
+    text = item.strip()
+    # the server folds runs of spaces; a file-like term is an image query
+    if not text or " ".join(text.split()) != text or _is_file(item):
+        return None
+    return text
+
+
+def _hits_from_server(col: Collection, results: list[dict]) -> list[SearchHit]:
+    """The server's hits with this machine's full paths (as an in-process search gives)."""
+    rows = col.catalog.get_images([int(r["id"]) for r in results])
+    roots = col.catalog.roots()
+    hits = []
+    for r in results:
+        row = rows.get(int(r["id"]))
+        if row is None:
+            continue  # deleted since
+        hits.append(
+            SearchHit(
+                rank=len(hits) + 1,
+                score=float(r["score"]),
+                id=int(r["id"]),
+                path=os.path.join(roots[row["root_id"]], row["relpath"]),
+                text=r.get("text"),
+                caption=r.get("caption"),
+                kind=str(r.get("kind", "image")),
+                text_id=r.get("text_id"),
+                relpath=row["relpath"],
+            )
+        )
+    return hits
+
+
+def query_encoder(name: str, announce: Announce) -> Encoder | None:
+    """The torch-free query encoder of model `name`, exported on first use; None for models
+    it does not cover (the caller then lets the collection load the model itself)."""
+    from crossmodal.models.query_bundle import load_query_bundle, model_folder
+
+    bundle = load_query_bundle(name)
+    if bundle is not None or model_folder(name) is None:
+        return bundle
+    announce(
+        f"preparing the quick query path of model {name!r} (once; later searches start "
+        "in about a second)…"
+    )
+    _setup_torch()
+    from crossmodal.models import load_model
+    from crossmodal.models.query_export import export_query_bundle
+
+    model = load_model(name)
+    export_query_bundle(model)
+    return load_query_bundle(name) or model
+
+
+def _setup_torch() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(1)  # one query: a second thread only waits (docs/benchmarks.md)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def quick_search(
+    collection: Path | None,
+    terms: Sequence[tuple[float, QueryItem]],
+    k: int,
+    mode: str,
+    model: str | None,
+    announce: Announce,
+) -> tuple[list[SearchHit], Collection]:
+    """Hits of the query, and the collection (open; the caller closes it)."""
+    folder = _folder(collection)
+    text = _one_text(terms, mode) if model is None else None
+    if text is not None and k >= 1:
+        results = server_text_search(folder, text, "t2t" if mode == "t2t" else "t2i", k)
+        if results is not None:
+            col = Collection.open(folder)
+            return _hits_from_server(col, results), col
+    probe = Collection.open(folder)  # a missing collection fails here, before any model
+    name = model or probe.catalog.get_meta("model_name") or "default"
+    probe.close()
+    from crossmodal.collection import _normalise_model_name
+
+    encoder = query_encoder(_normalise_model_name(name), announce)
+    if encoder is None:
+        _setup_torch()
+        col = Collection.open(folder, model=model)
+    else:
+        col = Collection.open(folder, model=encoder)
+    return col.search(query=terms, k=k, mode=mode), col

