@@ -115,8 +115,11 @@ browser:
 	    >/dev/null) || echo "could not install chromium: the browser tests will skip"; \
 	else echo "no chromium (and not root with apt-get): the browser tests will skip"; fi
 
+# ruff, then mypy over src/ (its settings, strict for models/index/collection, are in
+# pyproject.toml's [tool.mypy]; its cache is .mypy_cache, ignored by git)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 clean-venv:
 	rm -rf $(VENV)

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -105,6 +106,15 @@ def _describe_dirs(dirs: Sequence[Path], base: Path) -> str:
         rel = display_name(d, base)
         names.append("the root folder" if rel == "." else f"{rel}/")
     return ", ".join(names)
+
+
+class _CommonArgs(TypedDict):
+    """The arguments of `_build_caption_dataset` that every Flickr8k caption format shares."""
+
+    name: str
+    root: Path
+    split: str
+    image_dirs: Sequence[Path]
 
 
 def _build_caption_dataset(
@@ -271,7 +281,7 @@ def _load_flickr8k(root: Path, split: str) -> ImageTextDataset:
     name = "flickr8k"
     image_dirs = _existing_dirs([root / d for d in FLICKR8K_IMAGE_DIRS])
     text_dirs = _existing_dirs([root / d for d in FLICKR8K_TEXT_DIRS])
-    common = {"name": name, "root": root, "split": split, "image_dirs": image_dirs}
+    common = _CommonArgs(name=name, root=root, split=split, image_dirs=image_dirs)
 
     tsv = root / "captions.tsv"
     token = _find_file(text_dirs, "Flickr8k.token.txt")

@@ -84,6 +84,6 @@ def tower_features(
 def imagenet_logits(variant: str, features: np.ndarray) -> np.ndarray:
     """ImageNet-1k logits (n, 1000) from pooled features, through the tower's own classifier."""
     tower = image_encoder(variant).image_tower
-    fc = tower.net._fc  # type: ignore[union-attr]
+    fc = tower.net._fc
     with torch.inference_mode():
         return fc(torch.from_numpy(np.asarray(features, np.float32))).numpy()

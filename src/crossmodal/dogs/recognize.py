@@ -128,7 +128,7 @@ class ProbeParams:
         }
         arrays["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
         with open(path, "wb") as fh:
-            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         return path
 
     @classmethod
@@ -228,14 +228,15 @@ class BreedRecognizer:
         failures: list[tuple[str, str]] = []
         feats: dict[str, np.ndarray] = {}
         paths = [i for i, im in enumerate(images) if not isinstance(im, Image.Image)]
+        files = [im for im in images if not isinstance(im, Image.Image)]  # (those at `paths`)
         pils = [i for i, im in enumerate(images) if isinstance(im, Image.Image)]
         for v in self.variants:
             out = np.zeros((len(images), 1280), np.float32)
             if paths:
                 res = tower_features(
                     v,
-                    [images[i] for i in paths],
-                    cache_dir=cache_dir,  # type: ignore[misc]
+                    files,
+                    cache_dir=cache_dir,
                     show_progress=show_progress,
                 )
                 good = [i for i, flag in zip(paths, res.ok, strict=True) if flag]

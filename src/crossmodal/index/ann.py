@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +37,14 @@ import faiss
 import numpy as np
 
 from crossmodal.errors import CollectionError
-from crossmodal.index.store import FlatIPStore, VectorStore, as_ids, as_vectors
+from crossmodal.index.store import (
+    FlatIPStore,
+    VectorStore,
+    as_ids,
+    as_rows,
+    as_vectors,
+    replacing,
+)
 
 __all__ = [
     "ALL_KINDS",
@@ -137,7 +143,7 @@ def recall_at(found: np.ndarray, truth: np.ndarray, k: int) -> float:
     if not len(truth):
         return 1.0
     hits = sum(len(np.intersect1d(f[:k], t[:k])) for f, t in zip(found, truth, strict=True))
-    return hits / (len(truth) * min(k, truth.shape[1]))
+    return float(hits / (len(truth) * min(k, truth.shape[1])))
 
 
 def parse_memory(text: str | None) -> int | None:
@@ -187,7 +193,8 @@ def choose_kind(rows: int, dim: int, max_memory: int | None = None) -> str:
     """
     found = _thresholds()
     exact_below = int(found.get("exact_below", 200_000))
-    order = [k for k in found.get("by_speed", ["hnsw", "hnsw-fp16", "ivfpq"]) if k in ALL_KINDS]
+    by_speed = found.get("by_speed", ["hnsw", "hnsw-fp16", "ivfpq"])
+    order: list[str] = [k for k in by_speed if k in ALL_KINDS]
     candidates = (["flat", "flat-fp16"] if rows < exact_below else []) + order + ["ivfpq"]
     for kind in candidates:
         if max_memory is None or bytes_per_row(kind, dim) * max(rows, 1) <= max_memory:
@@ -203,7 +210,7 @@ class ApproximateStore(VectorStore):
     def __init__(self, dim: int, kind: str, pq_bytes: int = PQ_BYTES) -> None:
         if kind not in APPROXIMATE_KINDS:
             raise CollectionError(f"unknown approximate store {kind!r}")
-        self.dim, self.kind = int(dim), kind
+        self.dim, self._kind = int(dim), kind
         # at least 4 dimensions a sub-quantiser (narrow vectors)
         self.pq_bytes = max(1, min(int(pq_bytes), self.dim // 4))
         self.index: faiss.Index | None = None  # None: ivfpq too small to train (exact scan)
@@ -215,6 +222,10 @@ class ApproximateStore(VectorStore):
         self._selector: tuple[Any, np.ndarray] | None = None  # (IDSelectorBitmap, its bits)
         self.effort = 64  # efSearch or nprobe, tuned by `build`
         self.info = BuildInfo(kind, 0, 0.0)
+
+    @property
+    def kind(self) -> str:
+        return self._kind
 
     # ---- building -----------------------------------------------------------------------
     def _empty_index(self, sample: np.ndarray) -> faiss.Index | None:
@@ -297,7 +308,7 @@ class ApproximateStore(VectorStore):
             return
         _, truth_pos = exact_top_k(vecs, queries, 10)
         truth = self._ids[truth_pos]
-        steps = EF_SEARCH_STEPS if self.kind.startswith("hnsw") else NPROBE_STEPS
+        steps: tuple[int, ...] = EF_SEARCH_STEPS if self.kind.startswith("hnsw") else NPROBE_STEPS
         if self.index is None:
             steps = (0,)
         elif self.kind == "ivfpq":
@@ -346,10 +357,7 @@ class ApproximateStore(VectorStore):
         self._selector = None
 
     def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
-        ids_arr = as_ids(ids)
-        vecs = as_vectors(vectors, self.dim)
-        if len(ids_arr) != len(vecs):
-            raise ValueError(f"{len(ids_arr)} ids for {len(vecs)} vectors")
+        ids_arr, vecs = as_rows(ids, vectors, self.dim)
         if len(ids_arr):
             if self.index is None and self.kind != "ivfpq":
                 self.index = self._empty_index(vecs)
@@ -475,14 +483,9 @@ class ApproximateStore(VectorStore):
             "trained_rows": str(self._trained_rows),
             "info": json.dumps(asdict(self.info)),
         }
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with replacing(path) as (fd, tmp):
+            os.close(fd)  # safetensors writes by name
             save_file(tensors, tmp, metadata=meta)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     @classmethod
     def load(cls, path: str | Path) -> ApproximateStore:

@@ -374,15 +374,9 @@ class Catalog:
 
     def images_under(self, root_id: int, prefix: str = "") -> dict[str, ImageRow]:
         """relpath -> row for the images of one root (below `prefix/` when given)."""
-        sql = f"SELECT {self._IMAGE_COLS} FROM images WHERE root_id=?"
-        args: tuple[Any, ...] = (root_id,)
-        if prefix:
-            # compared as bytes: a name that is not UTF-8 is stored as its raw bytes
-            head = fs_bytes(prefix + "/")
-            sql += " AND substr(CAST(relpath AS BLOB), 1, ?) = ?"
-            args += (len(head), head)
+        sql, args = _under_root(f"SELECT {self._IMAGE_COLS} FROM images", root_id, prefix)
         with self._lock:
-            return {r["relpath"]: ImageRow(**dict(r)) for r in self._con.execute(sql, args)}  # type: ignore[typeddict-item]
+            return {r["relpath"]: ImageRow(**dict(r)) for r in self._con.execute(sql, args)}  # type: ignore[typeddict-item]  # sqlite3.Row keys are the columns
 
     def get_images(self, ids: Sequence[int]) -> dict[int, ImageRow]:
         out: dict[int, ImageRow] = {}
@@ -392,7 +386,7 @@ class Catalog:
                 for r in self._con.execute(
                     f"SELECT {self._IMAGE_COLS} FROM images WHERE id IN ({marks})", tuple(chunk)
                 ):
-                    out[r["id"]] = ImageRow(**dict(r))  # type: ignore[typeddict-item]
+                    out[r["id"]] = ImageRow(**dict(r))  # type: ignore[typeddict-item]  # sqlite3.Row keys are the columns
         return out
 
     def image_vector(self, image_id: int) -> np.ndarray | None:
@@ -429,7 +423,7 @@ class Catalog:
                     vector_blob(vector),
                 ),
             )
-            return int(cur.lastrowid)  # type: ignore[arg-type]
+            return int(cur.lastrowid)  # type: ignore[arg-type]  # set after an INSERT
 
     def replace_image(
         self,
@@ -543,7 +537,7 @@ class Catalog:
                     "VALUES (?, ?, ?, ?, ?)",
                     (image_id, kind, text, now, vector_blob(vec)),
                 )
-                ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
+                ids.append(int(cur.lastrowid))  # type: ignore[arg-type]  # set after an INSERT
         return ids
 
     def delete_texts(self, image_id: int, kind: str) -> list[int]:
@@ -597,7 +591,7 @@ class Catalog:
                     f"SELECT id, image_id, kind, text, created_at FROM texts WHERE id IN ({marks})",
                     tuple(chunk),
                 ):
-                    out[r["id"]] = TextRow(**dict(r))  # type: ignore[typeddict-item]
+                    out[r["id"]] = TextRow(**dict(r))  # type: ignore[typeddict-item]  # sqlite3.Row keys are the columns
         return out
 
     def count_texts(self) -> dict[str, int]:
@@ -607,15 +601,9 @@ class Catalog:
 
     # ---- failures -------------------------------------------------------------------------
     def failures_under(self, root_id: int, prefix: str = "") -> dict[str, FailureRow]:
-        sql = "SELECT * FROM failures WHERE root_id=?"
-        args: tuple[Any, ...] = (root_id,)
-        if prefix:
-            # compared as bytes: a name that is not UTF-8 is stored as its raw bytes
-            head = fs_bytes(prefix + "/")
-            sql += " AND substr(CAST(relpath AS BLOB), 1, ?) = ?"
-            args += (len(head), head)
+        sql, args = _under_root("SELECT * FROM failures", root_id, prefix)
         with self._lock:
-            return {r["relpath"]: FailureRow(**dict(r)) for r in self._con.execute(sql, args)}  # type: ignore[typeddict-item]
+            return {r["relpath"]: FailureRow(**dict(r)) for r in self._con.execute(sql, args)}  # type: ignore[typeddict-item]  # sqlite3.Row keys are the columns
 
     def set_failure(
         self, root_id: int, relpath: str, size: int, mtime_ns: int, reason: str
@@ -648,3 +636,15 @@ for _name, _method in list(vars(Catalog).items()):
         )
     ):
         setattr(Catalog, _name, _translating(_method))
+
+
+def _under_root(select: str, root_id: int, prefix: str) -> tuple[str, tuple[Any, ...]]:
+    """`select` narrowed to the rows of one root (below `prefix/` when given), and its args."""
+    sql = f"{select} WHERE root_id=?"
+    args: tuple[Any, ...] = (root_id,)
+    if prefix:
+        # compared as bytes: a name that is not UTF-8 is stored as its raw bytes
+        head = fs_bytes(prefix + "/")
+        sql += " AND substr(CAST(relpath AS BLOB), 1, ?) = ?"
+        args += (len(head), head)
+    return sql, args

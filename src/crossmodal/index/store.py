@@ -12,11 +12,13 @@ so that a reader never sees half an index.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -85,6 +87,30 @@ __all__ = [
 ]
 
 
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[tuple[int, str]]:
+    """(fd, name) of a new temporary file beside `path` that replaces `path` when the block
+    ends, and is removed when it raises: a reader never sees a half-written store."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        yield fd, tmp
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def as_rows(
+    ids: np.ndarray | list[int], vectors: np.ndarray, dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`add`'s arguments checked: int64 ids, one per float32 row of width `dim`."""
+    ids_arr = as_ids(ids)
+    vecs = as_vectors(vectors, dim)
+    if len(ids_arr) != len(vecs):
+        raise ValueError(f"{len(ids_arr)} ids for {len(vecs)} vectors")
+    return ids_arr, vecs
+
+
 def as_ids(ids: np.ndarray | list[int]) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
 
@@ -107,7 +133,11 @@ class VectorStore(ABC):
     """
 
     dim: int
-    kind: str  # "flat", "flat-fp16", "hnsw", "hnsw-fp16", "ivfpq"
+
+    @property
+    @abstractmethod
+    def kind(self) -> str:
+        """ "flat", "flat-fp16", "hnsw", "hnsw-fp16" or "ivfpq"."""
 
     @abstractmethod
     def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None: ...
@@ -178,10 +208,7 @@ class FlatIPStore(VectorStore):
         return "flat-fp16" if isinstance(inner, faiss.IndexScalarQuantizer) else "flat"
 
     def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
-        ids_arr = as_ids(ids)
-        vecs = as_vectors(vectors, self.dim)
-        if len(ids_arr) != len(vecs):
-            raise ValueError(f"{len(ids_arr)} ids for {len(vecs)} vectors")
+        ids_arr, vecs = as_rows(ids, vectors, self.dim)
         if len(ids_arr):
             self.index.add_with_ids(vecs, ids_arr)
             if self._shadow is not None:  # new rows come last: the second half's end
@@ -228,10 +255,12 @@ class FlatIPStore(VectorStore):
 
     def _rows_view(self) -> np.ndarray:
         inner = faiss.downcast_index(self.index.index)
-        return faiss.rev_swig_ptr(inner.get_xb(), len(self) * self.dim).reshape(-1, self.dim)
+        rows: np.ndarray = faiss.rev_swig_ptr(inner.get_xb(), len(self) * self.dim)
+        return rows.reshape(-1, self.dim)
 
     def _id_view(self) -> np.ndarray:
-        return faiss.rev_swig_ptr(self.index.id_map.data(), len(self))
+        ids: np.ndarray = faiss.rev_swig_ptr(self.index.id_map.data(), len(self))
+        return ids
 
     def _shadow_halves(self) -> list[faiss.IndexScalarQuantizer]:
         with self._shadow_lock:
@@ -298,22 +327,17 @@ class FlatIPStore(VectorStore):
 
     def ids(self) -> np.ndarray:
         """Every id in the store (insertion order)."""
-        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        ids: np.ndarray = faiss.vector_to_array(self.index.id_map)
+        return ids.astype(np.int64)
 
     def save(self, path: str | Path) -> None:
         """FAISS's serialisation behind a header of `MAGIC` and its BLAKE2b digest."""
         path = Path(path)
         payload = faiss.serialize_index(self.index)  # a uint8 numpy array
-        digest = hashlib.blake2b(memoryview(payload), digest_size=DIGEST_SIZE).digest()
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(MAGIC + digest)
-                fh.write(memoryview(payload))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        digest = hashlib.blake2b(payload.data, digest_size=DIGEST_SIZE).digest()
+        with replacing(path) as (fd, _), os.fdopen(fd, "wb") as fh:
+            fh.write(MAGIC + digest)
+            fh.write(payload.data)
 
     @classmethod
     def load(cls, path: str | Path) -> FlatIPStore:
@@ -326,7 +350,7 @@ class FlatIPStore(VectorStore):
             raise CollectionError(f"cannot read vector index {path}: {exc}") from exc
         head = len(MAGIC) + DIGEST_SIZE
         payload = data[head:]
-        digest = hashlib.blake2b(memoryview(payload), digest_size=DIGEST_SIZE).digest()
+        digest = hashlib.blake2b(payload.data, digest_size=DIGEST_SIZE).digest()
         if data[: len(MAGIC)].tobytes() != MAGIC or data[len(MAGIC) : head].tobytes() != digest:
             raise CollectionError(f"vector index {path} is damaged (checksum mismatch)")
         try:

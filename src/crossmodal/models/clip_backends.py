@@ -24,7 +24,8 @@ import os
 import posixpath
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +34,10 @@ from PIL import Image
 from crossmodal.errors import ModelNotAvailable
 from crossmodal.models.base import Encoder, l2_normalize
 from crossmodal.runtime import resolve_device
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
+    from transformers import CLIPModel
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +92,13 @@ def hub_offline() -> Iterator[None]:
     saved_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    constants = None
+    # huggingface_hub.constants once imported: Any, its flag's declared type varies by version
+    constants: Any = None
     saved_flag = None
     try:
-        from huggingface_hub import constants
+        import huggingface_hub.constants
 
+        constants = huggingface_hub.constants
         saved_flag = constants.HF_HUB_OFFLINE
         constants.HF_HUB_OFFLINE = True
     except Exception:  # pragma: no cover
@@ -212,7 +219,7 @@ def _encode_batches(
     return l2_normalize(out)
 
 
-def _progress(total: int, desc: str, unit: str, show: bool):
+def _progress(total: int, desc: str, unit: str, show: bool) -> tqdm:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, disable=not show, leave=False)
@@ -236,7 +243,7 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
 # --------------------------------------------------------------------------- Hugging Face
 
 
-def _load_hf_image_processor(folder: Path, vision_image_size: int):
+def _load_hf_image_processor(folder: Path, vision_image_size: int) -> Any:
     """The CLIP image processor on its PIL/numpy path (no torchvision needed).
 
     transformers 5 splits CLIP's processor into `CLIPImageProcessor` (torchvision backend)
@@ -244,10 +251,15 @@ def _load_hf_image_processor(folder: Path, vision_image_size: int):
     A folder without preprocessor_config.json gets CLIP's standard preprocessing at the
     vision tower's image size.
     """
+    processor_cls: Any  # one of two classes, by transformers version
     try:
-        from transformers import CLIPImageProcessorPil as processor_cls
+        from transformers import CLIPImageProcessorPil
+
+        processor_cls = CLIPImageProcessorPil
     except ImportError:  # transformers 4.x
-        from transformers import CLIPImageProcessor as processor_cls
+        from transformers import CLIPImageProcessor
+
+        processor_cls = CLIPImageProcessor
 
     if (folder / "preprocessor_config.json").is_file():
         return processor_cls.from_pretrained(str(folder), local_files_only=True)
@@ -411,9 +423,7 @@ class HFClipEncoder(Encoder):
             with hub_offline(), _quiet_transformers():
                 model = CLIPModel.from_pretrained(str(folder), local_files_only=True)
                 tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-                processor = _load_hf_image_processor(
-                    folder, int(model.config.vision_config.image_size)
-                )
+                processor = _load_hf_image_processor(folder, _vision_image_size(model))
         except ModelNotAvailable:
             raise
         except Exception as e:
@@ -433,7 +443,7 @@ class HFClipEncoder(Encoder):
             tokenizer = AutoTokenizer.from_pretrained(spec)
             with hub_offline():
                 folder = Path(snapshot_download(spec, local_files_only=True))
-            processor = _load_hf_image_processor(folder, int(model.config.vision_config.image_size))
+            processor = _load_hf_image_processor(folder, _vision_image_size(model))
         except Exception as e:
             raise ModelNotAvailable(
                 f"Hugging Face CLIP {spec!r} could not be downloaded ({type(e).__name__}: {e}). "
@@ -529,7 +539,17 @@ _OPEN_CLIP_SAFE_ALTERNATIVES = {
 }
 
 
-def _import_open_clip():
+def _vision_image_size(model: CLIPModel) -> int:
+    """The vision tower's input size (a CLIPModel's config holds a CLIPVisionConfig whose
+    image_size is one int for CLIP)."""
+    from transformers import CLIPVisionConfig
+
+    vision = model.config.vision_config
+    assert isinstance(vision, CLIPVisionConfig) and isinstance(vision.image_size, int)
+    return vision.image_size
+
+
+def _import_open_clip() -> ModuleType:
     try:
         import open_clip
     except ImportError as e:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,12 @@ from tqdm.auto import tqdm
 from crossmodal.errors import ModelNotAvailable
 from crossmodal.models.base import Encoder
 from crossmodal.models.hubness import HubnessCorrection
-from crossmodal.models.towers import build_image_tower, build_text_tower, tower_fingerprint
+from crossmodal.models.towers import (
+    TextTower,
+    build_image_tower,
+    build_text_tower,
+    tower_fingerprint,
+)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -102,7 +107,7 @@ class DualEncoder(nn.Module, Encoder):
         self.text_head = ProjectionHead(
             int(txt_spec.get("feature_dim", 384)), self.dim, **config.get("text_head", {})
         )
-        self.multilingual_tower: nn.Module | None = None
+        self.multilingual_tower: TextTower | None = None
         self.multilingual_head: ProjectionHead | None = None
         ml = config.get("multilingual_tower")
         if ml:
@@ -121,7 +126,7 @@ class DualEncoder(nn.Module, Encoder):
 
     # ---- towers -> features (the expensive part; cached by callers) ----------------------
     @property
-    def image_preprocess(self):
+    def image_preprocess(self) -> Callable[[Image.Image], torch.Tensor]:
         assert self.image_tower is not None
         return self.image_tower.preprocess
 
@@ -291,7 +296,7 @@ class DualEncoder(nn.Module, Encoder):
             ):
                 raise ModelNotAvailable(f"LoRA factors for {module} do not fit the model")
             with torch.no_grad():
-                weight += scale * (b.float() @ a.float())
+                weight.add_(scale * (b.float() @ a.float()))
         self.lora_factors = dict(factors)
         self.config["lora_scale"] = scale
 

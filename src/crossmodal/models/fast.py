@@ -51,7 +51,7 @@ import copy
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +70,14 @@ __all__ = [
 
 
 _BUILD_LOCK = threading.Lock()
+
+
+#: A foreign module tree the fast paths read by attribute name (efficientnet_lite_pytorch's
+#: EfficientNet and its blocks, which ship no types; a transformers BertModel and its layers).
+#: `nn.Module.__getattr__` types every child as `Tensor | Module`, so walking such a tree with
+#: `nn.Module` would need a cast per attribute; `_supported` / `_packable` check the shape at run
+#: time before any of it is read.
+ForeignModule: TypeAlias = Any
 
 
 def bf16_supported() -> bool:
@@ -140,6 +148,8 @@ def describe_paths() -> dict[str, str]:
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Conv weights and bias with an eval-mode BatchNorm folded in (computed in float64)."""
+    # eval-mode BatchNorm: running statistics tracked (the `_supported` check sees to it)
+    assert bn.running_var is not None and bn.running_mean is not None
     w = conv.weight.detach().double()
     b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0]).double()
     scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
@@ -165,15 +175,15 @@ class _ConvBN(nn.Module):
         self.conv = nn.Conv2d(
             weight.shape[1] * conv.groups,
             weight.shape[0],
-            tuple(weight.shape[2:]),  # type: ignore[arg-type]
-            stride=conv.stride,  # type: ignore[arg-type]
+            tuple(weight.shape[2:]),  # type: ignore[arg-type]  # (kh, kw): a 2-tuple at run time
+            stride=conv.stride,  # type: ignore[arg-type]  # Conv2d's own stride tuple
             padding=padding,
             groups=conv.groups,
             bias=True,
         )
         with torch.no_grad():
             self.conv.weight.copy_(weight)
-            self.conv.bias.copy_(bias)  # type: ignore[union-attr]
+            self.conv.bias.copy_(bias)  # type: ignore[union-attr]  # bias=True above
         self.relu6 = relu6
         #: conv + activation / residual in one oneDNN kernel (set by FastEfficientNet)
         self.fused = False
@@ -186,14 +196,17 @@ class _ConvBN(nn.Module):
         conv = self.conv
         if self.fused:
             args = (conv.padding, conv.stride, conv.dilation, conv.groups)
+            fused: torch.Tensor  # (_CONV_PW is an untyped torch.ops handle)
             if residual is not None:  # (the projection convs, which have no activation)
                 assert not self.relu6
-                return _CONV_PW.binary(
+                fused = _CONV_PW.binary(
                     x, residual, conv.weight, conv.bias, *args, "add", None, None, [], None
                 )
-            if self.relu6:
-                return _CONV_PW(x, conv.weight, conv.bias, *args, "hardtanh", [0.0, 6.0], None)
-            return _CONV_PW(x, conv.weight, conv.bias, *args, "none", [], None)
+            elif self.relu6:
+                fused = _CONV_PW(x, conv.weight, conv.bias, *args, "hardtanh", [0.0, 6.0], None)
+            else:
+                fused = _CONV_PW(x, conv.weight, conv.bias, *args, "none", [], None)
+            return fused
         x = conv(x)
         if self.relu6:
             x = F.hardtanh_(x, 0.0, 6.0)
@@ -259,7 +272,7 @@ def _probe_fused_ops(dtype: torch.dtype) -> bool:
 
 
 class _Block(nn.Module):
-    def __init__(self, block: nn.Module) -> None:
+    def __init__(self, block: ForeignModule) -> None:
         super().__init__()
         args = block._block_args
         self.expand = (
@@ -285,7 +298,7 @@ class FastEfficientNet(nn.Module):
 
     def __init__(
         self,
-        net: nn.Module,
+        net: ForeignModule,
         dtype: torch.dtype = torch.float32,
         fused: bool | None = None,
         images_per_pass: int | None = None,
@@ -303,7 +316,7 @@ class FastEfficientNet(nn.Module):
             if isinstance(module, _ConvBN):
                 module.fused = use_fused
         self.eval()
-        self.to(memory_format=torch.channels_last, dtype=dtype)  # type: ignore[call-overload]
+        self.to(memory_format=torch.channels_last, dtype=dtype)  # type: ignore[call-overload]  # torch's stubs lack this overload
 
     @torch.inference_mode()
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -324,7 +337,7 @@ class FastEfficientNet(nn.Module):
         return x.float().mean(dim=(2, 3))
 
 
-def _supported(net: nn.Module) -> bool:
+def _supported(net: ForeignModule) -> bool:
     """Only the exact module types we know how to fold (not LoRA/peft wrappers, not SE blocks)."""
     from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
 
@@ -392,7 +405,7 @@ def fast_features(tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor | None
     mode = fast_mode()
     if mode == "off":
         return None
-    net = tower.net  # type: ignore[attr-defined]
+    net: ForeignModule = tower.net
     backend = image_backend()
     size = int(getattr(tower, "image_size", 0))
     if backend == "openvino" and tuple(pixels.shape[-2:]) != (size, size):
@@ -415,7 +428,8 @@ def fast_features(tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor | None
                 # a plain __dict__ entry, outside the module tree: not saved, trained or moved
                 cached = (key, fast)
                 tower.__dict__[slot] = cached
-    return cached[1](pixels)
+    features: torch.Tensor = cached[1](pixels)
+    return features
 
 
 @dataclass
@@ -433,7 +447,7 @@ def _norm(ln: nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor, float]:
 class _PackedLayer(nn.Module):
     """One BERT encoder layer over packed tokens: (tokens, hidden) in and out, fp32."""
 
-    def __init__(self, layer: nn.Module, heads: int, dtype: torch.dtype) -> None:
+    def __init__(self, layer: ForeignModule, heads: int, dtype: torch.dtype) -> None:
         super().__init__()
         attn = layer.attention.self
         # Q, K and V as one product: one weight read and one kernel call instead of three
@@ -490,17 +504,17 @@ class PackedBert(nn.Module):
     gallery sections).
     """
 
-    def __init__(self, net: nn.Module, dtype: torch.dtype = torch.bfloat16) -> None:
+    def __init__(self, net: ForeignModule, dtype: torch.dtype = torch.bfloat16) -> None:
         super().__init__()
-        config = net.config  # type: ignore[union-attr]
-        emb = net.embeddings  # type: ignore[union-attr]
+        config = net.config
+        emb = net.embeddings
         self.hidden = int(config.hidden_size)
         self.word = emb.word_embeddings.weight.detach()  # shared, fp32: a lookup, no product
         self.positions = emb.position_embeddings.weight.detach()
         self.token_type = emb.token_type_embeddings.weight.detach()[0]
         self.ln = _norm(emb.LayerNorm)
         heads = int(config.num_attention_heads)
-        layers = net.encoder.layer  # type: ignore[union-attr]
+        layers = net.encoder.layer
         self.layers = nn.ModuleList(_PackedLayer(layer, heads, dtype) for layer in layers)
         self.eval()
 
@@ -534,7 +548,7 @@ class PackedBert(nn.Module):
         return BertOutput(out.view(batch, length, self.hidden))
 
 
-def _packable(net: nn.Module) -> bool:
+def _packable(net: ForeignModule) -> bool:
     """Only a plain BertModel we know layer by layer (not a LoRA / peft-wrapped one)."""
     config = getattr(net, "config", None)
     if type(net).__name__ != "BertModel" or config is None:
@@ -544,7 +558,7 @@ def _packable(net: nn.Module) -> bool:
     if getattr(config, "hidden_act", None) != "gelu" or getattr(config, "is_decoder", False):
         return False
     try:
-        for layer in net.encoder.layer:  # type: ignore[union-attr]
+        for layer in net.encoder.layer:
             attn = layer.attention
             linears = [
                 attn.self.query,

@@ -116,7 +116,8 @@ def _prepare(
     transform: Callable[[Image.Image], object] | None,
     flip: bool,
     draft_size: int | None = None,
-):
+) -> object:
+    """The decoded image (mirrored with `flip`), through `transform` when there is one."""
     image = load_image(path, draft_size=draft_size)
     if flip:
         image = ImageOps.mirror(image)
@@ -191,7 +192,7 @@ def _run_pipeline(
     if not todo:
         return vectors, errors
 
-    def load_one(i: int):
+    def load_one(i: int) -> tuple[int, object | None, str | None]:
         try:
             return i, _prepare(paths[i], transform, flip, draft_size), None
         except ImageLoadError as exc:
@@ -239,28 +240,31 @@ def embed_image_files(
 
     from crossmodal.models.dual import DualEncoder
 
-    paths = [Path(p) for p in paths]
-    is_dual = isinstance(model, DualEncoder)
+    files = [Path(p) for p in paths]
+    dual = model if isinstance(model, DualEncoder) else None
     draft_size: int | None = None
-    if is_dual:
-        namespace = f"image-features:{model.image_tower_fingerprint()}"
-        transform = model.image_preprocess
+    transform: Callable[[Image.Image], object] | None
+    compute: Callable[[list], np.ndarray]
+    if dual is not None:
+        namespace = f"image-features:{dual.image_tower_fingerprint()}"
+        transform = dual.image_preprocess
         # a large camera JPEG decodes at 1/2-1/8 scale in the DCT, down to twice the model's
         # input size at least (the indexing pipeline's rule: embeddings move < 0.005 in
         # cosine); Flickr8k-sized images (500 x 375) decode in full as before
-        size = int(getattr(model.image_tower, "image_size", 0))
+        size = int(getattr(dual.image_tower, "image_size", 0))
         draft_size = 2 * size if size else None
 
         def compute(items: list) -> np.ndarray:
             with torch.inference_mode():
-                return model.image_features(torch.stack(items)).float().numpy()
+                features: np.ndarray = dual.image_features(torch.stack(items)).float().numpy()
+                return features
     else:
         if features_only:
             raise ValueError("features_only needs a crossmodal dual encoder")
         namespace = f"image-embeddings:{model.fingerprint}"
         transform = None
 
-        def compute(items: list) -> np.ndarray:
+        def compute(items: list) -> np.ndarray:  # (the else branch's: mypy sees one name)
             return model.encode_images(items, batch_size=len(items))
 
     if flip:
@@ -268,7 +272,7 @@ def embed_image_files(
     cache = FeatureCache(cache_dir, namespace) if cache_dir is not None else None
     keys: list[str | None] = []
     errors: dict[int, str] = {}
-    for i, p in enumerate(paths):
+    for i, p in enumerate(files):
         try:
             keys.append(file_digest(p))
         except OSError as exc:
@@ -279,10 +283,10 @@ def embed_image_files(
 
     def persist(batch: dict[int, np.ndarray]) -> None:
         if cache is not None:
-            cache.put_many((keys[i], v) for i, v in batch.items())  # type: ignore[misc]
+            cache.put_many((keys[i], v) for i, v in batch.items())  # type: ignore[misc]  # keys[i] is a str for every computed i
 
     computed, failed = _run_pipeline(
-        paths,
+        files,
         todo,
         transform,
         compute,
@@ -296,14 +300,22 @@ def embed_image_files(
     errors.update(failed)
     if cache:
         cache.close()
-    ok = np.array([i not in errors for i in range(len(paths))], dtype=bool)
-    rows = [computed[i] if i in computed else hits[keys[i]] for i in range(len(paths)) if ok[i]]
-    dim = model.image_tower.feature_dim if is_dual else model.dim  # type: ignore[union-attr]
+    ok = np.array([i not in errors for i in range(len(files))], dtype=bool)
+    # (a file without a key is in `errors`, so `ok[i]` implies `key is not None`)
+    rows = [
+        computed[i] if i in computed else hits[key]
+        for i, key in enumerate(keys)
+        if ok[i] and key is not None
+    ]
+    dim = model.dim
+    if dual is not None:
+        assert dual.image_tower is not None
+        dim = dual.image_tower.feature_dim
     vectors = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
-    if is_dual and not features_only and len(vectors):
+    if dual is not None and not features_only and len(vectors):
         with torch.inference_mode():
-            vectors = model.project_images(torch.from_numpy(vectors)).numpy()
-    failures = [(paths[i], errors[i]) for i in sorted(errors)]
+            vectors = dual.project_images(torch.from_numpy(vectors)).numpy()
+    failures = [(files[i], errors[i]) for i in sorted(errors)]
     return ImageBatchResult(vectors=vectors, ok=ok, failures=failures)
 
 
@@ -346,6 +358,7 @@ def embed_texts(
         if not idx:
             continue
         tower = model.multilingual_tower if route else model.text_tower
+        assert tower is not None
         namespace = f"text-features:{model.text_tower_fingerprint(route)}"
         cache = FeatureCache(cache_dir, namespace) if cache_dir is not None else None
 
@@ -359,7 +372,7 @@ def embed_texts(
             compute,
             batch_size,
             show_progress,
-            tower.feature_dim,  # type: ignore[union-attr]
+            tower.feature_dim,
         )
         if not features_only:
             with torch.inference_mode():

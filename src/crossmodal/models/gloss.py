@@ -117,8 +117,8 @@ class ChineseGlosser:
         # what the gloss uses
         self._meanings: dict[str, str] = {}
         for word, options in readings.items():
-            senses = (d for defs in sorted(options, key=len, reverse=True) for d in defs)
-            meaning = next((m for m in map(_trim, senses) if m), None)
+            ranked = (d for defs in sorted(options, key=len, reverse=True) for d in defs)
+            meaning = next((m for m in map(_trim, ranked) if m), None)
             if meaning:
                 self._meanings[word] = meaning
         self._longest = max(map(len, self._meanings))

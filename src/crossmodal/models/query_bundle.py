@@ -214,7 +214,7 @@ class QueryBundle(Encoder):
         self._lock = threading.Lock()
 
     @property
-    def fingerprint(self) -> str:  # type: ignore[override]
+    def fingerprint(self) -> str:
         return str(self.manifest["fingerprint"])
 
     @cached_property

@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -23,6 +23,14 @@ from torch import nn
 
 from crossmodal.errors import ModelNotAvailable
 from crossmodal.runtime import offline_hub
+
+if TYPE_CHECKING:
+    from crossmodal.models.small import SmallCNNTower, SmallTextTower
+
+#: The towers `build_image_tower` / `build_text_tower` make: a closed set, so a union types
+#: what callers read of them (`feature_dim`, `preprocess`, `tokenize`, `fingerprint()`).
+ImageTower: TypeAlias = "EfficientNetTower | SmallCNNTower"
+TextTower: TypeAlias = "MiniLMTower | USETower | ConcatTextTower | SmallTextTower"
 
 # Variant -> (package holding the ImageNet weights, class in it, native resolution).
 EFFICIENTNET_VARIANTS: dict[str, tuple[str, str, int]] = {
@@ -277,10 +285,10 @@ class ConcatTextTower(nn.Module):
     over both sees more of each caption than over either alone.
     """
 
-    def __init__(self, towers: list[nn.Module]) -> None:
+    def __init__(self, towers: list[TextTower]) -> None:
         super().__init__()
         self.towers = nn.ModuleList(towers)
-        self.feature_dim = sum(int(t.feature_dim) for t in towers)  # type: ignore[arg-type]
+        self.feature_dim: int = sum(int(t.feature_dim) for t in towers)
 
     def tokenize(self, texts: Sequence[str]) -> list[str]:
         return list(texts)
@@ -293,29 +301,33 @@ class ConcatTextTower(nn.Module):
     side_by_side_up_to = 2
 
     def forward(self, texts: list[str]) -> torch.Tensor:
-        def run(tower: nn.Module) -> torch.Tensor:
+        def run(tower: TextTower) -> torch.Tensor:
             return F.normalize(tower(tower.tokenize(texts)).float(), dim=-1)
 
-        def run_beside(tower: nn.Module, grad: bool) -> torch.Tensor:
+        def run_beside(tower: TextTower, grad: bool) -> torch.Tensor:
             with torch.set_grad_enabled(grad):  # grad mode is per thread
                 return run(tower)
 
-        first, *rest = self.towers
+        first, *rest = self._text_towers()
         if rest and len(texts) <= self.side_by_side_up_to and (os.cpu_count() or 1) > 1:
             grad = torch.is_grad_enabled()
             pending = [_side_pool().submit(run_beside, tower, grad) for tower in rest]
             parts = [run(first), *(p.result() for p in pending)]
         else:
-            parts = [run(tower) for tower in self.towers]
+            parts = [run(tower) for tower in self._text_towers()]
         return torch.cat(parts, dim=-1)
 
+    def _text_towers(self) -> list[TextTower]:
+        # nn.ModuleList yields plain Modules; __init__ only ever puts text towers in it
+        return [cast("TextTower", tower) for tower in self.towers]
+
     def fingerprint(self) -> str:
-        return "concat(" + ",".join(t.fingerprint() for t in self.towers) + ")"  # type: ignore[operator]
+        return "concat(" + ",".join(t.fingerprint() for t in self._text_towers()) + ")"
 
 
-def tower_fingerprint(tower: nn.Module, weights_saved: bool) -> str:
+def tower_fingerprint(tower: ImageTower | TextTower, weights_saved: bool) -> str:
     """Frozen pretrained towers are named by their package; fine-tuned ones by a weight hash."""
-    base = tower.fingerprint()  # type: ignore[operator]
+    base = tower.fingerprint()
     if not weights_saved:
         return base
     digest = hashlib.sha1()
@@ -325,7 +337,7 @@ def tower_fingerprint(tower: nn.Module, weights_saved: bool) -> str:
     return f"{base}+{digest.hexdigest()[:12]}"
 
 
-def build_image_tower(spec: dict[str, Any]) -> nn.Module:
+def build_image_tower(spec: dict[str, Any]) -> ImageTower:
     kind = spec.get("type", "efficientnet")
     if kind == "efficientnet":
         return EfficientNetTower(
@@ -340,7 +352,7 @@ def build_image_tower(spec: dict[str, Any]) -> nn.Module:
     raise ModelNotAvailable(f"unknown image tower type {kind!r} (known: efficientnet, small-cnn)")
 
 
-def build_text_tower(spec: dict[str, Any]) -> nn.Module:
+def build_text_tower(spec: dict[str, Any]) -> TextTower:
     kind = spec.get("type", "minilm")
     if kind == "minilm":
         return MiniLMTower(max_length=int(spec.get("max_length", 64)))

@@ -125,7 +125,7 @@ def _patch_openapi(app: FastAPI) -> None:
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
 
 
 @contextlib.asynccontextmanager
@@ -198,7 +198,7 @@ def _add_docs(app: FastAPI) -> None:
     """Swagger UI at /docs from the swagger-ui-bundle package's files (no network needed);
     without that package /docs says where the schema is instead of showing a blank page."""
     try:
-        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]  # the package ships no types
     except ImportError:  # pragma: no cover - the package is a dependency
         swagger_ui_path = None
 

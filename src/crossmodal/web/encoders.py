@@ -66,7 +66,7 @@ def _start_child(model_name: str, fingerprint: str) -> None:
     if model.fingerprint != fingerprint:
         raise RuntimeError(f"model {model_name} in a child is not the server's ({fingerprint})")
     if getattr(model, "image_tower", None) is not None:
-        model.image_tower = None  # type: ignore[attr-defined]  # never used here: memory back
+        model.image_tower = None  # never used here: memory back
     one_blas_thread_per_query(model)
     _model = model
     _encode(["a photo"])  # lazy initialisation (fast paths, kernels) before the first query

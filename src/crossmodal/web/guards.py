@@ -87,9 +87,9 @@ def http_protocol() -> type:
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
     except ImportError:  # pragma: no cover - httptools is a dependency
-        from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]  # (the fallback class of another uvicorn version)
 
-    class JSONErrorsProtocol(Base):  # type: ignore[misc,valid-type]
+    class JSONErrorsProtocol(Base):
         def send_400_response(self, msg: str) -> None:
             body = json.dumps(
                 {"detail": f"{msg.rstrip('.')}: a URL or header too long, or not HTTP/1.1"}

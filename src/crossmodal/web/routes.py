@@ -56,7 +56,7 @@ __all__ = [
 async def get_service(request: Request) -> WebService:
     # async: FastAPI runs a plain `def` dependency on the thread pool, one more thread hop per
     # request (measured: a third of the time of a cached search)
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 Service = Annotated[WebService, Depends(get_service)]

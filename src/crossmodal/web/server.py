@@ -13,9 +13,13 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crossmodal.errors import ConfigError, CrossmodalError
 from crossmodal.web.settings import WebSettings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI  # (imported lazily at run time: `serve --help` stays quick)
 
 __all__ = ["app_from_env", "build_app", "check_port", "serve"]
 
@@ -52,12 +56,12 @@ def setup_torch(import_torch: bool = True) -> None:
         hf_logging.disable_progress_bar()
 
 
-def build_app(  # type: ignore[no-untyped-def]
+def build_app(
     collection: str | Path | None,
     model: str | None,
     settings: WebSettings,
     after_open: Callable[[], None] | None = None,
-):
+) -> FastAPI:
     """Open the collection and build the app; a missing collection or a model that does not
     match it raises a `CrossmodalError` here, before the server starts listening.
     `after_open` runs between opening and loading the model (a port check, say)."""
@@ -98,7 +102,7 @@ def build_app(  # type: ignore[no-untyped-def]
     return app
 
 
-def app_from_env():  # type: ignore[no-untyped-def]
+def app_from_env() -> FastAPI:
     """The app of one uvicorn worker process (`uvicorn --factory`)."""
     return build_app(
         os.environ.get(_ENV_COLLECTION) or None,
