@@ -53,7 +53,7 @@ def _hits_from_server(col: Collection, results: list[dict]) -> list[SearchHit]:
     """The server's hits with this machine's full paths (as an in-process search gives)."""
     rows = col.catalog.get_images([int(r["id"]) for r in results])
     roots = col.catalog.roots()
-    hits = []
+    hits: list[SearchHit] = []
     for r in results:
         row = rows.get(int(r["id"]))
         if row is None:

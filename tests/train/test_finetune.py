@@ -212,6 +212,10 @@ def test_every_shipped_recipe_is_a_valid_config():
     for path in recipes:
         if path.name == "ssl.toml":
             build_config(SSLConfig, path)
+        elif path.name == "captioner.toml":
+            from crossmodal.train.captioner import CaptionerRecipe
+
+            CaptionerRecipe.from_toml(path)
         else:
             read_config_file(path)
             make_config(path)

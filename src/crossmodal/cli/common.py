@@ -12,11 +12,14 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import click
 import typer
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    # Typer 0.29 carries its own Click; its group's methods take that Click's types
+    from typer._click import Context, HelpFormatter
 
 from crossmodal.defaults import DEFAULT_DATA_ROOT, DEFAULT_FLICKR8K_ROOT
 from crossmodal.errors import CrossmodalError
@@ -75,12 +78,12 @@ MARKUP_MODE = None
 class SectionedGroup(TyperGroup):
     """Commands listed by `HELP_SECTIONS`, each section under its own heading."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         order = [name for _, names in HELP_SECTIONS for name in names]
         known = [n for n in order if n in self.commands]
         return known + [n for n in self.commands if n not in order]
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         names = self.list_commands(ctx)
         width = formatter.width or 80
         limit = width - 6 - max((len(n) for n in names), default=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +22,9 @@ from crossmodal.cli.common import (
     setup_torch,
 )
 from crossmodal.errors import ConfigError, CrossmodalError
+
+if TYPE_CHECKING:
+    from crossmodal.collection import Collection
 
 __all__ = ["dogs_app"]
 
@@ -279,7 +282,7 @@ def _read_photo(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _open_collection(path: Path | None) -> object | None:
+def _open_collection(path: Path | None) -> Collection | None:
     """The collection whose photos are offered when generation has no key (none: no offer)."""
     if path is None:
         return None

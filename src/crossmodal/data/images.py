@@ -111,7 +111,7 @@ def decode_bytes(
     except _DECODE_ERRORS as e:
         raise ImageLoadError(f"truncated or corrupt: {e}", "corrupt") from None
     try:
-        return decode_opened(im, max_pixels, draft_size)  # type: ignore[arg-type]
+        return decode_opened(im, max_pixels, draft_size)
     finally:
         im.close()
 
@@ -179,7 +179,7 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 def _open(p: Path, max_pixels: int) -> ImageFile.ImageFile:
     """Image.open with our own messages, and without Pillow's hard limit overriding ours."""
     try:
-        return Image.open(p)  # type: ignore[return-value]  (its warnings: filtered below)
+        return Image.open(p)  # its warnings: filtered below
     except Image.DecompressionBombError:
         # Pillow refuses images over 2x its global limit before we can see their size.
         # Mutating Image.MAX_IMAGE_PIXELS would affect other threads, so read the header
@@ -242,5 +242,5 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return Image.alpha_composite(white, rgba).convert("RGB")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit greyscale: convert("RGB") would clip everything above 255 to white.
-        im = im.point(lambda v: v / 256).convert("L")  # type: ignore[arg-type,operator]
+        im = im.point(lambda v: v / 256).convert("L")
     return im.convert("RGB")

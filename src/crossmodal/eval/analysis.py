@@ -291,8 +291,10 @@ def pick_examples(
     ranks = np.asarray(ranks)
     hits = np.flatnonzero(ranks == 1)
     misses = np.flatnonzero(ranks > fail_after)
-    pick_h = np.sort(rng.choice(hits, size=min(n, hits.size), replace=False)) if hits.size else []
-    pick_m = (
+    pick_h: np.ndarray | list[int] = (
+        np.sort(rng.choice(hits, size=min(n, hits.size), replace=False)) if hits.size else []
+    )
+    pick_m: np.ndarray | list[int] = (
         np.sort(rng.choice(misses, size=min(n, misses.size), replace=False)) if misses.size else []
     )
     return [int(i) for i in pick_h], [int(i) for i in pick_m]

@@ -20,6 +20,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
@@ -42,7 +43,8 @@ Thumbnail = Callable[[Path], np.ndarray | None]
 
 def model_colors(labels: Sequence[str]) -> dict[str, str]:
     """One colour per model, in the order given, reused by every figure of a report."""
-    palette = matplotlib.colormaps["tab10"].colors
+    tab10 = matplotlib.colormaps["tab10"]
+    palette = [tab10(i) for i in range(10)]
     return {label: matplotlib.colors.to_hex(palette[i % 10]) for i, label in enumerate(labels)}
 
 
@@ -432,7 +434,8 @@ def prompt_figure(
     ax = fig.add_subplot()
     _grouped_bars(ax, variants, {m: [r[v] for v in variants] for m, r in results.items()}, colors)
     for cont in ax.containers:
-        ax.bar_label(cont, fmt="%.2f", fontsize=6.5, padding=1)
+        if isinstance(cont, BarContainer):
+            ax.bar_label(cont, fmt="%.2f", fontsize=6.5, padding=1)
     top = max(max(r.values()) for r in results.values())
     ax.set_ylim(0, max(5.0, top * 1.25))
     ax.set_xlabel("query text")

@@ -47,7 +47,7 @@ def model_facts(model: Encoder) -> dict[str, Any]:
     record its config.json keeps (the model card's hyper-parameters)."""
     config: dict[str, Any] = getattr(model, "config", None) or {}
     if not config:  # a Hugging Face / OpenCLIP model: what it calls itself
-        return {"model": model.name, "description": model.fingerprint(), "dim": None}
+        return {"model": model.name, "description": model.fingerprint, "dim": None}
     facts: dict[str, Any] = {
         "model": model.name,
         "dim": int(config.get("embed_dim", 0)),

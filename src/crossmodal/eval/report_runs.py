@@ -172,7 +172,7 @@ def tsne_figure(run: ModelRun, sample: np.ndarray, opt: ReportOptions, cache: Pa
 
 def heatmap(run: ModelRun, images: np.ndarray, save: SaveFigure) -> tuple[Path, dict[str, Any]]:
     split = run.split
-    first_caption = {}
+    first_caption: dict[int, int] = {}
     for c, i in enumerate(split.caption_image.tolist()):
         first_caption.setdefault(i, c)
     caps = [first_caption[int(i)] for i in images]

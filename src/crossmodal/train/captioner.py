@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from crossmodal.data.datasets import ImageTextDataset
 from crossmodal.data.loaders import load_dataset
 from crossmodal.errors import DatasetError
 from crossmodal.eval.caption_metrics import caption_scores
@@ -100,6 +101,8 @@ def split_features(
     if result.failures:
         path, reason = result.failures[0]
         raise DatasetError(f"{len(result.failures)} {split} images failed ({path}: {reason})")
+    if not isinstance(dataset, ImageTextDataset):
+        raise DatasetError(f"{dataset.name} {split} has no captions to learn from")
     refs = [[dataset.captions[c] for c in idx] for idx in dataset.image_captions]
     return SplitFeatures(
         names=[p.name for p in dataset.image_paths],

@@ -43,7 +43,7 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -252,7 +252,8 @@ def prepare_clip(model: nn.Module, cfg: TrainConfig, plan: dict[str, list[str]])
             ]
         lora = LoraConfig(
             r=cfg.lora_text,
-            lora_alpha=cfg.lora_alpha,
+            # peft scales by alpha / r as a float; its annotation says int
+            lora_alpha=cfg.lora_alpha,  # type: ignore[arg-type]
             lora_dropout=cfg.lora_dropout,
             target_modules=targets,  # full module names: exactly these layers, nothing else
         )
@@ -268,7 +269,7 @@ def prepare_clip(model: nn.Module, cfg: TrainConfig, plan: dict[str, list[str]])
         for name, p in module.named_parameters():
             if "lora_" not in name:
                 p.requires_grad_(True)
-    model.logit_scale.requires_grad_(True)  # type: ignore[union-attr]
+    model.logit_scale.requires_grad_(True)
     return ClipTrainable(modules, peft_model, plan)
 
 
@@ -409,7 +410,8 @@ def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = Tru
             ) from None
         raise
     model: nn.Module = clip.model
-    model_size = int(model.config.vision_config.image_size)  # type: ignore[union-attr]
+    hf_config: Any = cast(Any, model).config  # a transformers CLIPConfig
+    model_size = int(hf_config.vision_config.image_size)
     resizer = ClipResizer(clip.image_processor, model_size)
     trainable = prepare_clip(model, cfg, plan)
     train_ds, val_ds = caption_splits(cfg)
@@ -439,7 +441,7 @@ def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = Tru
     cpu_split = dataclasses.replace(train)
     train.pixels = train.pixels.to(device)
     train.caption_image = train.caption_image.to(device)
-    embed_dim = int(model.config.projection_dim)  # type: ignore[union-attr]
+    embed_dim = int(hf_config.projection_dim)
 
     optim = torch.optim.AdamW(_param_groups(model, cfg))
     sched = warmup_cosine(

@@ -187,7 +187,7 @@ def _coerce(name: str, value: Any, fields: dict[str, Any] | None = None) -> Any:
     spec = (FIELDS if fields is None else fields)[name]
     default = spec.default
     if default is dataclasses.MISSING:  # list fields (default_factory)
-        sample = spec.default_factory()
+        sample = spec.default_factory() if callable(spec.default_factory) else []
         kinds = {type(x) for x in sample} or {str, int, float}
         if not isinstance(value, list) or not all(type(v) in kinds for v in value):
             what = "/".join(sorted(k.__name__ for k in kinds))

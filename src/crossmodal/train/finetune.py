@@ -20,7 +20,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -76,7 +76,7 @@ class TextSide:
         show_progress: bool,
     ) -> None:
         self.concat = isinstance(tower, ConcatTextTower)
-        subtowers = list(tower.towers) if self.concat else [tower]  # type: ignore[union-attr]
+        subtowers = list(tower.towers) if isinstance(tower, ConcatTextTower) else [tower]
         self.parts: list[tuple[nn.Module, Any]] = []
         for sub in subtowers:
             if trainable and isinstance(sub, MiniLMTower):
@@ -204,14 +204,15 @@ def prepare_model(model: DualEncoder, cfg: TrainConfig) -> Trainable:
                 )
             lora = LoraConfig(
                 r=cfg.lora_text,
-                lora_alpha=cfg.lora_alpha,
+                # peft scales by alpha / r as a float; its annotation says int
+                lora_alpha=cfg.lora_alpha,  # type: ignore[arg-type]
                 lora_dropout=cfg.lora_dropout,
                 target_modules=cfg.lora_targets,
             )
             tower.net = get_peft_model(tower.net, lora)
             text_modules.append(tower.net)
-    for module in image_modules + (text_modules if cfg.unfreeze_text else []):
-        for p in module.parameters():
+    for trainable in image_modules + (text_modules if cfg.unfreeze_text else []):
+        for p in trainable.parameters():
             p.requires_grad_(True)
     return Trainable(image_modules, first_block, text_modules, bool(cfg.lora_text))
 
@@ -256,7 +257,9 @@ def embed_split_tensors(
     """Unit vectors for every image (centre view) and caption of a split, on the CPU."""
 
     def images(pixels: torch.Tensor) -> torch.Tensor:
-        feats = model.image_tower.feature_map(center(pixels)).mean(dim=(2, 3))  # type: ignore[union-attr]
+        # only EfficientNet towers are fine-tuned (checked when the run starts)
+        tower = cast(Any, model.image_tower)
+        feats = tower.feature_map(center(pixels)).mean(dim=(2, 3))
         return model.project_images(feats.float())
 
     model.eval()

@@ -95,7 +95,7 @@ def decode_split(
                 caption_image.append(i)
     if not keep or not captions:
         raise DatasetError(f"{ds.name} {ds.split}: no readable image with a caption")
-    stacked = np.stack([arrays[i] for i in keep])  # type: ignore[misc]
+    stacked = np.stack([arrays[i] for i in keep])
     return SplitData(
         pixels=torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous(),
         captions=captions,

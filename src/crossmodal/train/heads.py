@@ -286,6 +286,7 @@ def train_heads(cfg: HeadConfig, show_progress: bool = True, resume: bool = Fals
     for ds in (train_ds, val_ds):
         if not isinstance(ds, ImageTextDataset) or not ds.captions:
             raise DatasetError(f"{cfg.dataset} {ds.split} has no captions to train on")
+    assert isinstance(train_ds, ImageTextDataset) and isinstance(val_ds, ImageTextDataset)
     seed_everything(cfg.seed)
     model = DualEncoder(model_config(cfg, name=str(out / "best")))
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()

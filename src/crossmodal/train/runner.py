@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from crossmodal.train.config import TrainConfig, to_toml
 from crossmodal.train.heads import HeadConfig, text_tower_spec, train_heads
@@ -11,7 +12,7 @@ from crossmodal.train.loop import TrainResult
 
 def head_config(cfg: TrainConfig) -> HeadConfig:
     """The cached-feature trainer's view of a heads-only run."""
-    image_tower = {"type": "efficientnet", "variant": cfg.image_tower}
+    image_tower: dict[str, Any] = {"type": "efficientnet", "variant": cfg.image_tower}
     if cfg.image_size:
         image_tower["image_size"] = cfg.image_size
     return HeadConfig(

@@ -114,7 +114,7 @@ def run_stage(parts: StageParts, files: StageFiles) -> tuple[dict[str, Any], lis
     return outcome, records
 
 
-def steps_bar(batches: Iterable[torch.Tensor], epoch: int, show_progress: bool) -> tqdm:  # type: ignore[type-arg]
+def steps_bar(batches: Iterable[torch.Tensor], epoch: int, show_progress: bool) -> tqdm:
     """A per-epoch progress bar over the batches (cleared when the epoch ends)."""
     return tqdm(
         batches, desc=f"epoch {epoch + 1}", unit="step", leave=False, disable=not show_progress

@@ -34,6 +34,9 @@ class MLMHead(nn.Module):
     thousand, most of stage 2's cost on a CPU.
     """
 
+    candidates: torch.Tensor  # buffers, declared for the type checker
+    lookup: torch.Tensor
+
     def __init__(self, tower: SmallTextTower, candidates: torch.Tensor) -> None:
         super().__init__()
         self.tower = tower
