@@ -162,7 +162,7 @@ def main() -> None:
         "",
         f"`python benchmarks/cli_latency.py --runs {args.runs}` on the 1,000 Flickr8k test "
         f"images; medians of {args.runs} runs, each a fresh process, wall time. {machine}. "
-        (
+        + (
             f"The machine was shared with other jobs ({load}): "
             "figures on an idle machine are lower."
             if max(load_before[0], load_after[0]) > 1.5
