@@ -110,9 +110,6 @@ LONG_FUNCTIONS: dict[str, str] = {
     "models.features:embed_image_files": "TODO issue 18",
     "train.clip_finetune:train_clip": "TODO issue 18",
     "train.multilingual:add_multilingual_head": "TODO issue 18",
-    "cli.collection:index_command": "TODO issue 18",
-    "cli.eval:report_command": "TODO issue 18",
-    "cli.serve:serve_command": "TODO issue 18",
 }
 
 

@@ -39,6 +39,34 @@ def _read_only_list(path: Path) -> list[str]:
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
+#: The options of `index` that only shape a new collection's vector store, or rebuild it.
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="vector store of a new collection: auto (default: exact while fast, then "
+        "approximate by size) | flat (exact) | flat-fp16 (exact scan, 2x faster) | hnsw | "
+        "hnsw-fp16 | ivfpq (docs/benchmarks.md, scale section)"
+    ),
+]
+MaxIndexMemoryOpt = Annotated[
+    str | None,
+    typer.Option(help="memory budget of --store auto's index, e.g. 4G (like clip-retrieval)"),
+]
+OptimizeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--optimize",
+        help="rebuild the vector indexes from the catalogue: drop removed rows, tune again",
+    ),
+]
+RebuildOpt = Annotated[
+    bool,
+    typer.Option(
+        "--rebuild", help="collection built with another model (version)? re-embed it all"
+    ),
+]
+
+
 @friendly_errors
 def index_command(
     directory: Annotated[
@@ -61,31 +89,10 @@ def index_command(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="retry files that failed before")
     ] = False,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            help="vector store of a new collection: auto (default: exact while fast, then "
-            "approximate by size) | flat (exact) | flat-fp16 (exact scan, 2x faster) | hnsw | "
-            "hnsw-fp16 | ivfpq (docs/benchmarks.md, scale section)"
-        ),
-    ] = None,
-    max_index_memory: Annotated[
-        str | None,
-        typer.Option(help="memory budget of --store auto's index, e.g. 4G (like clip-retrieval)"),
-    ] = None,
-    optimize: Annotated[
-        bool,
-        typer.Option(
-            "--optimize",
-            help="rebuild the vector indexes from the catalogue: drop removed rows, tune again",
-        ),
-    ] = False,
-    rebuild: Annotated[
-        bool,
-        typer.Option(
-            "--rebuild", help="collection built with another model (version)? re-embed it all"
-        ),
-    ] = False,
+    store: StoreOpt = None,
+    max_index_memory: MaxIndexMemoryOpt = None,
+    optimize: OptimizeOpt = False,
+    rebuild: RebuildOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """Index a folder of photos incrementally: new, changed, moved and deleted files.
@@ -108,8 +115,7 @@ def index_command(
         max_index_memory=max_index_memory,
     ) as col:
         if directory is None:
-            for table, info in col.optimize(show_progress=not quiet).items():
-                typer.echo(_store_line(table, info))
+            _optimize_and_print(col, quiet)
             return
         report = col.index(
             directory,
@@ -119,6 +125,24 @@ def index_command(
             only=only_names,
             retry_failed=retry_failed,
         )
+    _print_failures(report)
+    typer.echo(report.summary())
+    if optimize:
+        with Collection.open(collection) as col:
+            _optimize_and_print(col, quiet)
+    if report.failed:
+        _exit_skipped(len(report.failed))
+    _refuse_empty_folder(report, directory)
+
+
+def _optimize_and_print(col: Any, quiet: bool) -> None:
+    """Rebuild the collection's vector indexes and print one line per store."""
+    for table, info in col.optimize(show_progress=not quiet).items():
+        typer.echo(_store_line(table, info))
+
+
+def _print_failures(report: Any) -> None:
+    """On stderr: each file that failed this run, and a count of those skipped as before."""
     fresh = [f for f in report.failed if not f.remembered]
     for failure in fresh:
         typer.echo(failure.message, err=True)
@@ -129,19 +153,12 @@ def index_command(
             "skipped again; --retry-failed retries them.",
             err=True,
         )
-    typer.echo(report.summary())
-    if optimize:
-        with Collection.open(collection) as col:
-            for table, info in col.optimize(show_progress=not quiet).items():
-                typer.echo(_store_line(table, info))
-    if report.failed:
-        typer.echo(
-            f"{len(report.failed)} skipped (exit status {EXIT_SKIPPED}) / "
-            f"跳过 {len(report.failed)} 项",
-            err=True,
-        )
-        raise typer.Exit(EXIT_SKIPPED)
-    _refuse_empty_folder(report, directory)
+
+
+def _exit_skipped(count: int) -> None:
+    """Some files were skipped: say how many, exit with EXIT_SKIPPED."""
+    typer.echo(f"{count} skipped (exit status {EXIT_SKIPPED}) / 跳过 {count} 项", err=True)
+    raise typer.Exit(EXIT_SKIPPED)
 
 
 def _refuse_empty_folder(report: Any, directory: Path) -> None:

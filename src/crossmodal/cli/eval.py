@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -140,17 +140,9 @@ def report_command(
         top_k=top_k,
         prompt_captions=prompt_captions,
         photos=not no_photos,
-        command=" ".join(
-            [
-                "crossmodal report",
-                *(f"--model {m}" for m in models),
-                f"--dataset {dataset} --root {root} --split {split} --out {out}",
-                *(["--no-photos"] if no_photos else []),
-            ]
-        ),
+        command=_report_command_line(models, dataset, root, split, out, no_photos),
     ).validate()
     # Cheap checks first, so a typo costs no model loading or embedding.
-    from crossmodal.eval import format_table
     from crossmodal.eval.report import build_report, prepare_out_dir
     from crossmodal.models import load_model
     from crossmodal.models.features import default_cache_dir
@@ -164,6 +156,27 @@ def report_command(
     result = build_report(
         encoders, ds, out, cache_dir=cache, options=options, show_progress=not quiet
     )
+    _print_report(result, out)
+
+
+def _report_command_line(
+    models: list[str], dataset: str, root: Path, split: str, out: Path, no_photos: bool
+) -> str:
+    """The command that made the report, written into it so anyone can re-run it."""
+    return " ".join(
+        [
+            "crossmodal report",
+            *(f"--model {m}" for m in models),
+            f"--dataset {dataset} --root {root} --split {split} --out {out}",
+            *(["--no-photos"] if no_photos else []),
+        ]
+    )
+
+
+def _print_report(result: Any, out: Path) -> None:
+    """Each model's metrics table, then where the report was written."""
+    from crossmodal.eval import format_table
+
     for r in result.metrics:
         typer.echo(format_table(r))
     typer.echo(

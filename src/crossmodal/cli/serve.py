@@ -71,21 +71,11 @@ def serve_command(
     ] = False,
 ) -> None:
     """Serve a collection as a web page and a JSON API (OpenAPI docs at /docs)."""
-    from crossmodal.errors import ConfigError
     from crossmodal.web.server import serve
     from crossmodal.web.settings import WebSettings
 
-    if max_upload_mb <= 0 or max_pixels <= 0:
-        raise ConfigError("--max-upload-mb and --max-pixels must be positive")
-    if token_reads and not token:
-        raise ConfigError("--token-reads needs --token (or CROSSMODAL_TOKEN)")
-    hosts = list(LOCAL_HOSTS) + [h.strip().strip("[]") for h in allowed_host or [] if h.strip()]
-    if host not in ("127.0.0.1", "localhost", "::1") and host not in hosts and "*" not in hosts:
-        typer.echo(
-            f"crossmodal: listening on {host}: requests are answered only for Host "
-            f"{', '.join(hosts)}; add the name clients use with --allowed-host",
-            err=True,
-        )
+    _check_limits_and_token(max_upload_mb, max_pixels, token, token_reads)
+    hosts = _allowed_hosts(host, allowed_host)
     settings = WebSettings(
         allowed_hosts=tuple(dict.fromkeys(hosts)),
         cors_origins=tuple(cors_origin or ()),
@@ -105,3 +95,28 @@ def serve_command(
         access_log=access_log,
         announce=lambda line: typer.echo(f"crossmodal: {line}", err=True),
     )
+
+
+def _check_limits_and_token(
+    max_upload_mb: float, max_pixels: int, token: str | None, token_reads: bool
+) -> None:
+    """Refuse upload limits that accept nothing, and --token-reads without a token."""
+    from crossmodal.errors import ConfigError
+
+    if max_upload_mb <= 0 or max_pixels <= 0:
+        raise ConfigError("--max-upload-mb and --max-pixels must be positive")
+    if token_reads and not token:
+        raise ConfigError("--token-reads needs --token (or CROSSMODAL_TOKEN)")
+
+
+def _allowed_hosts(host: str, allowed_host: list[str] | None) -> list[str]:
+    """The Host names answered: the local ones and --allowed-host; warn when listening on an
+    address that clients would reach under a Host name not among them."""
+    hosts = list(LOCAL_HOSTS) + [h.strip().strip("[]") for h in allowed_host or [] if h.strip()]
+    if host not in ("127.0.0.1", "localhost", "::1") and host not in hosts and "*" not in hosts:
+        typer.echo(
+            f"crossmodal: listening on {host}: requests are answered only for Host "
+            f"{', '.join(hosts)}; add the name clients use with --allowed-host",
+            err=True,
+        )
+    return hosts
