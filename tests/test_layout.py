@@ -109,7 +109,6 @@ LONG_FUNCTIONS: dict[str, str] = {
     "models.clip_backends:OpenClipEncoder.from_spec": "TODO issue 18",
     "models.features:embed_image_files": "TODO issue 18",
     "train.clip_finetune:train_clip": "TODO issue 18",
-    "train.multilingual:add_multilingual_head": "TODO issue 18",
 }
 
 

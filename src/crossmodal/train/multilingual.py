@@ -89,9 +89,54 @@ def add_multilingual_head(
         if not isinstance(ds, ImageTextDataset) or not ds.captions:
             raise DatasetError(f"{dataset} {split} has no captions")
         splits[split] = _targets_and_inputs(model, ds, cache, show_progress)
-    (x_train, y_train), (x_val, y_val) = splits["train"], splits["val"]
+    best_cos, best_epoch = _fit_head(
+        model.multilingual_head,
+        splits["train"],
+        splits["val"],
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        input_noise=input_noise,
+        show_progress=show_progress,
+    )
+    model.eval()
+    info = {
+        "multilingual_head": f"USE -> space, cosine distillation on {dataset} train "
+        f"captions (input noise {input_noise:g}, hidden {hidden}); "
+        f"val cosine {best_cos:.4f} at epoch {best_epoch}"
+    }
+    saved = model.save(out, extra_info=info)
+    (Path(out) / "multilingual_summary.json").write_text(
+        json.dumps(
+            {
+                "val_cosine": best_cos,
+                "epoch": best_epoch,
+                "seconds": round(time.perf_counter() - start, 1),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return saved
+
+
+def _fit_head(
+    head: ProjectionHead,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    input_noise: float,
+    show_progress: bool,
+) -> tuple[float, int]:
+    """Fit the head by cosine distillation (inputs, targets), stop when the val cosine has not
+    improved for 5 epochs, keep the best epoch's weights; return (val cosine, epoch)."""
+    (x_train, y_train), (x_val, y_val) = train, val
     generator = seed_everything(seed)
-    head = model.multilingual_head
     optim = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
     best = (-1.0, 0, {k: v.clone() for k, v in head.state_dict().items()})
     stale = 0
@@ -120,25 +165,7 @@ def add_multilingual_head(
             if stale >= 5:
                 break
     head.load_state_dict(best[2])
-    model.eval()
-    info = {
-        "multilingual_head": f"USE -> space, cosine distillation on {dataset} train "
-        f"captions (input noise {input_noise:g}, hidden {hidden}); "
-        f"val cosine {best[0]:.4f} at epoch {best[1]}"
-    }
-    saved = model.save(out, extra_info=info)
-    (Path(out) / "multilingual_summary.json").write_text(
-        json.dumps(
-            {
-                "val_cosine": best[0],
-                "epoch": best[1],
-                "seconds": round(time.perf_counter() - start, 1),
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    return saved
+    return best[0], best[1]
 
 
 def val_cosine(model: DualEncoder, texts: list[str]) -> float:
