@@ -388,36 +388,24 @@ def save_best(
 
 
 # ---- the run -----------------------------------------------------------------------------
-def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = True) -> TrainResult:
-    """Fine-tune the CLIP model `cfg.clip_model` end to end; saves `<out>/best` (a Hugging
-    Face CLIP folder, selected on val mean recall), `<out>/config.toml`, `<out>/metrics.jsonl`,
-    `<out>/summary.json` and `<out>/checkpoint.pt` after every epoch."""
-    plan = check_settings(cfg)
-    start_time = time.perf_counter()
-    out = Path(cfg.out)
-    device = runtime.resolve_device(cfg.device)
-    autocast, scaler = runtime.autocast(device, cfg.precision)
-
-    clip = load_clip(cfg)
-    # taken before training touches the weights (it hashes the folder's files when it can)
-    base_fingerprint = clip.fingerprint
+def _open_clip_run(cfg: TrainConfig, resume: bool, base_fingerprint: str) -> dict[str, Any] | None:
+    """The run's checkpoint (or None for a fresh run); --resume is refused in CLIP's words
+    when the base weights changed since the run started."""
     try:
-        ckpt = open_run(cfg, resume, extra={"clip_fingerprint": base_fingerprint})
+        return open_run(cfg, resume, extra={"clip_fingerprint": base_fingerprint})
     except ConfigError as exc:
         if "another clip_fingerprint" in str(exc):
             raise ConfigError(
-                f"--resume: the weights in {cfg.clip_model} changed since the run in {out} started"
+                f"--resume: the weights in {cfg.clip_model} changed since the run in "
+                f"{Path(cfg.out)} started"
             ) from None
         raise
-    model: nn.Module = clip.model
-    hf_config: Any = cast(Any, model).config  # a transformers CLIPConfig
-    model_size = int(hf_config.vision_config.image_size)
-    resizer = ClipResizer(clip.image_processor, model_size)
-    trainable = prepare_clip(model, cfg, plan)
-    train_ds, val_ds = caption_splits(cfg)
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(to_toml(cfg))
+
+def _decode_clip_splits(
+    cfg: TrainConfig, train_ds: Any, val_ds: Any, resizer: ClipResizer, show_progress: bool
+) -> tuple[SplitData, SplitData]:
+    """The train and val images decoded once at CLIP's size (uint8, on the CPU)."""
     # decode_split only asks its "tower" for image_size and resize(): the CLIP processor's
     train = decode_split(
         train_ds,
@@ -434,15 +422,27 @@ def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = Tru
         cfg.workers,
         show_progress,
     )
-    train_text = Captions(clip, train.captions, device)
-    val_text = Captions(clip, val.captions, device)
-    norm = Normalizer(clip.image_processor, device)
-    model.to(device)
-    cpu_split = dataclasses.replace(train)
-    train.pixels = train.pixels.to(device)
-    train.caption_image = train.caption_image.to(device)
-    embed_dim = int(hf_config.projection_dim)
+    return train, val
 
+
+def _clip_trainer(
+    model: nn.Module,
+    trainable: ClipTrainable,
+    cfg: TrainConfig,
+    *,
+    scaler: Any,
+    autocast: Any,
+    device: torch.device,
+    norm: Normalizer,
+    train: SplitData,
+    cpu_split: SplitData,
+    train_text: Captions,
+    val: SplitData,
+    val_text: Captions,
+) -> Trainer:
+    """The shared training loop's view of a CLIP run: optimiser, schedule, one batch's loss
+    (logit scale clamped after each step as CLIP does), val recall and what to checkpoint."""
+    hf_config: Any = cast(Any, model).config  # a transformers CLIPConfig
     optim = torch.optim.AdamW(_param_groups(model, cfg))
     sched = warmup_cosine(
         optim,
@@ -470,7 +470,7 @@ def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = Tru
         val_img, val_txt = embed_split(model, val, val_text, norm, device, autocast)
         return evaluate(val_img, val_txt, val.caption_image)
 
-    trainer = Trainer(
+    return Trainer(
         model=model,
         optim=optim,
         sched=sched,
@@ -483,7 +483,75 @@ def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = Tru
         learning_state=lambda: _learning_state(model),
         make_batches=lambda epoch, emb: epoch_batches(cpu_split, cfg, epoch, emb),
         n_images=len(train.pixels),
-        embed_dim=embed_dim,
+        embed_dim=int(hf_config.projection_dim),
+    )
+
+
+def _training_info(
+    cfg: TrainConfig,
+    plan: dict[str, list[str]],
+    train: SplitData,
+    best: dict[str, Any],
+    seconds: float,
+    device: torch.device,
+) -> dict[str, Any]:
+    """training_info.json of the saved model: where it came from and how it was selected."""
+    return {
+        "base_model": cfg.clip_model,
+        "trained_on": f"{cfg.dataset} {cfg.train_split} ({len(train.pixels)} images, "
+        f"{len(train.captions)} captions)",
+        "selected_on": f"{cfg.val_split} mean recall {best['score']:.2f} at epoch {best['epoch']}",
+        "recipe": recipe_name(cfg, plan),
+        "seed": cfg.seed,
+        "train_seconds": seconds,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+    }
+
+
+def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = True) -> TrainResult:
+    """Fine-tune the CLIP model `cfg.clip_model` end to end; saves `<out>/best` (a Hugging
+    Face CLIP folder, selected on val mean recall), `<out>/config.toml`, `<out>/metrics.jsonl`,
+    `<out>/summary.json` and `<out>/checkpoint.pt` after every epoch."""
+    plan = check_settings(cfg)
+    start_time = time.perf_counter()
+    out = Path(cfg.out)
+    device = runtime.resolve_device(cfg.device)
+    autocast, scaler = runtime.autocast(device, cfg.precision)
+
+    clip = load_clip(cfg)
+    # taken before training touches the weights (it hashes the folder's files when it can)
+    base_fingerprint = clip.fingerprint
+    ckpt = _open_clip_run(cfg, resume, base_fingerprint)
+    model: nn.Module = clip.model
+    hf_config: Any = cast(Any, model).config  # a transformers CLIPConfig
+    model_size = int(hf_config.vision_config.image_size)
+    resizer = ClipResizer(clip.image_processor, model_size)
+    trainable = prepare_clip(model, cfg, plan)
+    train_ds, val_ds = caption_splits(cfg)
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.toml").write_text(to_toml(cfg))
+    train, val = _decode_clip_splits(cfg, train_ds, val_ds, resizer, show_progress)
+    train_text = Captions(clip, train.captions, device)
+    val_text = Captions(clip, val.captions, device)
+    norm = Normalizer(clip.image_processor, device)
+    model.to(device)
+    cpu_split = dataclasses.replace(train)
+    train.pixels = train.pixels.to(device)
+    train.caption_image = train.caption_image.to(device)
+    trainer = _clip_trainer(
+        model,
+        trainable,
+        cfg,
+        scaler=scaler,
+        autocast=autocast,
+        device=device,
+        norm=norm,
+        train=train,
+        cpu_split=cpu_split,
+        train_text=train_text,
+        val=val,
+        val_text=val_text,
     )
     best = fit(
         trainer,
@@ -495,23 +563,7 @@ def train_clip(cfg: TrainConfig, resume: bool = False, show_progress: bool = Tru
         start_time=start_time,
     )
     seconds = round(time.perf_counter() - start_time, 1)
-    save_best(
-        clip,
-        model,
-        trainable,
-        cfg,
-        out / "best",
-        {
-            "base_model": cfg.clip_model,
-            "trained_on": f"{cfg.dataset} {cfg.train_split} ({len(train.pixels)} images, "
-            f"{len(train.captions)} captions)",
-            "selected_on": f"{cfg.val_split} mean recall {best['score']:.2f} at epoch "
-            f"{best['epoch']}",
-            "recipe": recipe_name(cfg, plan),
-            "seed": cfg.seed,
-            "train_seconds": seconds,
-            "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        },
-    )
+    info = _training_info(cfg, plan, train, best, seconds, device)
+    save_best(clip, model, trainable, cfg, out / "best", info)
     summary = {**best, "seconds": seconds, "skipped_images": train.skipped + val.skipped}
     return write_summary(out, summary, best, seconds)
