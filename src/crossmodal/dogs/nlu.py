@@ -4,7 +4,7 @@ All rule-based (keywords and regular expressions in Chinese and English): the qu
 edition answers fall into a dozen shapes, and rules are predictable, testable and need no model.
 Breeds are spotted by looking every word n-gram (English) and every substring (Chinese) up in
 `KnowledgeBase.find`, longest first, so "German Shepherd" wins over "Shepherd" and "金毛寻回犬"
-over "金毛".
+over "金毛". The phrase tables of topics, not-held fields and intents are in `nlu_tables.py`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,22 @@ import re
 from dataclasses import dataclass, field
 
 from crossmodal.dogs.knowledge import BreedInfo, KnowledgeBase, normalize_name
+from crossmodal.dogs.nlu_tables import (
+    GENERAL_INFO,
+    IDENTIFY,
+    MISSING_FIELDS,
+    RECOMMEND,
+    THIS_ONE,
+    TOPIC_PATTERNS,
+    rx,
+)
 
 __all__ = [
     "GENERAL_INFO",
     "MISSING_FIELDS",
+    "RECOMMEND",
+    "THIS_ONE",
+    "TOPIC_PATTERNS",
     "Filters",
     "Mention",
     "blank_missing",
@@ -226,389 +238,6 @@ def suggest_breed_names(text: str, kb: KnowledgeBase, limit: int = 3) -> list[Br
 
 
 # ------------------------------------------------------------------ intents
-def _rx(*patterns: str) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{p})" for p in patterns), re.I)
-
-
-TOPIC_PATTERNS: dict[str, re.Pattern[str]] = {
-    "children": _rx(
-        r"\bkids?\b",
-        r"\bchild(ren)?\b",
-        r"\bfamil(y|ies)\b",
-        r"\bbab(y|ies)\b",
-        r"\btoddlers?\b",
-        "孩子",
-        "小孩",
-        "儿童",
-        "家庭",
-        "宝宝",
-        "婴儿",
-        "娃",
-    ),
-    "apartment": _rx(
-        r"\bapartments?\b",
-        r"\bflats?\b",
-        r"\bcondos?\b",
-        r"\bsmall (home|house|space)\b",
-        r"\bcity\b",
-        "公寓",
-        "楼房",
-        "小户型",
-        "住楼",
-        "单元房",
-        "城市里",
-        "室内",
-    ),
-    "first_time": _rx(
-        r"\bfirst[- ]time\b",
-        r"\bbeginners?\b",
-        r"\bnovices?\b",
-        r"\bnew (dog )?owners?\b",
-        r"\bfirst dog\b",
-        r"\bnever (had|owned)\b",
-        r"\binexperienced\b",
-        "新手",
-        "第一次养",
-        "初次养",
-        "没养过",
-        "头一次养",
-        "初学者",
-    ),
-    "size": _rx(
-        r"\bhow (big|large|small|heavy|tall)\b",
-        r"\bsize\b",
-        r"\bweigh(t|s)?\b",
-        r"\bheight\b",
-        r"\btall\b",
-        r"\bkg\b",
-        r"\bkilos?\b",
-        r"\bpounds?\b",
-        "多大",
-        "体型",
-        "体重",
-        "多重",
-        "多高",
-        "身高",
-        "肩高",
-        "尺寸",
-        "大小",
-        "几斤",
-        "公斤",
-        "个头",
-    ),
-    "exercise": _rx(
-        r"\bexercis\w*",
-        r"\bwalks?\b",
-        r"\bwalking\b",
-        r"\benergy\b",
-        r"\bactivity\b",
-        r"\bhow active\b",
-        r"\bjog\w*",
-        r"\brun(ning)?\b",
-        "运动",
-        "遛",
-        "活动量",
-        "精力",
-        "散步",
-        "跑步",
-    ),
-    "grooming": _rx(
-        r"\bgroom\w*",
-        r"\bbrush\w*",
-        r"\bshed\w*",
-        r"\bmoult\w*",
-        r"\bmolt\w*",
-        r"\bhypoallergenic\b",
-        r"\bhair\b",
-        r"\bfur\b",
-        r"\bcoat care\b",
-        r"\bmaintenance\b",
-        "掉毛",
-        "脱毛",
-        "美容",
-        "梳毛",
-        "打理",
-        "毛发",
-        "剪毛",
-        "梳理",
-        "换毛",
-        "过敏",
-    ),
-    "temperament": _rx(
-        r"\btemperament\b",
-        r"\bpersonality\b",
-        r"\bcharacter\b",
-        r"\bnature\b",
-        r"\baggressive\b",
-        r"\bfriendly\b",
-        r"\bbehave\b",
-        r"\bbehaviou?r\b",
-        r"\bwhat is (an? |the )?[\w\s-]+ like\b",
-        r"\bwhat are [\w\s-]+ like\b",
-        "性格",
-        "脾气",
-        "个性",
-        "性情",
-        "温顺",
-        "凶",
-        "咬人",
-        "友好",
-        "好相处",
-    ),
-    "origin": _rx(
-        r"\bwhere\b.*\b(from|originate|come)\b",
-        r"\borigins?\b",
-        r"\boriginat(e|es|ed)\b",
-        r"\bcountry\b",
-        "原产",
-        "来自哪",
-        "起源",
-        "哪个国家",
-        "哪里的狗",
-        "产地",
-        "发源",
-    ),
-    "appearance": _rx(
-        r"\bcolou?rs?\b",
-        r"\bcoat\b",
-        r"\blook like\b",
-        r"\bappearance\b",
-        "毛色",
-        "颜色",
-        "长什么样",
-        "外观",
-        "外貌",
-        "被毛",
-    ),
-    "lifespan": _rx(
-        r"\blife ?span\b",
-        r"\blife expectancy\b",
-        r"\bhow long (do|does|will|can|would)\b.*\blive\b",
-        r"\blive (for )?how long\b",
-        r"\bhow many years\b",
-        r"\blong[- ]lived\b",
-        "寿命",
-        "活多久",
-        "能活",
-        "活几年",
-        "活多少年",
-    ),
-    "training": _rx(
-        r"\btrain(able|ability|ing|ed)?\b",
-        r"\bobedien\w*",
-        r"\bstubborn\b",
-        r"\bhouse ?break\w*",
-        r"\bpotty\b",
-        "训练",
-        "好训",
-        "难训",
-        "调教",
-        "听话",
-        "服从",
-        "教会",
-    ),
-    "barking": _rx(
-        r"\bbark\w*",
-        r"\bnois(y|e)\b",
-        r"\bvocal\b",
-        r"\bhowl\w*",
-        r"\bquiet\b",
-        r"\byap\w*",
-        "爱叫",
-        "乱叫",
-        "叫声",
-        "叫吗",
-        "吠",
-        "吵",
-        "扰民",
-        "安静",
-    ),
-    "health": _rx(
-        r"\bhealth\w*",
-        r"\bdiseases?\b",
-        r"\billness\w*",
-        r"\bsick\w*",
-        r"\bgenetic\b",
-        r"\bhereditary\b",
-        r"\bmedical\b",
-        r"\bhip dysplasia\b",
-        "健康",
-        "疾病",
-        "遗传病",
-        "什么病",
-        "毛病",
-        "易患",
-        "常见病",
-    ),
-    "heat": _rx(
-        r"\bhot\b",
-        r"\bheat\b",
-        r"\bwarm (weather|climate)s?\b",
-        r"\bsummers?\b",
-        r"\bhumid\w*",
-        r"\btropical\b",
-        "怕热",
-        "耐热",
-        "夏天",
-        "高温",
-        "炎热",
-        "天热",
-        "南方",
-    ),
-    "cold": _rx(
-        r"\bcold\b",
-        r"\bwinters?\b",
-        r"\bsnow\w*",
-        r"\bfreez\w*",
-        r"\bchilly\b",
-        "怕冷",
-        "耐寒",
-        "冬天",
-        "寒冷",
-        "天冷",
-        "抗冻",
-        "北方",
-    ),
-    "cats": _rx(r"\bcats?\b", r"\bkitt(en|ens|y|ies)\b", "猫"),
-    "other_dogs": _rx(
-        r"\bother dogs?\b",
-        r"\b(a )?second dog\b",
-        r"\banother dog\b",
-        r"\bwith dogs\b",
-        r"\bmulti-?dog\b",
-        "其他狗",
-        "其它狗",
-        "别的狗",
-        "另一只狗",
-        "多只狗",
-        "两只狗",
-        "和狗相处",
-        "其他犬",
-    ),
-    "alone": _rx(
-        r"\balone\b",
-        r"\bseparation\b",
-        r"\bby (it|him|her)self\b",
-        r"\bwhile i('m| am) (at|out)\b",
-        r"\bfull[- ]time\b",
-        r"\bwork all day\b",
-        "独处",
-        "单独",
-        "独自",
-        "一个人在家",
-        "自己在家",
-        "分离焦虑",
-        "上班",
-    ),
-    "home": _rx(
-        r"\bhouse ?pets?\b",
-        r"\bpet at home\b",
-        r"\bindoor (pet|dog)\b",
-        r"\bhome pet\b",
-        r"\bkeep (one|it|them|an? [\w-]+) (at|in the) (home|house)\b",
-        r"\bgood pets?\b",
-        "家养",
-        "在家养",
-        "家里养",
-        "当宠物",
-        "家庭宠物",
-        "宠物狗",
-        "室内养",
-    ),
-}
-
-#: things people ask that the knowledge base does not hold: (key, English words, Chinese words).
-#: A question about one of these gets an honest "not known", never the nearest other field.
-MISSING_FIELDS: list[tuple[str, str, str, re.Pattern[str]]] = [
-    (
-        "price",
-        "price",
-        "价格",
-        _rx(
-            r"\bprice\b",
-            r"\bcosts?\b",
-            r"\bexpensive\b",
-            r"\bcheap\b",
-            r"\bhow much is\b",
-            "价格",
-            "多少钱",
-            "贵",
-            "便宜",
-            "价钱",
-            "售价",
-        ),
-    ),
-    (
-        "diet",
-        "diet",
-        "饮食",
-        _rx(
-            r"\bdiet\b",
-            r"\bfood\b",
-            r"\bfeed\w*",
-            r"\beat\w*",
-            r"\bmeals?\b",
-            "吃什么",
-            "狗粮",
-            "喂",
-            "饮食",
-            "食量",
-            "吃多少",
-        ),
-    ),
-    (
-        "intelligence",
-        "intelligence",
-        "智商",
-        _rx(r"\bsmart\w*", r"\bintelligen\w*", r"\bclever\b", r"\bIQ\b", "聪明", "智商", "智力"),
-    ),
-    (
-        "swimming",
-        "swimming",
-        "游泳能力",
-        _rx(r"\bswim\w*", "游泳", "下水"),
-    ),
-    (
-        "guarding",
-        "guarding ability",
-        "看家护卫能力",
-        _rx(r"\bguard\w*", r"\bwatch ?dog\b", r"\bprotect\w*", "看家", "护卫", "护主", "看门"),
-    ),
-    (
-        "drooling",
-        "drooling",
-        "流口水情况",
-        _rx(r"\bdrool\w*", r"\bslobber\w*", "流口水", "口水"),
-    ),
-    (
-        "litter",
-        "litter size",
-        "每窝产仔数",
-        _rx(r"\blitters?\b", r"\bpuppies (per|in a)\b", "一窝", "产仔", "生几只"),
-    ),
-    (
-        "speed",
-        "running speed",
-        "奔跑速度",
-        _rx(
-            r"\bhow fast\b(.*\brun\w*)?",
-            r"\bspeed\b",
-            r"\bmph\b",
-            r"\bkm/h\b",
-            "跑多快",
-            "速度",
-            "时速",
-        ),
-    ),
-    (
-        "smell",
-        "body odour",
-        "体味",
-        _rx(r"\bsmell(y|s)?\b", r"\bodou?r\b", r"\bstink\w*", "体味", "臭", "异味"),
-    ),
-]
-
-
 def detect_missing(text: str) -> list[tuple[str, str, str]]:
     """Fields the question asks for that the knowledge base does not hold, in text order."""
     hits = []
@@ -626,90 +255,6 @@ def blank_missing(text: str) -> str:
         for m in pattern.finditer(text):
             chars[m.start() : m.end()] = " " * (m.end() - m.start())
     return "".join(chars)
-
-
-#: a general "tell me about X" request (answered with the breed's description)
-GENERAL_INFO = _rx(
-    r"\btell me\b",
-    r"\babout\b",
-    r"\bwhat (is|are|'s) (an? |the )?[\w\s-]*\??$",
-    r"\bwho (is|are)\b",
-    r"\bdescribe\b",
-    r"\binfo(rmation)?\b",
-    r"\boverview\b",
-    r"\bfacts?\b",
-    "介绍",
-    "怎么样",
-    "是什么",
-    "什么样",
-    "了解",
-    "讲讲",
-    "说说",
-    "资料",
-    "信息",
-)
-
-_IDENTIFY = _rx(
-    r"\bwhat (breed|kind|type|sort)\b",
-    r"\bwhich breed\b",
-    r"\bwhat dog is\b",
-    r"\bidentify\b",
-    r"\brecogni[sz]e\b",
-    r"\bwhat is (this|that|it)\b",
-    r"\bis (this|that|it) an?\b",
-    r"\bwhat('s| is) (this|that) dog\b",
-    "什么品种",
-    "哪个品种",
-    "哪种狗",
-    "什么狗",
-    "啥狗",
-    "啥品种",
-    "品种是",
-    "识别",
-    "认一下",
-    "认出",
-    "是什么犬",
-    "这是什么",
-    "是不是",
-    "这是.{1,12}吗",
-    "这只狗是",
-)
-THIS_ONE = _rx(
-    r"\b(this|that|it|here|picture|photo|image|pic)\b",
-    "这",
-    "那只",
-    "图",
-    "照片",
-    "图片",
-    "它",
-    "这只",
-)
-RECOMMEND = _rx(
-    r"\bwhich (breeds?|dogs?)\b",
-    r"\bwhat (breeds?|dogs?)\b",
-    r"\brecommend\w*",
-    r"\bsuggest\w*",
-    r"\blooking for\b",
-    r"\bi want\b",
-    r"\bbest (breeds?|dogs?)\b",
-    r"\bany (breeds?|dogs?)\b",
-    r"\b(breeds?|dogs?) (that|which|for|with)\b",
-    r"\bgood (breeds?|dogs?)\b",
-    r"\bshould i (get|adopt|choose)\b",
-    "推荐",
-    "哪些",
-    "什么狗",
-    "哪种狗",
-    "什么品种",
-    "哪个品种",
-    "有没有",
-    "想养",
-    "适合养什么",
-    "养什么",
-    "选什么",
-    "有哪些",
-    "什么样的狗",
-)
 
 
 def detect_topics(text: str) -> list[str]:
@@ -730,7 +275,7 @@ def detect_intent(
     `has_filters`: the question asks for breeds matching field constraints ("which small dogs
     don't shed"); without a breed, an image or such constraints, it is a search.
     """
-    identify = bool(_IDENTIFY.search(text))
+    identify = bool(IDENTIFY.search(text))
     # "is it good with kids?" about a photo is a topic question whose subject is the photo
     if identify and not topics and (has_image or THIS_ONE.search(text)) and not has_filters:
         return "identify"
@@ -790,9 +335,9 @@ class Filters:
 
 
 _SIZE_RULES: list[tuple[re.Pattern[str], set[str]]] = [
-    (_rx(r"\btiny\b", r"\btoy\b", r"\bteacup\b", "超小型", "迷你", "袖珍"), {"toy"}),
+    (rx(r"\btiny\b", r"\btoy\b", r"\bteacup\b", "超小型", "迷你", "袖珍"), {"toy"}),
     (
-        _rx(
+        rx(
             r"\bsmall\b",
             r"\blittle (dogs?|breeds?|ones?|pups?|puppy)\b",
             r"\bsmall-sized\b",
@@ -805,11 +350,11 @@ _SIZE_RULES: list[tuple[re.Pattern[str], set[str]]] = [
         ),
         {"toy", "small"},
     ),
-    (_rx(r"\bmedium\b", r"\bmid-?sized?\b", "中型", "中等体型", "体型中等"), {"medium"}),
-    (_rx(r"\blarge\b", r"\bbig\b", "大型", "大狗", "大型犬", "体型大", "大的"), {"large", "giant"}),
-    (_rx(r"\bgiant\b", r"\bhuge\b", "巨型", "超大"), {"giant"}),
+    (rx(r"\bmedium\b", r"\bmid-?sized?\b", "中型", "中等体型", "体型中等"), {"medium"}),
+    (rx(r"\blarge\b", r"\bbig\b", "大型", "大狗", "大型犬", "体型大", "大的"), {"large", "giant"}),
+    (rx(r"\bgiant\b", r"\bhuge\b", "巨型", "超大"), {"giant"}),
 ]
-_LOW_SHED = _rx(
+_LOW_SHED = rx(
     r"\b(does ?n[o']?t|do ?n[o']?t|won'?t|doesn't|don't|not|never|rarely|barely)\s+shed",
     r"\bno shedding\b",
     r"\blow[- ]shedding\b",
@@ -828,7 +373,7 @@ _LOW_SHED = _rx(
     "不脱毛",
     "掉毛不多",
 )
-_LOW_GROOM = _rx(
+_LOW_GROOM = rx(
     r"\blow[- ]maintenance\b",
     r"\beasy to groom\b",
     r"\blittle grooming\b",
@@ -841,7 +386,7 @@ _LOW_GROOM = _rx(
     "省事",
     "不需要美容",
 )
-_LOW_EXERCISE = _rx(
+_LOW_EXERCISE = rx(
     r"\blazy\b",
     r"\blow[- ]energy\b",
     r"\blittle exercise\b",
@@ -856,7 +401,7 @@ _LOW_EXERCISE = _rx(
     "不爱运动",
     "运动需求低",
 )
-_HIGH_EXERCISE = _rx(
+_HIGH_EXERCISE = rx(
     r"\bactive\b",
     r"\benergetic\b",
     r"\bjog\w*",
@@ -875,7 +420,7 @@ _HIGH_EXERCISE = _rx(
     "运动型",
 )
 #: the question is about dogs at all ("what is the capital of France" is not)
-DOG_WORDS = _rx(
+DOG_WORDS = rx(
     r"\bdogs?\b",
     r"\bbreeds?\b",
     r"\bpupp(y|ies)\b",
