@@ -106,7 +106,6 @@ LONG_MODULES: dict[str, str] = {
 LONG_FUNCTIONS: dict[str, str] = {
     "dogs.fit:fit_recognizer": "TODO issue 18",
     "models.clip_backends:OpenClipEncoder.from_spec": "TODO issue 18",
-    "models.features:embed_image_files": "TODO issue 18",
     "train.clip_finetune:train_clip": "TODO issue 18",
     "train.multilingual:add_multilingual_head": "TODO issue 18",
     "cli.collection:index_command": "TODO issue 18",
