@@ -104,7 +104,6 @@ LONG_MODULES: dict[str, str] = {
 
 #: Functions over MAX_FUNCTION_LINES lines ("module:qualified.name"), and why.
 LONG_FUNCTIONS: dict[str, str] = {
-    "dogs.fit:fit_recognizer": "TODO issue 18",
     "models.clip_backends:OpenClipEncoder.from_spec": "TODO issue 18",
     "train.clip_finetune:train_clip": "TODO issue 18",
     "train.multilingual:add_multilingual_head": "TODO issue 18",
