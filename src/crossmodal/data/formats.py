@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,11 @@ from crossmodal.errors import DatasetError
 
 __all__ = [
     "CaptionRecord",
+    "describe_dirs",
     "detect_caption_format",
     "display_name",
+    "existing_dirs",
+    "find_file",
     "normalize_token_image",
     "parse_captions_json",
     "parse_captions_tsv",
@@ -59,6 +62,29 @@ def display_name(path: Path, root: Path | None = None) -> str:
         except ValueError:
             pass
     return path.name
+
+
+def existing_dirs(dirs: Sequence[Path]) -> list[Path]:
+    """The folders of `dirs` that exist, in order (a dataset's candidate image folders)."""
+    return [d for d in dirs if d.is_dir()]
+
+
+def find_file(dirs: Sequence[Path], filename: str) -> Path | None:
+    """`filename` in the first of `dirs` that has it."""
+    for d in dirs:
+        p = d / filename
+        if p.is_file():
+            return p
+    return None
+
+
+def describe_dirs(dirs: Sequence[Path], base: Path) -> str:
+    """The folders looked in, relative to `base`, for an error message."""
+    names = []
+    for d in dirs:
+        rel = display_name(d, base)
+        names.append("the root folder" if rel == "." else f"{rel}/")
+    return ", ".join(names)
 
 
 def read_text(path: Path, where: str) -> str:

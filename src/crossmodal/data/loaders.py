@@ -7,7 +7,6 @@ preference and, when nothing matches, say exactly which files they looked for.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,19 +14,21 @@ from typing import TypedDict
 
 import numpy as np
 
-from crossmodal.data.datasets import ImageTextDataset, LabeledImageDataset, split_stratified
+from crossmodal.data.datasets import ImageTextDataset, LabeledImageDataset
 from crossmodal.data.formats import (
     CaptionRecord,
+    describe_dirs,
     display_name,
+    existing_dirs,
+    find_file,
     parse_captions_json,
     parse_captions_tsv,
     parse_kaggle_csv,
     parse_karpathy_json,
     parse_token_file,
     read_split_list,
-    read_text,
 )
-from crossmodal.data.images import is_image_file
+from crossmodal.data.labeled import load_folder, load_stanford_dogs
 from crossmodal.errors import DatasetError
 
 __all__ = ["DATASET_NAMES", "SPLITS", "load_dataset", "normalize_split"]
@@ -44,7 +45,6 @@ FLICKR8K_SPLIT_FILES = {
     "val": "Flickr_8k.devImages.txt",
     "test": "Flickr_8k.testImages.txt",
 }
-_WNID_FOLDER = re.compile(r"^(?P<wnid>n\d{8})-(?P<breed>.+)$")
 
 
 def normalize_split(split: str) -> str:
@@ -88,26 +88,6 @@ class _SplitLists:
     packaged: frozenset[str] = frozenset()
 
 
-def _existing_dirs(dirs: Sequence[Path]) -> list[Path]:
-    return [d for d in dirs if d.is_dir()]
-
-
-def _find_file(dirs: Sequence[Path], filename: str) -> Path | None:
-    for d in dirs:
-        p = d / filename
-        if p.is_file():
-            return p
-    return None
-
-
-def _describe_dirs(dirs: Sequence[Path], base: Path) -> str:
-    names = []
-    for d in dirs:
-        rel = display_name(d, base)
-        names.append("the root folder" if rel == "." else f"{rel}/")
-    return ", ".join(names)
-
-
 class _CommonArgs(TypedDict):
     """The arguments of `_build_caption_dataset` that every Flickr8k caption format shares."""
 
@@ -115,6 +95,109 @@ class _CommonArgs(TypedDict):
     root: Path
     split: str
     image_dirs: Sequence[Path]
+
+
+@dataclass
+class _CaptionsByImage:
+    """Caption records grouped by image, in the order images are first mentioned."""
+
+    captions: dict[str, list[str]]
+    first_seen: dict[str, str]  # image -> "captions.tsv line 5"
+    split: dict[str, str | None]  # image -> the split its captions carry (Karpathy), if any
+
+
+def _group_captions(
+    records: list[CaptionRecord], name: str, caption_where: str
+) -> _CaptionsByImage:
+    grouped = _CaptionsByImage(captions={}, first_seen={}, split={})
+    for rec in records:
+        grouped.captions.setdefault(rec.image, []).append(rec.caption)
+        if rec.image not in grouped.first_seen:
+            grouped.first_seen[rec.image] = rec.location(caption_where)
+        grouped.split.setdefault(rec.image, rec.split)
+    if not grouped.captions:
+        raise DatasetError(f"{name}: {caption_where} holds no captions")
+    return grouped
+
+
+def _select_by_split_list(
+    grouped: _CaptionsByImage,
+    *,
+    name: str,
+    root: Path,
+    split: str,
+    caption_where: str,
+    split_lists: _SplitLists,
+) -> list[tuple[str, str]]:
+    """(image key, "list line N" to blame) for each image the split's list names, in list order."""
+    by_image = grouped.captions
+    list_path = split_lists.files.get(split)
+    if list_path is None:
+        raise DatasetError(
+            f"{name}: no list of the '{split}' images in {root}: looked for "
+            f"{split_lists.wanted(split)} (split='all' needs no list)"
+        )
+    from_package = split in split_lists.packaged
+    list_where = f"the packaged {list_path.name}" if from_package else display_name(list_path, root)
+    by_base: dict[str, str | None] = {}
+    for img in by_image:
+        base = img.replace("\\", "/").rsplit("/", 1)[-1]
+        by_base[base] = None if base in by_base else img  # None: ambiguous
+    selected: list[tuple[str, str]] = []
+    taken: dict[str, int] = {}
+    for entry, line in read_split_list(list_path, list_where):
+        key = entry if entry in by_image else by_base.get(entry)
+        if key is None and from_package:
+            # not the standard Flickr8k images: the standard list does not apply here
+            raise DatasetError(
+                f"{name}: no list of the '{split}' images in {root}: looked for "
+                f"{split_lists.wanted(split)} (split='all' needs no list)"
+            )
+        if key is None:
+            raise DatasetError(
+                f"{list_where} line {line}: {entry} has no captions in {caption_where}"
+            )
+        if key in taken:
+            raise DatasetError(
+                f"{list_where} line {line}: {entry} is listed twice (first on line {taken[key]})"
+            )
+        taken[key] = line
+        selected.append((key, f"{list_where} line {line}"))
+    if not selected:
+        raise DatasetError(f"{name}: {list_where} lists no images")
+    return selected
+
+
+def _select_images(
+    grouped: _CaptionsByImage,
+    *,
+    name: str,
+    root: Path,
+    split: str,
+    caption_where: str,
+    split_lists: _SplitLists | None,
+) -> list[tuple[str, str]]:
+    """(image key, "file line N" to blame) for each selected image, in dataset order."""
+    first_seen = grouped.first_seen
+    if split == "all":
+        return [(img, first_seen[img]) for img in grouped.captions]
+    if split_lists is None:
+        # Captions carry their own split (Karpathy); 'restval' is conventionally training data.
+        wanted = {"train", "restval"} if split == "train" else {split}
+        selected = [
+            (img, first_seen[img]) for img in grouped.captions if grouped.split[img] in wanted
+        ]
+        if not selected:
+            raise DatasetError(f"{name}: {caption_where} has no images with split '{split}'")
+        return selected
+    return _select_by_split_list(
+        grouped,
+        name=name,
+        root=root,
+        split=split,
+        caption_where=caption_where,
+        split_lists=split_lists,
+    )
 
 
 def _build_caption_dataset(
@@ -134,87 +217,37 @@ def _build_caption_dataset(
     ships (one id is even misspelled), so for those formats split 'all' quietly means "every
     captioned image that exists". Images a split list names must exist in any format.
     """
-    by_image: dict[str, list[str]] = {}
-    first_seen: dict[str, str] = {}  # image -> "captions.tsv line 5"
-    image_split: dict[str, str | None] = {}
-    for rec in records:
-        by_image.setdefault(rec.image, []).append(rec.caption)
-        if rec.image not in first_seen:
-            first_seen[rec.image] = rec.location(caption_where)
-        image_split.setdefault(rec.image, rec.split)
-    if not by_image:
-        raise DatasetError(f"{name}: {caption_where} holds no captions")
-
-    # (image key, "file line N" to blame) for each selected image, in dataset order
-    selected: list[tuple[str, str]] = []
-    if split == "all":
-        selected = [(img, first_seen[img]) for img in by_image]
-    elif split_lists is None:
-        # Captions carry their own split (Karpathy); 'restval' is conventionally training data.
-        wanted = {"train", "restval"} if split == "train" else {split}
-        selected = [(img, first_seen[img]) for img in by_image if image_split[img] in wanted]
-        if not selected:
-            raise DatasetError(f"{name}: {caption_where} has no images with split '{split}'")
-    else:
-        list_path = split_lists.files.get(split)
-        if list_path is None:
-            raise DatasetError(
-                f"{name}: no list of the '{split}' images in {root}: looked for "
-                f"{split_lists.wanted(split)} (split='all' needs no list)"
-            )
-        from_package = split in split_lists.packaged
-        list_where = (
-            f"the packaged {list_path.name}" if from_package else display_name(list_path, root)
-        )
-        by_base: dict[str, str | None] = {}
-        for img in by_image:
-            base = img.replace("\\", "/").rsplit("/", 1)[-1]
-            by_base[base] = None if base in by_base else img  # None: ambiguous
-        taken: dict[str, int] = {}
-        for entry, line in read_split_list(list_path, list_where):
-            key = entry if entry in by_image else by_base.get(entry)
-            if key is None and from_package:
-                # not the standard Flickr8k images: the standard list does not apply here
-                raise DatasetError(
-                    f"{name}: no list of the '{split}' images in {root}: looked for "
-                    f"{split_lists.wanted(split)} (split='all' needs no list)"
-                )
-            if key is None:
-                raise DatasetError(
-                    f"{list_where} line {line}: {entry} has no captions in {caption_where}"
-                )
-            if key in taken:
-                raise DatasetError(
-                    f"{list_where} line {line}: {entry} is listed twice "
-                    f"(first on line {taken[key]})"
-                )
-            taken[key] = line
-            selected.append((key, f"{list_where} line {line}"))
-        if not selected:
-            raise DatasetError(f"{name}: {list_where} lists no images")
-
+    grouped = _group_captions(records, name, caption_where)
+    selected = _select_images(
+        grouped,
+        name=name,
+        root=root,
+        split=split,
+        caption_where=caption_where,
+        split_lists=split_lists,
+    )
     if not image_dirs:
         raise DatasetError(f"{name}: no image folder in {root}")
     image_paths: list[Path] = []
     captions: list[str] = []
     caption_image: list[int] = []
     for img, where in selected:
-        path = _find_file(image_dirs, img)
+        path = find_file(image_dirs, img)
         if path is None:
             if split == "all" and drop_missing_in_all:
                 continue
             raise DatasetError(
-                f"{where}: no image file for {img} (looked in {_describe_dirs(image_dirs, root)})"
+                f"{where}: no image file for {img} (looked in {describe_dirs(image_dirs, root)})"
             )
         idx = len(image_paths)
         image_paths.append(path)
-        caps = by_image[img]
+        caps = grouped.captions[img]
         captions.extend(caps)
         caption_image.extend([idx] * len(caps))
     if not image_paths:
         raise DatasetError(
             f"{name}: none of the images captioned in {caption_where} exist in "
-            f"{_describe_dirs(image_dirs, root)}"
+            f"{describe_dirs(image_dirs, root)}"
         )
     notice = None
     if split_lists is not None and split in split_lists.packaged and split != "all":
@@ -256,14 +289,14 @@ def _generic_split_lists(base: Path, fallback: _SplitLists | None = None) -> _Sp
 
 def _flickr8k_split_lists(root: Path, prefer: Path | None = None) -> _SplitLists:
     """The standard Flickr_8k.*Images.txt files, wherever the text files were unpacked."""
-    dirs = _existing_dirs([root / d for d in FLICKR8K_TEXT_DIRS])
+    dirs = existing_dirs([root / d for d in FLICKR8K_TEXT_DIRS])
     if prefer is not None and prefer in dirs:
         dirs.remove(prefer)
         dirs.insert(0, prefer)
     files = {
         split: p
         for split, fname in FLICKR8K_SPLIT_FILES.items()
-        if (p := _find_file(dirs, fname)) is not None
+        if (p := find_file(dirs, fname)) is not None
     }
 
     def wanted(split: str) -> str:
@@ -279,13 +312,13 @@ def _load_flickr8k(root: Path, split: str) -> ImageTextDataset:
     if not root.is_dir():
         raise DatasetError(f"flickr8k: root must be a folder, got the file {root}")
     name = "flickr8k"
-    image_dirs = _existing_dirs([root / d for d in FLICKR8K_IMAGE_DIRS])
-    text_dirs = _existing_dirs([root / d for d in FLICKR8K_TEXT_DIRS])
+    image_dirs = existing_dirs([root / d for d in FLICKR8K_IMAGE_DIRS])
+    text_dirs = existing_dirs([root / d for d in FLICKR8K_TEXT_DIRS])
     common = _CommonArgs(name=name, root=root, split=split, image_dirs=image_dirs)
 
     tsv = root / "captions.tsv"
-    token = _find_file(text_dirs, "Flickr8k.token.txt")
-    karpathy = _find_file(text_dirs, "dataset_flickr8k.json")
+    token = find_file(text_dirs, "Flickr8k.token.txt")
+    karpathy = find_file(text_dirs, "dataset_flickr8k.json")
     kaggle = root / "captions.txt"
     if not (tsv.is_file() or token or karpathy or kaggle.is_file()):
         raise DatasetError(
@@ -368,7 +401,7 @@ def _load_captions_json(root: Path, split: str) -> ImageTextDataset:
         split=split,
         records=parse_captions_json(path, where),
         caption_where=where,
-        image_dirs=_existing_dirs([base, base / "images"]),
+        image_dirs=existing_dirs([base, base / "images"]),
         split_lists=_generic_split_lists(base),
         drop_missing_in_all=False,
     )
@@ -383,174 +416,9 @@ def _load_captions_tsv(root: Path, split: str) -> ImageTextDataset:
         split=split,
         records=parse_captions_tsv(path, where),
         caption_where=where,
-        image_dirs=_existing_dirs([base / "images", base]),
+        image_dirs=existing_dirs([base / "images", base]),
         split_lists=_generic_split_lists(base),
         drop_missing_in_all=False,
-    )
-
-
-# --------------------------------------------------------------------------- labelled datasets
-
-
-def _pick_split(ds: LabeledImageDataset, split: str) -> LabeledImageDataset:
-    return ds if split == "all" else split_stratified(ds, seed=0)[split]
-
-
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
-
-
-def _subdirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def _from_class_folders(
-    name: str, root: Path, folders: list[tuple[str, str, Path]]
-) -> LabeledImageDataset:
-    """(class id, class name, folder) triples -> dataset; classes without images are dropped."""
-    image_paths: list[Path] = []
-    labels: list[int] = []
-    class_ids: list[str] = []
-    class_names: list[str] = []
-    for cid, cname, folder in sorted(folders, key=lambda t: t[0]):
-        files = _image_files(folder)
-        if not files:
-            continue
-        k = len(class_ids)
-        class_ids.append(cid)
-        class_names.append(cname)
-        image_paths.extend(files)
-        labels.extend([k] * len(files))
-    if not image_paths:
-        raise DatasetError(f"{name}: no images in the class folders of {root}")
-    return LabeledImageDataset(
-        name=name,
-        root=root,
-        split="all",
-        image_paths=image_paths,
-        labels=np.asarray(labels, dtype=np.int64),
-        class_ids=class_ids,
-        class_names=class_names,
-    )
-
-
-def _load_folder(root: Path, split: str) -> LabeledImageDataset:
-    if not root.is_dir():
-        raise DatasetError(f"folder: root must be a folder, got the file {root}")
-    dirs = _subdirs(root)
-    if not dirs:
-        raise DatasetError(f"folder: no class folders in {root} (expected <class name>/*.jpg)")
-    ds = _from_class_folders("folder", root, [(d.name, d.name, d) for d in dirs])
-    return _pick_split(ds, split)
-
-
-def _split_tsv_row(line: str) -> list[str]:
-    return [c.strip() for c in line.split("\t")]
-
-
-def _read_dog_classes(path: Path, root: Path) -> dict[str, tuple[str, int]]:
-    """wnid -> (breed, line) from classes.tsv (`wnid<TAB>breed<TAB>...`, header optional)."""
-    where = display_name(path, root)
-    out: dict[str, tuple[str, int]] = {}
-    for n, line in enumerate(read_text(path, where).splitlines(), start=1):
-        if not line.strip():
-            continue
-        cols = _split_tsv_row(line)
-        if n == 1 and cols[0].lower() == "wnid":
-            continue
-        if len(cols) < 2 or not cols[0] or not cols[1]:
-            raise DatasetError(f"{where} line {n}: expected 'wnid<TAB>breed', got {line[:60]!r}")
-        wnid, breed = cols[0], cols[1]
-        if wnid in out:
-            raise DatasetError(
-                f"{where} line {n}: {wnid} is listed twice (first on line {out[wnid][1]})"
-            )
-        out[wnid] = (breed, n)
-    if not out:
-        raise DatasetError(f"{where}: no classes")
-    return out
-
-
-def _load_dogs_tsv(root: Path, labels_path: Path) -> LabeledImageDataset:
-    classes_path = root / "classes.tsv"
-    classes = _read_dog_classes(classes_path, root) if classes_path.is_file() else None
-    where = display_name(labels_path, root)
-    image_dirs = _existing_dirs([root / "images", root])
-    rows: list[tuple[Path, str]] = []
-    breed_of: dict[str, tuple[str, int]] = {}
-    seen: dict[str, int] = {}
-    for n, line in enumerate(read_text(labels_path, where).splitlines(), start=1):
-        if not line.strip():
-            continue
-        cols = _split_tsv_row(line)
-        if n == 1 and cols[0].lower() == "image":
-            continue
-        if len(cols) < 2 or not cols[0] or not cols[1]:
-            raise DatasetError(
-                f"{where} line {n}: expected 'image<TAB>wnid<TAB>breed', got {line[:60]!r}"
-            )
-        image, wnid = cols[0], cols[1]
-        breed = cols[2] if len(cols) > 2 and cols[2] else wnid
-        if image in seen:
-            raise DatasetError(
-                f"{where} line {n}: {image} is listed twice (first on line {seen[image]})"
-            )
-        seen[image] = n
-        if classes is not None and wnid not in classes:
-            raise DatasetError(f"{where} line {n}: class {wnid} of {image} is not in classes.tsv")
-        if classes is None:
-            if wnid in breed_of and breed_of[wnid][0] != breed:
-                raise DatasetError(
-                    f"{where} line {n}: breed {breed!r} for {wnid} differs from "
-                    f"{breed_of[wnid][0]!r} on line {breed_of[wnid][1]}"
-                )
-            breed_of.setdefault(wnid, (breed, n))
-        path = _find_file(image_dirs, image)
-        if path is None:
-            raise DatasetError(
-                f"{where} line {n}: no image file for {image} "
-                f"(looked in {_describe_dirs(image_dirs, root)})"
-            )
-        rows.append((path, wnid))
-    if not rows:
-        raise DatasetError(f"stanford-dogs: {where} lists no images")
-    names = {w: b for w, (b, _) in (classes or breed_of).items()}
-    class_ids = sorted(names)
-    index = {w: i for i, w in enumerate(class_ids)}
-    return LabeledImageDataset(
-        name="stanford-dogs",
-        root=root,
-        split="all",
-        image_paths=[p for p, _ in rows],
-        labels=np.asarray([index[w] for _, w in rows], dtype=np.int64),
-        class_ids=class_ids,
-        class_names=[names[w] for w in class_ids],
-    )
-
-
-def _load_stanford_dogs(root: Path, split: str) -> LabeledImageDataset:
-    if not root.is_dir():
-        raise DatasetError(f"stanford-dogs: root must be a folder, got the file {root}")
-    labels = root / "labels.tsv"
-    if labels.is_file():
-        return _pick_split(_load_dogs_tsv(root, labels), split)
-    for folder in (root / "Images", root):
-        if not folder.is_dir():
-            continue
-        dirs = _subdirs(folder)
-        matches = [(d, _WNID_FOLDER.match(d.name)) for d in dirs]
-        triples = [(m["wnid"], m["breed"], d) for d, m in matches if m]
-        if not triples:
-            continue
-        if len(triples) != len(dirs):
-            odd = next(d for d, m in matches if not m)
-            raise DatasetError(
-                f"stanford-dogs: folder {display_name(odd, root)}/ is not named <wnid>-<breed>"
-            )
-        return _pick_split(_from_class_folders("stanford-dogs", root, triples), split)
-    raise DatasetError(
-        f"stanford-dogs: nothing to load in {root}: looked for labels.tsv (+ images/) and "
-        "Images/<wnid>-<breed>/*.jpg"
     )
 
 
@@ -558,8 +426,8 @@ _LOADERS: dict[str, Callable[[Path, str], ImageTextDataset | LabeledImageDataset
     "flickr8k": _load_flickr8k,
     "captions-json": _load_captions_json,
     "captions-tsv": _load_captions_tsv,
-    "folder": _load_folder,
-    "stanford-dogs": _load_stanford_dogs,
+    "folder": load_folder,
+    "stanford-dogs": load_stanford_dogs,
 }
 
 #: Names `load_dataset` accepts ('_' and '-' are interchangeable, case is ignored).

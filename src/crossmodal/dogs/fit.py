@@ -121,65 +121,38 @@ def _dogs_split(root: Path, split: str) -> LabeledImageDataset:
     return ds
 
 
-def fit_recognizer(
-    dogs_root: str | Path,
-    flickr_root: str | Path | None,
-    variants: Sequence[str] = DEFAULT_VARIANTS,
-    c_grid: Sequence[float] = C_GRID,
-    show_progress: bool = True,
-    log: Any = print,
-) -> ProbeParams:
-    """Fit probes (train), mixing weights and dog threshold (val); returns the parameters."""
+def _fit_probe(
+    variant: str,
+    f_train: np.ndarray,
+    f_val: np.ndarray,
+    train: LabeledImageDataset,
+    val: LabeledImageDataset,
+    c_grid: Sequence[float],
+    log: Any,
+) -> Any:
+    """The logistic-regression probe of one tower, its C picked from `c_grid` by val NLL."""
     from sklearn.linear_model import LogisticRegression
 
-    t0 = time.time()
-    dogs_root = Path(dogs_root)
-    train = _dogs_split(dogs_root, "train")
-    val = _dogs_split(dogs_root, "val")
-    wnids = list(train.class_ids)
-    # labels index class_ids, which the loader sorts; the probe's rows follow the same order
-    coef: dict[str, np.ndarray] = {}
-    intercept: dict[str, np.ndarray] = {}
-    chosen_c: dict[str, float] = {}
-    signals: dict[str, np.ndarray] = {}
-    masses: list[np.ndarray] = []
-    per_signal: dict[str, dict[str, float]] = {}
-    for v in variants:
-        f_train = tower_features(v, train.image_paths, show_progress=show_progress)
-        f_val = tower_features(v, val.image_paths, show_progress=show_progress)
-        if f_train.failures or f_val.failures:
-            bad = (f_train.failures + f_val.failures)[0]
-            raise DatasetError(f"cannot read dog image {bad[0]}: {bad[1]}")
-        best: tuple[float, Any] | None = None
-        for c in c_grid:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # lbfgs convergence chatter at max_iter
-                model = LogisticRegression(C=c, max_iter=3000).fit(f_train.vectors, train.labels)
-            score = nll(log_softmax(model.decision_function(f_val.vectors)), val.labels)
-            log(f"  {v}: probe C={c:g} val NLL {score:.3f}")
-            if best is None or score < best[0]:
-                best = (score, model)
-        assert best is not None
-        model = best[1]
-        chosen_c[v] = float(model.C)
-        coef[v] = model.coef_.astype(np.float32)
-        intercept[v] = model.intercept_.astype(np.float32)
-        logits = imagenet_logits(v, f_val.vectors)
-        masses.append(dog_mass(logits))
-        tmp = ProbeParams(wnids, [v], coef, intercept, {v: False}, {}, 0.5)
-        signals.update(signal_scores(tmp, v, f_val.vectors, logits))
+    best: tuple[float, Any] | None = None
+    for c in c_grid:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # lbfgs convergence chatter at max_iter
+            model = LogisticRegression(C=c, max_iter=3000).fit(f_train, train.labels)
+        score = nll(log_softmax(model.decision_function(f_val)), val.labels)
+        log(f"  {variant}: probe C={c:g} val NLL {score:.3f}")
+        if best is None or score < best[0]:
+            best = (score, model)
+    assert best is not None
+    return best[1]
 
-    for key, lp in signals.items():
-        per_signal[key] = {
-            "top1": topk_accuracy(lp, val.labels, 1),
-            "top5": topk_accuracy(lp, val.labels, 5),
-        }
-    weights = fit_mixing_weights(signals, val.labels)
-    mixed = np.log(np.maximum(combine(signals, weights), 1e-300))
-    log(f"  mixing weights (val NLL): {weights}")
 
-    # --- not-a-dog threshold on val
-    dog_pos = np.mean(masses, axis=0)
+def _fit_dog_threshold(
+    dog_pos: np.ndarray,
+    flickr_root: str | Path | None,
+    variants: Sequence[str],
+    show_progress: bool,
+) -> tuple[float, float, float, dict[str, Any]]:
+    """The not-a-dog threshold on val dog mass: (threshold, tpr, fpr, what Flickr8k gave)."""
     flickr_info: dict[str, Any] = {"used": False}
     neg = np.zeros(0)
     pos = dog_pos
@@ -206,11 +179,60 @@ def fit_recognizer(
     else:
         # no negatives to choose against: a conservative default, said so in meta
         threshold, tpr, fpr = 0.3, float((pos >= 0.3).mean()), float("nan")
+    return threshold, tpr, fpr, flickr_info
+
+
+def fit_recognizer(
+    dogs_root: str | Path,
+    flickr_root: str | Path | None,
+    variants: Sequence[str] = DEFAULT_VARIANTS,
+    c_grid: Sequence[float] = C_GRID,
+    show_progress: bool = True,
+    log: Any = print,
+) -> ProbeParams:
+    """Fit probes (train), mixing weights and dog threshold (val); returns the parameters."""
+    t0 = time.time()
+    dogs_root = Path(dogs_root)
+    train = _dogs_split(dogs_root, "train")
+    val = _dogs_split(dogs_root, "val")
+    wnids = list(train.class_ids)
+    # labels index class_ids, which the loader sorts; the probe's rows follow the same order
+    coef: dict[str, np.ndarray] = {}
+    intercept: dict[str, np.ndarray] = {}
+    chosen_c: dict[str, float] = {}
+    signals: dict[str, np.ndarray] = {}
+    masses: list[np.ndarray] = []
+    for v in variants:
+        f_train = tower_features(v, train.image_paths, show_progress=show_progress)
+        f_val = tower_features(v, val.image_paths, show_progress=show_progress)
+        if f_train.failures or f_val.failures:
+            bad = (f_train.failures + f_val.failures)[0]
+            raise DatasetError(f"cannot read dog image {bad[0]}: {bad[1]}")
+        model = _fit_probe(v, f_train.vectors, f_val.vectors, train, val, c_grid, log)
+        chosen_c[v] = float(model.C)
+        coef[v] = model.coef_.astype(np.float32)
+        intercept[v] = model.intercept_.astype(np.float32)
+        logits = imagenet_logits(v, f_val.vectors)
+        masses.append(dog_mass(logits))
+        tmp = ProbeParams(wnids, [v], coef, intercept, {v: False}, {}, 0.5)
+        signals.update(signal_scores(tmp, v, f_val.vectors, logits))
+
+    per_signal = {
+        key: {"top1": topk_accuracy(lp, val.labels, 1), "top5": topk_accuracy(lp, val.labels, 5)}
+        for key, lp in signals.items()
+    }
+    weights = fit_mixing_weights(signals, val.labels)
+    mixed = np.log(np.maximum(combine(signals, weights), 1e-300))
+    log(f"  mixing weights (val NLL): {weights}")
+
+    threshold, tpr, fpr, flickr_info = _fit_dog_threshold(
+        np.mean(masses, axis=0), flickr_root, variants, show_progress
+    )
     log(f"  not-a-dog threshold {threshold:.2f} (val TPR {tpr:.3f}, FPR {fpr:.3f})")
 
     import sklearn
 
-    params = ProbeParams(
+    return ProbeParams(
         wnids=wnids,
         variants=list(variants),
         coef=coef,
@@ -236,7 +258,6 @@ def fit_recognizer(
             "seconds": round(time.time() - t0, 1),
         },
     )
-    return params
 
 
 def fit_and_save(

@@ -222,6 +222,62 @@ def _run_pipeline(
     return vectors, errors
 
 
+@dataclass
+class _ImageEmbedding:
+    """How `embed_image_files` turns decoded images into the vectors it caches."""
+
+    namespace: str  # the cache namespace: a tower or model fingerprint
+    transform: Callable[[Image.Image], object] | None
+    compute: Callable[[list], np.ndarray]
+    draft_size: int | None = None
+
+
+def _image_embedding(model: Encoder, features_only: bool) -> _ImageEmbedding:
+    """Tower features for our dual encoder (heads are cheap), final vectors for any other."""
+    import torch
+
+    from crossmodal.models.dual import DualEncoder
+
+    if not isinstance(model, DualEncoder):
+        if features_only:
+            raise ValueError("features_only needs a crossmodal dual encoder")
+
+        def encode(items: list) -> np.ndarray:
+            return model.encode_images(items, batch_size=len(items))
+
+        return _ImageEmbedding(f"image-embeddings:{model.fingerprint}", None, encode)
+    dual = model
+
+    def compute(items: list) -> np.ndarray:
+        with torch.inference_mode():
+            features: np.ndarray = dual.image_features(torch.stack(items)).float().numpy()
+            return features
+
+    # a large camera JPEG decodes at 1/2-1/8 scale in the DCT, down to twice the model's
+    # input size at least (the indexing pipeline's rule: embeddings move < 0.005 in
+    # cosine); Flickr8k-sized images (500 x 375) decode in full as before
+    size = int(getattr(dual.image_tower, "image_size", 0))
+    return _ImageEmbedding(
+        f"image-features:{dual.image_tower_fingerprint()}",
+        dual.image_preprocess,
+        compute,
+        draft_size=2 * size if size else None,
+    )
+
+
+def _file_keys(files: Sequence[Path]) -> tuple[list[str | None], dict[int, str]]:
+    """The cache key (content digest) of each file, None with an error for unreadable ones."""
+    keys: list[str | None] = []
+    errors: dict[int, str] = {}
+    for i, p in enumerate(files):
+        try:
+            keys.append(file_digest(p))
+        except OSError as exc:
+            keys.append(None)
+            errors[i] = "file not found" if isinstance(exc, FileNotFoundError) else str(exc)
+    return keys, errors
+
+
 def embed_image_files(
     model: Encoder,
     paths: Sequence[str | Path],
@@ -242,42 +298,10 @@ def embed_image_files(
 
     files = [Path(p) for p in paths]
     dual = model if isinstance(model, DualEncoder) else None
-    draft_size: int | None = None
-    transform: Callable[[Image.Image], object] | None
-    compute: Callable[[list], np.ndarray]
-    if dual is not None:
-        namespace = f"image-features:{dual.image_tower_fingerprint()}"
-        transform = dual.image_preprocess
-        # a large camera JPEG decodes at 1/2-1/8 scale in the DCT, down to twice the model's
-        # input size at least (the indexing pipeline's rule: embeddings move < 0.005 in
-        # cosine); Flickr8k-sized images (500 x 375) decode in full as before
-        size = int(getattr(dual.image_tower, "image_size", 0))
-        draft_size = 2 * size if size else None
-
-        def compute(items: list) -> np.ndarray:
-            with torch.inference_mode():
-                features: np.ndarray = dual.image_features(torch.stack(items)).float().numpy()
-                return features
-    else:
-        if features_only:
-            raise ValueError("features_only needs a crossmodal dual encoder")
-        namespace = f"image-embeddings:{model.fingerprint}"
-        transform = None
-
-        def compute(items: list) -> np.ndarray:  # (the else branch's: mypy sees one name)
-            return model.encode_images(items, batch_size=len(items))
-
-    if flip:
-        namespace += ":flip"
+    how = _image_embedding(model, features_only)
+    namespace = how.namespace + (":flip" if flip else "")
     cache = FeatureCache(cache_dir, namespace) if cache_dir is not None else None
-    keys: list[str | None] = []
-    errors: dict[int, str] = {}
-    for i, p in enumerate(files):
-        try:
-            keys.append(file_digest(p))
-        except OSError as exc:
-            keys.append(None)
-            errors[i] = "file not found" if isinstance(exc, FileNotFoundError) else str(exc)
+    keys, errors = _file_keys(files)
     hits = cache.get_many([k for k in keys if k]) if cache else {}
     todo = [i for i, k in enumerate(keys) if k is not None and k not in hits]
 
@@ -288,14 +312,14 @@ def embed_image_files(
     computed, failed = _run_pipeline(
         files,
         todo,
-        transform,
-        compute,
+        how.transform,
+        how.compute,
         batch_size,
         "embedding images",
         show_progress,
         flip,
         on_batch=persist,
-        draft_size=draft_size,
+        draft_size=how.draft_size,
     )
     errors.update(failed)
     if cache:
