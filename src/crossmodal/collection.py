@@ -58,7 +58,7 @@ from crossmodal.index.results import (
     hits_of,
     image_record,
 )
-from crossmodal.index.scan import hash_files, scan_folder
+from crossmodal.index.scan import check_index_folder, hash_files, scan_folder
 from crossmodal.index.store import VectorStore
 from crossmodal.index.sync import plan_sync, root_for, unread_prefixes
 from crossmodal.index.writer import (
@@ -101,21 +101,6 @@ def default_collection_path() -> Path:
         return Path(env).expanduser()
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data_home).expanduser() / "crossmodal" / "default"
-
-
-def check_index_folder(directory: str | Path) -> Path:
-    """The folder to index, made absolute; a `CollectionError` (one line, with the fix) when
-    it is missing or not a folder. Check it before creating a collection for it."""
-    folder = Path(directory).expanduser()
-    if not folder.exists():
-        raise CollectionError(
-            f"{directory} is not a folder (nothing is there): give the folder of photos to index"
-        )
-    if not folder.is_dir():
-        raise CollectionError(f"{directory} is not a folder: give the folder of photos to index")
-    # as given (made absolute), not resolved: a folder reached through a link is indexed
-    # under the link's path, and a link and its target are two entries
-    return Path(os.path.abspath(folder))
 
 
 # ---- the collection -----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from crossmodal.data import is_image_file
+from crossmodal.errors import CollectionError
 from crossmodal.index.pipeline import file_sha1
 from crossmodal.index.results import IndexFailure
 
@@ -111,3 +112,18 @@ def _folder_link_reason(link: Path) -> str:
     if Path(os.path.realpath(link.parent)).is_relative_to(target):
         return f"symlink loop: it points back to {target}, a folder above it"
     return f"symlinked folder not followed: {target}"
+
+
+def check_index_folder(directory: str | Path) -> Path:
+    """The folder to index, made absolute; a `CollectionError` (one line, with the fix) when
+    it is missing or not a folder. Check it before creating a collection for it."""
+    folder = Path(directory).expanduser()
+    if not folder.exists():
+        raise CollectionError(
+            f"{directory} is not a folder (nothing is there): give the folder of photos to index"
+        )
+    if not folder.is_dir():
+        raise CollectionError(f"{directory} is not a folder: give the folder of photos to index")
+    # as given (made absolute), not resolved: a folder reached through a link is indexed
+    # under the link's path, and a link and its target are two entries
+    return Path(os.path.abspath(folder))
