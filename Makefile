@@ -19,7 +19,8 @@ LOCK := requirements.lock
 
 $(STAMP): pyproject.toml $(LOCK)
 	@echo "[1/5] creating the virtual environment $(VENV)"
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# a venv whose creation was interrupted (python there, pip not yet) is made again
+	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
 	@echo "[2/5] upgrading pip"
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "[3/5] installing torch 2.13.0 (CPU build, ~200 MB) first, so no dependency pulls a CUDA build"
