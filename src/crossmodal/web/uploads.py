@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import sys
 import threading
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from PIL import Image
 from crossmodal.data.images import decode_bytes
 from crossmodal.errors import ImageLoadError
 from crossmodal.web.errors import Rejected
+from crossmodal.web.guards import send_json
 
 __all__ = [
     "MULTIPART_SLACK",
@@ -226,17 +226,5 @@ class _BodyTooLarge(Exception):
 
 
 async def _send_json(send: Any, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                # the rest of the body is not read: tell the client not to reuse the connection
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    # the rest of the body is not read: tell the client not to reuse the connection
+    await send_json(send, status, detail, [(b"connection", b"close")])
