@@ -383,43 +383,42 @@ def _kaggle_split_lists(root: Path) -> _SplitLists:
     return _SplitLists(files=files, wanted=wanted, packaged=packaged)
 
 
-def _caption_file_and_base(root: Path, default_name: str, kind: str) -> tuple[Path, Path]:
+def _load_caption_file(
+    root: Path,
+    split: str,
+    kind: str,
+    parse: Callable[[Path, str], list[CaptionRecord]],
+    images_first: bool,
+) -> ImageTextDataset:
+    """A captions.json / captions.tsv collection: `root` is the file or the folder holding
+    it; `images_first` says whether images/ is searched before the folder itself."""
+    default_name = "captions." + kind.removeprefix("captions-")
     if root.is_file():
-        return root, root.parent
-    path = root / default_name
-    if not path.is_file():
-        raise DatasetError(f"{kind}: no {default_name} in {root}")
-    return path, root
+        path, base = root, root.parent
+    else:
+        path, base = root / default_name, root
+        if not path.is_file():
+            raise DatasetError(f"{kind}: no {default_name} in {root}")
+    where = display_name(path, base)
+    dirs = [base / "images", base] if images_first else [base, base / "images"]
+    return _build_caption_dataset(
+        name=kind,
+        root=base,
+        split=split,
+        records=parse(path, where),
+        caption_where=where,
+        image_dirs=existing_dirs(dirs),
+        split_lists=_generic_split_lists(base),
+        drop_missing_in_all=False,
+    )
 
 
 def _load_captions_json(root: Path, split: str) -> ImageTextDataset:
-    path, base = _caption_file_and_base(root, "captions.json", "captions-json")
-    where = display_name(path, base)
-    return _build_caption_dataset(
-        name="captions-json",
-        root=base,
-        split=split,
-        records=parse_captions_json(path, where),
-        caption_where=where,
-        image_dirs=existing_dirs([base, base / "images"]),
-        split_lists=_generic_split_lists(base),
-        drop_missing_in_all=False,
-    )
+    return _load_caption_file(root, split, "captions-json", parse_captions_json, False)
 
 
 def _load_captions_tsv(root: Path, split: str) -> ImageTextDataset:
-    path, base = _caption_file_and_base(root, "captions.tsv", "captions-tsv")
-    where = display_name(path, base)
-    return _build_caption_dataset(
-        name="captions-tsv",
-        root=base,
-        split=split,
-        records=parse_captions_tsv(path, where),
-        caption_where=where,
-        image_dirs=existing_dirs([base / "images", base]),
-        split_lists=_generic_split_lists(base),
-        drop_missing_in_all=False,
-    )
+    return _load_caption_file(root, split, "captions-tsv", parse_captions_tsv, True)
 
 
 _LOADERS: dict[str, Callable[[Path, str], ImageTextDataset | LabeledImageDataset]] = {
