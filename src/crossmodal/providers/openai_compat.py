@@ -17,8 +17,7 @@ from typing import Any
 from crossmodal.providers.base import ChatMessage, ProviderNotConfigured
 from crossmodal.providers.config import ProvidersConfig
 from crossmodal.providers.http import HttpClient
-from crossmodal.providers.sse import iter_sse_text
-from crossmodal.providers.zhipu import _chat_text
+from crossmodal.providers.zhipu import post_chat, stream_chat
 
 __all__ = ["OpenAIChat"]
 
@@ -69,21 +68,11 @@ class OpenAIChat:
         return {"model": self.model, "messages": wire, "temperature": temperature, "stream": stream}
 
     def chat(self, messages: list[ChatMessage], *, temperature: float = 0.3) -> str:
-        payload = self.http.json(
-            "POST",
-            self.endpoint,
-            json=self._body(messages, temperature, False),
-            headers=self._headers(),
-        )
-        return _chat_text(payload, NAME)
+        body = self._body(messages, temperature, False)
+        return post_chat(self.http, self.endpoint, body, self._headers(), NAME)
 
     def chat_stream(
         self, messages: list[ChatMessage], *, temperature: float = 0.3
     ) -> Iterator[str]:
-        with self.http.stream(
-            "POST",
-            self.endpoint,
-            json=self._body(messages, temperature, True),
-            headers=self._headers(),
-        ) as response:
-            yield from iter_sse_text(response, NAME)
+        body = self._body(messages, temperature, True)
+        yield from stream_chat(self.http, self.endpoint, body, self._headers(), NAME)

@@ -118,24 +118,15 @@ class ZhipuClient:
         }
 
     def chat(self, messages: list[ChatMessage], *, temperature: float = 0.3) -> str:
-        payload = self.http.json(
-            "POST",
-            f"{self.base}/chat/completions",
-            json=self._chat_body(messages, temperature, False),
-            headers=self._headers(),
-        )
-        return _chat_text(payload, NAME)
+        body = self._chat_body(messages, temperature, False)
+        return post_chat(self.http, f"{self.base}/chat/completions", body, self._headers(), NAME)
 
     def chat_stream(
         self, messages: list[ChatMessage], *, temperature: float = 0.3
     ) -> Iterator[str]:
-        with self.http.stream(
-            "POST",
-            f"{self.base}/chat/completions",
-            json=self._chat_body(messages, temperature, True),
-            headers=self._headers(),
-        ) as response:
-            yield from iter_sse_text(response, NAME)
+        body = self._chat_body(messages, temperature, True)
+        url = f"{self.base}/chat/completions"
+        yield from stream_chat(self.http, url, body, self._headers(), NAME)
 
     # ------------------------------------------------------------------ images
     def generate_image(
@@ -252,3 +243,19 @@ def _chat_text(payload: dict[str, Any], provider: str) -> str:
     if not isinstance(text, str) or not text.strip():
         raise ProviderError(provider, "the chat reply is empty")
     return text.strip()
+
+
+# the OpenAI chat-completions wire format, which GLM speaks and `OpenAIChat` shares
+def post_chat(
+    http: HttpClient, url: str, body: dict[str, Any], headers: dict[str, str], provider: str
+) -> str:
+    """POST a chat body and return the reply's text (a missing or empty one is an error)."""
+    return _chat_text(http.json("POST", url, json=body, headers=headers), provider)
+
+
+def stream_chat(
+    http: HttpClient, url: str, body: dict[str, Any], headers: dict[str, str], provider: str
+) -> Iterator[str]:
+    """POST a streaming chat body and yield the text of its server-sent events."""
+    with http.stream("POST", url, json=body, headers=headers) as response:
+        yield from iter_sse_text(response, provider)
