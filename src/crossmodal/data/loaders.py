@@ -332,39 +332,29 @@ def _load_flickr8k(root: Path, split: str) -> ImageTextDataset:
             + ", ".join(f"{d}/" for d in FLICKR8K_IMAGE_DIRS)
         )
 
+    # the first caption file found (in this order) decides the parser, the split lists and
+    # drop_missing_in_all; one call then builds the dataset for all four formats
+    path: Path
+    parse: Callable[[Path, str], list[CaptionRecord]]
+    split_lists: _SplitLists | None
     if tsv.is_file():
-        where = display_name(tsv, root)
-        return _build_caption_dataset(
-            records=parse_captions_tsv(tsv, where),
-            caption_where=where,
-            split_lists=_generic_split_lists(root, _flickr8k_split_lists(root)),
-            drop_missing_in_all=False,
-            **common,
-        )
-    if token is not None:
-        where = display_name(token, root)
-        return _build_caption_dataset(
-            records=parse_token_file(token, where),
-            caption_where=where,
-            split_lists=_flickr8k_split_lists(root, prefer=token.parent),
-            drop_missing_in_all=True,
-            **common,
-        )
-    if karpathy is not None:
-        where = display_name(karpathy, root)
-        return _build_caption_dataset(
-            records=parse_karpathy_json(karpathy, where),
-            caption_where=where,
-            split_lists=None,
-            drop_missing_in_all=True,
-            **common,
-        )
-    where = display_name(kaggle, root)
+        path, parse, drop_missing = tsv, parse_captions_tsv, False
+        split_lists = _generic_split_lists(root, _flickr8k_split_lists(root))
+    elif token is not None:
+        path, parse, drop_missing = token, parse_token_file, True
+        split_lists = _flickr8k_split_lists(root, prefer=token.parent)
+    elif karpathy is not None:
+        path, parse, drop_missing = karpathy, parse_karpathy_json, True
+        split_lists = None
+    else:
+        path, parse, drop_missing = kaggle, parse_kaggle_csv, True
+        split_lists = _kaggle_split_lists(root)
+    where = display_name(path, root)
     return _build_caption_dataset(
-        records=parse_kaggle_csv(kaggle, where),
+        records=parse(path, where),
         caption_where=where,
-        split_lists=_kaggle_split_lists(root),
-        drop_missing_in_all=True,
+        split_lists=split_lists,
+        drop_missing_in_all=drop_missing,
         **common,
     )
 
