@@ -25,6 +25,7 @@ from crossmodal.train.loop import (
     EpochPlan,
     EpochTrainer,
     TrainResult,
+    optimizer_step,
     run_epochs,
     warmup_cosine,
     write_summary,
@@ -213,12 +214,7 @@ def fit_heads(
             img = model.project_images(img_feats)
             txt = model.project_texts(train.text[batch])
             loss = loss_fn(img, txt, model.logit_scale, group=images)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            sched.step()
-            model.clamp_logit_scale()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(loss, optim, sched, model))
         return {"loss": float(np.mean(losses))}
 
     def load_loop_state(state: dict[str, Any]) -> None:

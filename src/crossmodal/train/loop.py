@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from crossmodal.data import ImageTextDataset, load_dataset
 from crossmodal.errors import ConfigError, DatasetError
 from crossmodal.eval.metrics import mean_recall
+from crossmodal.models.dual import DualEncoder
 from crossmodal.train.config import TrainConfig
 from crossmodal.train.loss import unique_image_batches
 
@@ -242,6 +243,23 @@ def run_epochs(
     if best_state is not None:
         trainer.load_learning_state(best_state)
     return best if trainer.evaluate is not None else {"last": last}
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    optim: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    model: DualEncoder,
+) -> float:
+    """One plain step of a dual encoder on a batch's loss (no accumulation, no scaler):
+    backward, step the optimiser and the schedule, keep the temperature in CLIP's range.
+    Returns the loss as a float for the epoch's record."""
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    optim.step()
+    sched.step()
+    model.clamp_logit_scale()
+    return float(loss.detach())
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ from crossmodal import runtime
 from crossmodal.eval.metrics import metrics_from_ranks, retrieval_ranks
 from crossmodal.models.dual import DualEncoder
 from crossmodal.models.small import normalize_uint8
-from crossmodal.train.loop import warmup_cosine
+from crossmodal.train.loop import optimizer_step, warmup_cosine
 from crossmodal.train.loss import ClipLoss, unique_image_batches
 from crossmodal.train.ssl.augment import align_view
 from crossmodal.train.ssl.config import SSLConfig
@@ -128,12 +128,7 @@ def align(
                 img = model.project_images(model.image_features(pixels).float())
                 txt = model.project_texts(text_tower(train.tokens(rows)).float())
             loss = loss_fn(img.float(), txt.float(), model.logit_scale, group=images)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            sched.step()
-            model.clamp_logit_scale()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(loss, optim, sched, model))
         return {"loss": float(np.mean(losses))}
 
     parts = StageParts(
