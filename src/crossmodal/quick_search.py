@@ -96,15 +96,9 @@ def query_encoder(name: str, announce: Announce) -> Encoder | None:
 
 
 def _setup_torch() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
+    from crossmodal.runtime import prepare_torch
 
-    torch.set_num_threads(1)  # one query: a second thread only waits (docs/benchmarks.md)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    prepare_torch(1)  # one query: a second thread only waits (docs/benchmarks.md)
 
 
 def quick_search(

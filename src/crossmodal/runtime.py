@@ -88,6 +88,20 @@ def offline_hub() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def prepare_torch(threads: int) -> None:
+    """Before any model is built: the offline hub, no tokenizer threads of its own, `threads`
+    torch threads, quiet transformers (no weight-loading bars)."""
+    offline_hub()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 _FORCED_LOCK = threading.Lock()
 _forced: list[str] = []
 

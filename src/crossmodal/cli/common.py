@@ -128,15 +128,9 @@ def friendly_errors(func: F) -> F:
 
 def setup_torch() -> None:
     """Offline hub, quiet transformers, every core for torch: before any model is built."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
+    from crossmodal.runtime import prepare_torch
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    prepare_torch(max(1, os.cpu_count() or 1))
 
 
 def check_writable(path: Path) -> None:
