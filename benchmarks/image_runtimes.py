@@ -30,14 +30,17 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: int8 variants: (activation type, weight type, reduce_range, quantise depthwise convs).
+#: int8 variants: (activation type, weight type, reduce_range, which convolutions: all of them,
+#: all but the depthwise ones, or only the 1x1 expansions whose output goes through ReLU6).
 #: u8s8 is ORT's default; on AVX2 without VNNI its u8 x s8 products are summed in pairs into
 #: int16 (vpmaddubsw), which saturates; reduce_range (7-bit weights) or u8u8 avoid that.
-INT8_VARIANTS: dict[str, tuple[str, str, bool, bool]] = {
-    "ort-int8-u8s8": ("QUInt8", "QInt8", False, True),
-    "ort-int8-u8s8-reduced": ("QUInt8", "QInt8", True, True),
-    "ort-int8-u8u8": ("QUInt8", "QUInt8", False, True),
-    "ort-int8-u8u8-no-depthwise": ("QUInt8", "QUInt8", False, False),
+INT8_VARIANTS: dict[str, tuple[str, str, bool, str]] = {
+    "ort-int8-u8s8": ("QUInt8", "QInt8", False, "all"),
+    "ort-int8-u8s8-reduced": ("QUInt8", "QInt8", True, "all"),
+    "ort-int8-u8u8": ("QUInt8", "QUInt8", False, "all"),
+    "ort-int8-u8u8-no-depthwise": ("QUInt8", "QUInt8", False, "no-depthwise"),
+    "ort-int8-u8u8-expand-only": ("QUInt8", "QUInt8", False, "expand"),
+    "ort-int8-u8s8-reduced-expand-only": ("QUInt8", "QInt8", True, "expand"),
 }
 ALL_VARIANTS = ["ov-fp32", "ort-fp32", *INT8_VARIANTS]
 
@@ -116,12 +119,16 @@ def quantize(fp32_path: Path, out: Path, variant: str, calibration: np.ndarray) 
     import onnx
     from onnxruntime import quantization as q
 
-    act, weight, reduce, depthwise = INT8_VARIANTS[variant]
+    act, weight, reduce, scope = INT8_VARIANTS[variant]
     graph = onnx.load(str(fp32_path)).graph
-    skip = [
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    depthwise = [n.name for n in convs if any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    into_relu6 = {n.input[0] for n in graph.node if n.op_type == "Clip"}
+    shapes = {w.name: list(w.dims[2:]) for w in graph.initializer}
+    expand = [  # 1x1, not the stem or the head (first and last), followed by ReLU6
         n.name
-        for n in graph.node
-        if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)
+        for n in convs[1:-1]
+        if n.name not in depthwise and shapes[n.input[1]] == [1, 1] and n.output[0] in into_relu6
     ]
 
     class Batches(q.CalibrationDataReader):
@@ -141,7 +148,8 @@ def quantize(fp32_path: Path, out: Path, variant: str, calibration: np.ndarray) 
         activation_type=getattr(q.QuantType, act),
         weight_type=getattr(q.QuantType, weight),
         reduce_range=reduce,
-        nodes_to_exclude=[] if depthwise else skip,
+        nodes_to_exclude=depthwise if scope == "no-depthwise" else [],
+        nodes_to_quantize=expand if scope == "expand" else [],  # [] quantises every node
     )
 
 
