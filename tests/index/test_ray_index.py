@@ -102,7 +102,7 @@ def _assert_same(got: Path, want: Path) -> None:
 def test_cli_ray_indexes_like_in_process(tmp_path: Path):
     photos = _photos(tmp_path / "photos", 16)
     model = str(tiny_model_dir(0))
-    Collection.open(tmp_path / "plain", model=model).index(
+    Collection.open(tmp_path / "plain", model=model, create=True).index(
         photos, batch_size=4, show_progress=False
     )
     temp_before = set(Path("/tmp").glob("crossmodal-ray-*"))
@@ -140,7 +140,7 @@ def _embedder_pids() -> list[int]:
 def test_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path: Path):
     photos = _photos(tmp_path / "photos", 30)
     model = str(tiny_model_dir(0))
-    Collection.open(tmp_path / "plain", model=model).index(
+    Collection.open(tmp_path / "plain", model=model, create=True).index(
         photos, batch_size=2, show_progress=False
     )
     catalog = tmp_path / "on-ray" / "catalog.sqlite"
@@ -165,7 +165,7 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path: Path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         killer.start()
-        report = Collection.open(tmp_path / "on-ray", model=model).index(
+        report = Collection.open(tmp_path / "on-ray", model=model, create=True).index(
             photos, batch_size=2, show_progress=False, ray=LOCAL, ray_workers=2
         )
         killer.join(timeout=5)

@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+import crossmodal
 from crossmodal.errors import ConfigError, CrossmodalError
 from crossmodal.index.ingest import BatchSource
 from crossmodal.index.pipeline import (
@@ -67,6 +69,9 @@ ACTOR_RESTARTS = 3
 BATCH_ATTEMPTS = 3
 #: environment the actors get from the driver, so they take the same numeric path
 PASSED_ENV = ("CROSSMODAL_FAST", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+#: timings of each run at INFO ("workers ready", "last batch"): benchmarks/ray_index.py reads them
+log = logging.getLogger(__name__)
 
 _ADDRESS = re.compile(r"^(auto|local|ray://[^\s/:]+(:\d+)?|[^\s/:]+:\d+)$")
 
@@ -208,6 +213,7 @@ def ray_embedded_batches(
     ]
     if not chunks:
         return
+    started = time.perf_counter()
     with _connected(settings) as (ray, cpus):
         workers = min(settings.workers or cpus, len(chunks))
         if settings.workers and settings.address != LOCAL and settings.workers > cpus:
@@ -216,6 +222,7 @@ def ray_embedded_batches(
                 f"/ 集群只有 {cpus} 个 CPU"
             )
         actors = _start_actors(ray, model, workers)
+        log.info("%d Ray workers ready in %.2f s", workers, time.perf_counter() - started)
         try:
 
             def submit(actor: Any, chunk: list[int]) -> Any:
@@ -226,6 +233,7 @@ def ray_embedded_batches(
                 if on_progress is not None:
                     on_progress(len(result[0]))
                 yield result
+            log.info("last batch after %.2f s", time.perf_counter() - started)
         finally:
             for actor in actors:
                 with contextlib.suppress(Exception):
@@ -239,19 +247,29 @@ def _start_actors(ray: Any, model: Encoder, workers: int) -> list[Any]:
     if Path(name).expanduser().exists():  # a model folder: the workers' cwd is not ours
         name = str(Path(name).expanduser().resolve())
     env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    # the workers import this crossmodal (a checkout run with PYTHONPATH=src, say), not
+    # another one installed in the venv; on other nodes the path is the same or absent
+    package_root = str(Path(crossmodal.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p
+    )
     actor_class = ray.remote(
         num_cpus=1, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS
     )(_Embedder)
-    actors = [actor_class.remote(name, env) for _ in range(workers)]
+    actors = [
+        actor_class.options(runtime_env={"env_vars": env}).remote(name, env) for _ in range(workers)
+    ]
     try:
         ready = ray.get([a.ready.remote() for a in actors])
     except Exception as exc:
         for actor in actors:
             with contextlib.suppress(Exception):
                 ray.kill(actor, no_restart=True)
+        reason = _first_line(exc)
+        if "TemporaryActor" in reason:  # Ray's stand-in for a class the worker cannot import
+            reason = "they cannot import crossmodal (install the same version on every node)"
         raise CrossmodalError(
-            f"the Ray workers could not load model {name!r}: {_first_line(exc)} "
-            "/ Ray 工作进程无法加载模型"
+            f"the Ray workers could not load model {name!r}: {reason} / Ray 工作进程无法加载模型"
         ) from None
     if any(fingerprint != model.fingerprint for fingerprint, _ in ready):
         for actor in actors:
