@@ -22,7 +22,7 @@ import pytest
 from crossmodal import Collection
 from crossmodal.cli.collection import with_ray_address
 from crossmodal.errors import ConfigError
-from crossmodal.index.ray_index import LOCAL, RaySettings, check_ray_settings
+from crossmodal.index.ray_index import LOCAL, QUEUED_PER_ACTOR, RaySettings, check_ray_settings
 from tests.index.helpers import make_photos, tiny_model_dir
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'crossmodal[ray]')")
@@ -97,14 +97,23 @@ def _assert_same(got: Path, want: Path) -> None:
         assert cosine > 0.9999, f"{rel}: cosine {cosine}"
 
 
-@pytest.mark.ray
-@pytest.mark.timeout(300)
-def test_cli_ray_indexes_like_in_process(tmp_path: Path):
-    photos = _photos(tmp_path / "photos", 16)
-    model = str(tiny_model_dir(0))
-    Collection.open(tmp_path / "plain", model=model, create=True).index(
+@pytest.fixture(scope="module")
+def indexed_in_process(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(photo folder, its collection indexed in this process): what the Ray runs must match
+    (ids follow the files' order, whatever the batch size)."""
+    folder = tmp_path_factory.mktemp("ray")
+    photos = _photos(folder / "photos", 30)
+    Collection.open(folder / "plain", model=str(tiny_model_dir(0)), create=True).index(
         photos, batch_size=4, show_progress=False
     )
+    return photos, folder / "plain"
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_cli_ray_indexes_like_in_process(tmp_path: Path, indexed_in_process: tuple[Path, Path]):
+    photos, plain = indexed_in_process
+    model = str(tiny_model_dir(0))
     temp_before = set(Path("/tmp").glob("crossmodal-ray-*"))
     out = subprocess.run(
         [sys.executable, "-m", "crossmodal", "index", str(photos), "--collection",
@@ -115,8 +124,8 @@ def test_cli_ray_indexes_like_in_process(tmp_path: Path):
     assert out.returncode == 3, out.stderr  # 3: the two bad files were skipped
     assert "bad.jpg: not an image (cannot identify format)" in out.stderr
     assert "empty.png: empty file (0 bytes)" in out.stderr
-    assert "16 added" in out.stdout and "Traceback" not in out.stderr
-    _assert_same(tmp_path / "on-ray", tmp_path / "plain")
+    assert "30 added" in out.stdout and "Traceback" not in out.stderr
+    _assert_same(tmp_path / "on-ray", plain)
     # the local Ray it started is gone, with its temporary folder
     assert set(Path("/tmp").glob("crossmodal-ray-*")) <= temp_before
 
@@ -137,12 +146,11 @@ def _embedder_pids() -> list[int]:
 @pytest.mark.ray
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds workers in /proc")
-def test_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path: Path):
-    photos = _photos(tmp_path / "photos", 30)
+def test_worker_killed_mid_run_loses_and_duplicates_nothing(
+    tmp_path: Path, indexed_in_process: tuple[Path, Path]
+):
+    photos, plain = indexed_in_process
     model = str(tiny_model_dir(0))
-    Collection.open(tmp_path / "plain", model=model, create=True).index(
-        photos, batch_size=2, show_progress=False
-    )
     catalog = tmp_path / "on-ray" / "catalog.sqlite"
     killed: list[int] = []
 
@@ -173,4 +181,59 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path: Path):
         ray.shutdown()
     assert killed and killed[0] < 30, "the run ended before a worker could be killed"
     assert report.added == 30 and len(report.failed) == 2
-    _assert_same(tmp_path / "on-ray", tmp_path / "plain")
+    _assert_same(tmp_path / "on-ray", plain)
+
+
+# ---- the driver's queue, on a stand-in for Ray (no cluster) ----------------------------------
+class _FakeRay:
+    """`ray.wait`/`ray.get` over refs that finish in submission order, except that every
+    batch sent to actor `dead` fails as if its worker were gone for good."""
+
+    class exceptions:  # the shape of `ray.exceptions`
+        class RayActorError(Exception):
+            pass
+
+        class ActorDiedError(RayActorError):
+            pass
+
+        class RayTaskError(Exception):
+            cause: BaseException | None = None
+
+    def __init__(self, dead: int) -> None:
+        self.dead = dead
+        self.sent: list[tuple[int, int, tuple[int, ...]]] = []
+
+    def submit(self, actor: int, chunk: list[int]) -> tuple[int, int, tuple[int, ...]]:
+        ref = (len(self.sent), actor, tuple(chunk))  # hashable and unique, as an ObjectRef
+        self.sent.append(ref)
+        return ref
+
+    def wait(self, refs: list, num_returns: int) -> tuple[list, list]:
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref: tuple[int, int, tuple[int, ...]]):
+        _, actor, chunk = ref
+        if actor == self.dead:
+            raise self.exceptions.ActorDiedError("the actor died")
+        return list(chunk), np.zeros((len(chunk), 2)), np.zeros((0, 2))
+
+
+def test_batches_of_a_dead_worker_go_to_the_others_in_order():
+    from crossmodal.index.ray_index import _run_in_order
+
+    fake = _FakeRay(dead=0)
+    chunks = [[2 * n, 2 * n + 1] for n in range(7)]
+    results = list(_run_in_order(fake, [0, 1], chunks, fake.submit))
+    assert [r[0] for r in results] == chunks  # each once, in order
+    # the dead worker got only the batches sent before its first failure came back
+    to_dead = [chunk for _, actor, chunk in fake.sent if actor == 0]
+    assert 1 <= len(to_dead) <= QUEUED_PER_ACTOR + 1
+
+
+def test_every_worker_dead_is_one_clear_error():
+    from crossmodal.errors import CrossmodalError
+    from crossmodal.index.ray_index import _run_in_order
+
+    fake = _FakeRay(dead=0)
+    with pytest.raises(CrossmodalError, match="every Ray worker died"):
+        list(_run_in_order(fake, [0], [[0], [1]], fake.submit))

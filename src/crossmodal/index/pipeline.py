@@ -31,7 +31,6 @@ __all__ = [
     "image_size_of",
     "iter_embedded_batches",
     "load_file",
-    "model_input",
 ]
 
 _EXIF_ORIENTATION = 0x0112
@@ -68,7 +67,7 @@ class LoadedImage:
     item: Any = None  # the preprocessed tensor / PIL image, dropped after embedding
 
 
-def model_input(model: Encoder) -> tuple[Callable[[Image.Image], Any] | None, int | None]:
+def _model_input(model: Encoder) -> tuple[Callable[[Image.Image], Any] | None, int | None]:
     """(preprocess run on worker threads, draft size) for this encoder."""
     draft = getattr(model, "draft_size", None)
     if draft is not None:  # a torch-free query encoder (models/query_bundle.py) says it
@@ -155,7 +154,7 @@ def iter_embedded_batches(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    preprocess, draft = model_input(model)
+    preprocess, draft = _model_input(model)
 
     def load(i: int) -> LoadedImage:
         return load_file(paths[i], i, preprocess, draft)

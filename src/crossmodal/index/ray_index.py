@@ -43,10 +43,10 @@ from crossmodal.errors import ConfigError, CrossmodalError
 from crossmodal.index.ingest import BatchSource
 from crossmodal.index.pipeline import (
     LoadedImage,
+    _model_input,
     embed_loaded,
     iter_embedded_batches,
     load_file,
-    model_input,
 )
 from crossmodal.models.base import Encoder
 
@@ -179,7 +179,7 @@ class _Embedder:
 
         prepare_torch(1)  # one core per actor: intra-op threads would fight each other
         self.model = load_model(model_name)
-        self.preprocess, self.draft = model_input(self.model)
+        self.preprocess, self.draft = _model_input(self.model)
 
     def ready(self) -> tuple[str, int]:
         """(the model's fingerprint, this worker's pid): the driver checks the model matches."""
