@@ -135,7 +135,9 @@ def run(image_count: int, worker_counts: list[int], root: Path, write: bool) -> 
     load = (
         f"load average {load_before:.1f} when it started, {os.getloadavg()[0]:.1f} when it "
         "ended (the machine was shared with other agents' jobs: every figure is slower than "
-        "on an idle machine, the ratios less so)"
+        "on an idle machine, and each extra process of a run takes a share of the cores from "
+        "those jobs, which flatters the runs with more processes; compare on an idle machine "
+        "before drawing a conclusion from the ratios)"
     )
     print(machine)
     print(load)

@@ -172,8 +172,7 @@ def _connected(settings: RaySettings) -> Iterator[tuple[Any, int]]:
 class _Embedder:
     """A Ray actor's body: the model, loaded once, and batches of paths -> vectors."""
 
-    def __init__(self, model_name: str, env: dict[str, str]) -> None:
-        os.environ.update(env)
+    def __init__(self, model_name: str) -> None:
         from crossmodal.models import load_model
         from crossmodal.runtime import prepare_torch
 
@@ -216,7 +215,7 @@ def ray_embedded_batches(
     started = time.perf_counter()
     with _connected(settings) as (ray, cpus):
         workers = min(settings.workers or cpus, len(chunks))
-        if settings.workers and settings.address != LOCAL and settings.workers > cpus:
+        if settings.workers and settings.workers > cpus:  # its actors would wait forever
             raise CrossmodalError(
                 f"--ray-workers {settings.workers}: the Ray cluster has {cpus} CPU(s) "
                 f"/ 集群只有 {cpus} 个 CPU"
@@ -257,7 +256,7 @@ def _start_actors(ray: Any, model: Encoder, workers: int) -> list[Any]:
         num_cpus=1, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS
     )(_Embedder)
     actors = [
-        actor_class.options(runtime_env={"env_vars": env}).remote(name, env) for _ in range(workers)
+        actor_class.options(runtime_env={"env_vars": env}).remote(name) for _ in range(workers)
     ]
     try:
         ready = ray.get([a.ready.remote() for a in actors])
