@@ -3,6 +3,7 @@
     python benchmarks/scale.py                                 # 1M x 512, every store
     python benchmarks/scale.py --rows 10000000 --stores flat-fp16,ivfpq   # 10M, streamed
     python benchmarks/scale.py --rows 100000 --no-write        # a quick look
+    python benchmarks/scale.py --ray                           # benchmarks/ray_index.py
 
 The base vectors look like the default model's real image embeddings without being copies
 of them: the default model embeds 2,000 Flickr8k *train* images; a PCA keeps their 128
@@ -364,6 +365,11 @@ def section(results: list[dict[str, Any]], rule: dict[str, Any] | None) -> str:
 
 
 def main() -> None:
+    if "--ray" in sys.argv[1:]:  # indexing on Ray workers: its own script, its own options
+        from benchmarks.ray_index import main as ray_main
+
+        ray_main([a for a in sys.argv[1:] if a != "--ray"])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--stores", default=",".join(DEFAULT_STORES))

@@ -49,6 +49,7 @@ from crossmodal.index.ingest import (
     sync_captions,
 )
 from crossmodal.index.query import MODES, QueryEncoder, direction
+from crossmodal.index.ray_index import batch_source, check_ray_settings
 from crossmodal.index.results import (
     ImageRecord,
     IndexFailure,
@@ -333,6 +334,8 @@ class Collection:
         show_progress: bool = True,
         only: Iterable[str] | None = None,
         retry_failed: bool = False,
+        ray: str | None = None,
+        ray_workers: int | None = None,
     ) -> IndexReport:
         """Bring the collection up to date with `directory` (recursively); returns what changed.
 
@@ -342,9 +345,12 @@ class Collection:
         captions.json, a Flickr8k token file) attaches texts to images by file name, for
         i2t / t2t search. `only` restricts the run to these file names (or relative paths).
         A folder with no image file gives a report whose `no_photos` is true.
+        `ray`: decode and embed on a Ray cluster ("local", "auto", HOST:PORT; see
+        `crossmodal.index.ray_index`) with `ray_workers` actors; committed here all the same.
         """
         if batch_size < 1:
             raise CrossmodalError(f"batch size must be at least 1 (got {batch_size})")
+        on_ray = check_ray_settings(ray, ray_workers)
         started = time.perf_counter()
         try:
             folder = check_index_folder(directory)
@@ -384,6 +390,7 @@ class Collection:
                     embed_files(
                         self.catalog, self.stores, self.model, root_id, plan.embed,
                         caption_map, batch_size, show_progress, report,
+                        batch_source(on_ray),
                     )  # fmt: skip
                 if caption_map is not None:
                     rows = self.catalog.images_under(root_id, prefix)

@@ -63,4 +63,7 @@ app.command("web-search")(providers.web_search_command)
 
 
 def main() -> None:
+    import sys
+
+    sys.argv[1:] = collection.with_ray_address(sys.argv[1:])
     app()

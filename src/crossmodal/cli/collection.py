@@ -28,7 +28,13 @@ from crossmodal.fsnames import shown
 if TYPE_CHECKING:
     from crossmodal.collection import SearchHit
 
-__all__ = ["check_command", "index_command", "search_command", "stats_command"]
+__all__ = [
+    "check_command",
+    "index_command",
+    "search_command",
+    "stats_command",
+    "with_ray_address",
+]
 
 
 def _read_only_list(path: Path) -> list[str]:
@@ -66,6 +72,31 @@ RebuildOpt = Annotated[
     ),
 ]
 
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="[ADDRESS]",
+        help="decode and embed on Ray workers: alone, a local Ray for this run; HOST:PORT or "
+        "auto, a cluster started with `ray start --head` (README, Past one machine)",
+    ),
+]
+RayWorkersOpt = Annotated[
+    int | None, typer.Option(help="Ray workers, each holding the model (default: one per core)")
+]
+
+
+def with_ray_address(args: list[str]) -> list[str]:
+    """`--ray` takes an optional address, which Typer options cannot: a `--ray` followed by
+    nothing, an option or a word that is no address (the folder) gets `local` inserted."""
+    from crossmodal.index.ray_index import is_ray_address
+
+    out = list(args)
+    for n, arg in enumerate(args):
+        if arg == "--ray" and (n + 1 == len(args) or not is_ray_address(args[n + 1])):
+            out.insert(n + 1 + (len(out) - len(args)), "local")
+    return out
+
 
 @friendly_errors
 def index_command(
@@ -94,6 +125,8 @@ def index_command(
     optimize: OptimizeOpt = False,
     rebuild: RebuildOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Index a folder of photos incrementally: new, changed, moved and deleted files.
 
@@ -101,10 +134,12 @@ def index_command(
     its reason is listed on stderr: undecodable files, dangling links, link loops, folders
     that cannot be read), 2 on an error that stopped the run."""
     from crossmodal.collection import Collection
+    from crossmodal.index.ray_index import check_ray_settings
 
     if directory is None and not optimize:
         raise CrossmodalError("give the folder of photos to index (or --optimize alone)")
     only_names = _read_only_list(only) if only is not None else None
+    check_ray_settings(ray, ray_workers)  # the API's own check, before any model loads
     setup_torch()
     with Collection.open(
         collection,
@@ -124,6 +159,8 @@ def index_command(
             show_progress=not quiet,
             only=only_names,
             retry_failed=retry_failed,
+            ray=ray,
+            ray_workers=ray_workers,
         )
     _print_failures(report)
     typer.echo(report.summary())

@@ -7,7 +7,7 @@ The writer lock is held by the caller (`Collection.index`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -20,6 +20,9 @@ from crossmodal.index.writer import StoreCache, VectorChanges
 from crossmodal.models.base import Encoder
 
 __all__ = ["add_annotation", "apply_moves", "embed_files", "forget_images", "sync_captions"]
+
+#: `iter_embedded_batches`, or its Ray twin (`ray_index.ray_embedded_batches`, settings bound)
+BatchSource = Callable[..., Iterator[tuple[list[LoadedImage], np.ndarray, np.ndarray]]]
 
 
 def apply_moves(
@@ -55,8 +58,10 @@ def embed_files(
     batch_size: int,
     show_progress: bool,
     report: IndexReport,
+    batches_of: BatchSource = iter_embedded_batches,
 ) -> None:
-    """Embed `jobs` (new files, and changed ones replacing `image_id`) with their captions."""
+    """Embed `jobs` (new files, and changed ones replacing `image_id`) with their captions,
+    by `batches_of` (in this process, or on Ray actors); committed here, batch by batch."""
     if not jobs:
         return
     stores.load("images", "texts")
@@ -66,7 +71,7 @@ def embed_files(
         return (caption_map or {}).get(jobs[index].path.name, [])
 
     try:
-        batches = iter_embedded_batches(
+        batches = batches_of(
             model,
             [j.path for j in jobs],
             batch_size=batch_size,

@@ -24,7 +24,14 @@ from crossmodal.errors import ImageLoadError
 from crossmodal.models.base import Encoder
 from crossmodal.models.features import overlapped_batches
 
-__all__ = ["LoadedImage", "file_sha1", "image_size_of", "iter_embedded_batches"]
+__all__ = [
+    "LoadedImage",
+    "embed_loaded",
+    "file_sha1",
+    "image_size_of",
+    "iter_embedded_batches",
+    "load_file",
+]
 
 _EXIF_ORIENTATION = 0x0112
 
@@ -88,6 +95,47 @@ def _embed(model: Encoder, items: list[Any]) -> np.ndarray:
     return model.encode_images(items, batch_size=len(items))
 
 
+def load_file(
+    path: Path, index: int, preprocess: Callable[[Image.Image], Any] | None, draft: int | None
+) -> LoadedImage:
+    """Hash, decode and preprocess one file (never raises for a bad file: its `error` says
+    why in one line). Run on the decode threads here and in the Ray actors (ray_index)."""
+    out = LoadedImage(index=index)
+    try:
+        out.digest = file_sha1(path)
+        image = load_image(path, draft_size=draft)
+    except ImageLoadError as exc:
+        out.error = str(exc)
+        return out
+    except OSError as exc:  # vanished or unreadable between the scan and now
+        out.error = (
+            "file not found"
+            if isinstance(exc, FileNotFoundError)
+            else (f"cannot read: {exc.strerror or exc}")
+        )
+        return out
+    size = image_size_of(path)
+    out.width, out.height = size if size else image.size
+    out.item = preprocess(image) if preprocess is not None else image
+    return out
+
+
+def embed_loaded(
+    model: Encoder, loaded: Sequence[LoadedImage], texts: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors of the ok files of `loaded`, in order; vectors of `texts`); drops the
+    decoded pixels."""
+    good = [x for x in loaded if x.error is None]
+    empty = np.zeros((0, model.dim), np.float32)
+    vectors = empty
+    if good:
+        vectors = np.asarray(_embed(model, [x.item for x in good]), dtype=np.float32)
+    for x in good:
+        x.item = None  # the decoded pixels are not needed any more
+    text_vectors = np.asarray(model.encode_texts(list(texts)), np.float32) if texts else empty
+    return vectors, text_vectors
+
+
 def iter_embedded_batches(
     model: Encoder,
     paths: Sequence[Path],
@@ -109,25 +157,7 @@ def iter_embedded_batches(
     preprocess, draft = _model_input(model)
 
     def load(i: int) -> LoadedImage:
-        out = LoadedImage(index=i)
-        path = paths[i]
-        try:
-            out.digest = file_sha1(path)
-            image = load_image(path, draft_size=draft)
-        except ImageLoadError as exc:
-            out.error = str(exc)
-            return out
-        except OSError as exc:  # vanished or unreadable between the scan and now
-            out.error = (
-                "file not found"
-                if isinstance(exc, FileNotFoundError)
-                else (f"cannot read: {exc.strerror or exc}")
-            )
-            return out
-        size = image_size_of(path)
-        out.width, out.height = size if size else image.size
-        out.item = preprocess(image) if preprocess is not None else image
-        return out
+        return load_file(paths[i], i, preprocess, draft)
 
     chunks = [
         list(range(s, min(s + batch_size, len(paths)))) for s in range(0, len(paths), batch_size)
@@ -135,16 +165,10 @@ def iter_embedded_batches(
     n_decode = workers or max(2, min(8, os.cpu_count() or 2))
 
     def embed(loaded: list[LoadedImage]) -> tuple[list[LoadedImage], np.ndarray, np.ndarray]:
-        good = [x for x in loaded if x.error is None]
-        empty = np.zeros((0, model.dim), np.float32)
-        vectors = empty
-        if good:
-            vectors = np.asarray(_embed(model, [x.item for x in good]), dtype=np.float32)
-        for x in good:
-            x.item = None  # the decoded pixels are not needed any more
-        texts = [t for x in good for t in texts_for(x.index)] if texts_for else []
-        text_vectors = np.asarray(model.encode_texts(texts), np.float32) if texts else empty
-        return loaded, vectors, text_vectors
+        texts = (
+            [t for x in loaded if x.error is None for t in texts_for(x.index)] if texts_for else []
+        )
+        return loaded, *embed_loaded(model, loaded, texts)
 
     for loaded, vectors, text_vectors in overlapped_batches(chunks, load, embed, n_decode):
         if on_progress is not None:
