@@ -19,6 +19,7 @@ from crossmodal.cli.common import (
     EXIT_DAMAGED,
     EXIT_SKIPPED,
     CollectionOpt,
+    DbOpt,
     friendly_errors,
     setup_torch,
 )
@@ -94,6 +95,7 @@ def index_command(
     optimize: OptimizeOpt = False,
     rebuild: RebuildOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+    db: DbOpt = None,
 ) -> None:
     """Index a folder of photos incrementally: new, changed, moved and deleted files.
 
@@ -113,6 +115,7 @@ def index_command(
         store=store,
         rebuild=rebuild,
         max_index_memory=max_index_memory,
+        db=db,
     ) as col:
         if directory is None:
             _optimize_and_print(col, quiet)
@@ -128,7 +131,7 @@ def index_command(
     _print_failures(report)
     typer.echo(report.summary())
     if optimize:
-        with Collection.open(collection) as col:
+        with Collection.open(collection, db=db) as col:
             _optimize_and_print(col, quiet)
     if report.failed:
         _exit_skipped(len(report.failed))
@@ -256,6 +259,7 @@ def search_command(
             "--print0", "-0", help="image paths as raw bytes, each ended by NUL (xargs -0)"
         ),
     ] = False,
+    db: DbOpt = None,
 ) -> None:
     from crossmodal.search_options import check_search, parse_query
 
@@ -266,7 +270,7 @@ def search_command(
     from crossmodal.quick_search import quick_search
 
     hits, col = quick_search(
-        collection, terms, k, mode, model, lambda line: typer.echo(line, err=True)
+        collection, terms, k, mode, model, lambda line: typer.echo(line, err=True), db=db
     )
     _print_hits(hits, as_json=as_json, paths_only=paths_only, print0=print0)
     if not hits:
@@ -315,11 +319,12 @@ def _one_line(text: str | None) -> str:
 def stats_command(
     collection: CollectionOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="as JSON")] = False,
+    db: DbOpt = None,
 ) -> None:
     """What a collection holds: images, texts, model, size on disk."""
     from crossmodal.collection import Collection
 
-    with Collection.open(collection) as col:
+    with Collection.open(collection, db=db) as col:
         info = col.stats()
     if as_json:
         typer.echo(json.dumps(info, indent=2))

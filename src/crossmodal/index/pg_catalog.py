@@ -46,7 +46,7 @@ def shown_url(url: str) -> str:
 
     try:
         parts = conninfo_to_dict(url)
-    except Exception:  # noqa: BLE001 -- a malformed URL is reported by connect itself
+    except Exception:  # a malformed URL is reported by connect itself
         return url.split("@")[-1]
     host = parts.get("host") or "localhost"
     port = f":{parts['port']}" if parts.get("port") else ""
@@ -261,6 +261,12 @@ class PgCatalog:
         """Bumped by every statement that changed any table (a web page cache's key)."""
         return int(self._one("SELECT n FROM change_count"))
 
+    def version_probe(self) -> ChangeProbe:
+        """What a web server asks before answering from its page cache: a number that changes
+        with every commit anyone makes (SQLite's `PRAGMA data_version`), on its own
+        connection so that it never waits behind this one's transaction."""
+        return ChangeProbe(self.url, self.url_shown)
+
     def database_bytes(self) -> int:
         return int(self._one("SELECT pg_database_size(current_database())"))
 
@@ -326,17 +332,15 @@ class PgCatalog:
         height: int | None,
         vector: np.ndarray,
     ) -> int:
+        row = (root_id, fs_bytes(relpath), digest, size, mtime_ns, width, height, time.time())
         with self.transaction():
             return int(
                 self._one(
                     "INSERT INTO images(root_id, relpath, hash, size, mtime_ns, width, height, "
                     "indexed_at, vector, embedding) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector) RETURNING id",
-                    (
-                        root_id, fs_bytes(relpath), digest, size, mtime_ns, width, height,
-                        time.time(), vector_blob(vector), self._embedding("images", vector),
-                    ),
-                )  # fmt: skip
+                    (*row, vector_blob(vector), self._embedding("images", vector)),
+                )
             )
 
     def replace_image(
@@ -361,9 +365,7 @@ class PgCatalog:
             )  # fmt: skip
 
     def touch_image(self, image_id: int, size: int, mtime_ns: int) -> None:
-        self._exec(
-            "UPDATE images SET size=%s, mtime_ns=%s WHERE id=%s", (size, mtime_ns, image_id)
-        )
+        self._exec("UPDATE images SET size=%s, mtime_ns=%s WHERE id=%s", (size, mtime_ns, image_id))
 
     def move_image(
         self, image_id: int, root_id: int, relpath: str, size: int, mtime_ns: int
@@ -428,20 +430,17 @@ class PgCatalog:
     ) -> list[int]:
         assert kind in TEXT_KINDS
         now = time.time()
+        sql = (
+            "INSERT INTO texts(image_id, kind, text, created_at, vector, embedding) "
+            "VALUES (%s, %s, %s, %s, %s, %s::vector) RETURNING id"
+        )
+        ids: list[int] = []
         with self.transaction():
-            return [
-                int(
-                    self._one(
-                        "INSERT INTO texts(image_id, kind, text, created_at, vector, embedding) "
-                        "VALUES (%s, %s, %s, %s, %s, %s::vector) RETURNING id",
-                        (
-                            image_id, kind, text, now, vector_blob(vec),
-                            self._embedding("texts", vec),
-                        ),
-                    )  # fmt: skip
-                )
-                for text, vec in zip(texts, vectors, strict=True)
-            ]
+            for text, vec in zip(texts, vectors, strict=True):
+                embedding = self._embedding("texts", vec)
+                args = (image_id, kind, text, now, vector_blob(vec), embedding)
+                ids.append(int(self._one(sql, args)))
+        return ids
 
     def delete_texts(self, image_id: int, kind: str) -> list[int]:
         rows = self._exec(
@@ -520,6 +519,36 @@ class PgCatalog:
             )
             for table in ("images", "texts"):
                 self.bump_generation(table)
+
+
+class ChangeProbe:
+    """`change_count` read on a connection of its own; callable, thread-safe."""
+
+    def __init__(self, url: str, shown: str) -> None:
+        import psycopg
+
+        self.shown = shown
+        try:
+            self._con = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise CollectionError(
+                f"cannot connect to database {shown}: {_first_line(exc)}"
+            ) from None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        import psycopg
+
+        with self._lock:
+            try:
+                row = self._con.execute("SELECT n FROM change_count").fetchone()
+            except psycopg.OperationalError as exc:
+                raise CollectionError(f"database {self.shown}: {_first_line(exc)}") from None
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(Exception):
+            self._con.close()
 
 
 # every public method turns a lost connection into one line

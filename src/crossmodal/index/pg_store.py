@@ -223,9 +223,7 @@ class PgStoreCache(StoreCache):
                 self._ensure_embeddings(table)
                 store = self._stores.get(table)
                 if store is None or store.dim != self.stored_dim():
-                    store = self._stores[table] = PgVectorStore(
-                        self.pg, table, self.stored_dim()
-                    )
+                    store = self._stores[table] = PgVectorStore(self.pg, table, self.stored_dim())
                 assert isinstance(store, PgVectorStore)
                 store.rows = self.pg.count(table)
                 self._checked[table] = generation
