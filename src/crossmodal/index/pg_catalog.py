@@ -32,7 +32,7 @@ from crossmodal.index.catalog import Catalog, fs_bytes, vector_blob
 from crossmodal.index.pg_schema import PG_MIGRATIONS, PG_SCHEMA_VERSION
 from crossmodal.index.schema import TEXT_KINDS, FailureRow, ImageRow, TextRow
 
-__all__ = ["PgCatalog", "shown_url", "vector_text"]
+__all__ = ["DatabasePath", "PgCatalog", "shown_url", "vector_text"]
 
 #: advisory lock keys (per database and schema): schema set-up, writer, embedding column
 SCHEMA_LOCK = "crossmodal:schema"
@@ -52,6 +52,20 @@ def shown_url(url: str) -> str:
     port = f":{parts['port']}" if parts.get("port") else ""
     user = f"{parts['user']}@" if parts.get("user") else ""
     return f"postgresql://{user}{host}{port}/{parts.get('dbname') or ''}"
+
+
+#: the concrete Path class of this platform (PosixPath, WindowsPath), to derive from
+_PathClass: Any = type(Path())
+
+
+class DatabasePath(_PathClass):
+    """`Collection.path` of a collection in a database: a `Path` for the code that takes one
+    (it names no file: nothing is written there), printed as the database's URL."""
+
+    url = ""
+
+    def __str__(self) -> str:
+        return self.url or str(super().__str__())
 
 
 def vector_text(vector: np.ndarray) -> str:
@@ -91,12 +105,19 @@ class PgCatalog:
     """One connection to a PostgreSQL database; thread-safe like `Catalog` (one lock)."""
 
     def __init__(self, url: str, connect_timeout: float = 10) -> None:
-        import psycopg
+        try:
+            import psycopg
+        except ImportError:
+            raise CollectionError(
+                "a collection in PostgreSQL (--db) needs the psycopg client: "
+                "pip install 'crossmodal[postgres]'"
+            ) from None
 
         self.url = url
         self.url_shown = shown_url(url)
         #: what messages and `Collection.path` name (no folder: the database is the collection)
-        self.path = Path(self.url_shown)
+        self.path = DatabasePath(self.url_shown)
+        self.path.url = self.url_shown
         try:
             self._con = psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout))
         except psycopg.Error as exc:
@@ -127,13 +148,13 @@ class PgCatalog:
     # ---- SQL helpers (lock held by the caller or taken here) --------------------------------
     def _exec(self, sql: str, args: Sequence[Any] | None = None) -> Any:
         with self._lock:
-            return self._con.execute(sql, args)  # type: ignore[arg-type]  # psycopg's LiteralString
+            return self._con.execute(sql, args)
 
     def _dicts(self, sql: str, args: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         from psycopg.rows import dict_row
 
         with self._lock, self._con.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql, args)  # type: ignore[arg-type]  # psycopg's LiteralString
+            cur.execute(sql, args)
             return cur.fetchall()
 
     def _one(self, sql: str, args: Sequence[Any] | None = None) -> Any:
@@ -202,7 +223,7 @@ class PgCatalog:
                 finally:
                     self._depth -= 1
                 return
-            self._con.execute(begin)  # type: ignore[arg-type]  # one of two constant strings
+            self._con.execute(begin)
             self._depth = 1
             try:
                 yield self._con
@@ -544,7 +565,7 @@ class ChangeProbe:
                 row = self._con.execute("SELECT n FROM change_count").fetchone()
             except psycopg.OperationalError as exc:
                 raise CollectionError(f"database {self.shown}: {_first_line(exc)}") from None
-        return int(row[0])
+        return int(row[0]) if row is not None else 0
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(Exception):
