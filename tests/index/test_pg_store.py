@@ -279,6 +279,7 @@ def test_cli_index_search_stats(photos: Path, db: str) -> None:
     stats = runner.invoke(app, ["stats", *args])
     assert stats.exit_code == 0 and "images: 12" in stats.stdout
     assert "images index: pgvector-hnsw, 12 rows" in stats.stdout
+    assert "exact scan" in stats.stdout  # 12 rows: below EXACT_ROWS
 
 
 @pytest.mark.parametrize(
@@ -319,3 +320,23 @@ def test_schema_versions(db: str) -> None:
     catalog.close()
     with pytest.raises(CollectionError, match="newer crossmodal"):
         PgCatalog(db)
+
+
+def test_web_app_over_the_database(photos: Path, tiny: Encoder, db: str, tmp_path: Path) -> None:
+    """The web app serves it; its page cache sees a commit made through another connection
+    (another server or an index run elsewhere), as it does SQLite's data_version."""
+    from fastapi.testclient import TestClient
+
+    from crossmodal.web import WebSettings, create_app
+
+    embedded, in_pg = _pair(photos, tiny, db, tmp_path)
+    with TestClient(create_app(in_pg, WebSettings()), base_url="http://127.0.0.1") as client:
+        stats = client.get("/api/stats").json()
+        assert stats["images"] == 12 and stats["store"] == "pgvector-hnsw"
+        first = client.get("/api/search", params={"q": "a red card", "k": 5}).json()
+        expected = embedded.search("a red card", k=5)
+        assert [r["id"] for r in first["results"]] == [h.id for h in expected]
+        with Collection.open(db=db) as other:  # another writer, another connection
+            other.remove_ids([first["results"][0]["id"]])
+        again = client.get("/api/search", params={"q": "a red card", "k": 5}).json()
+        assert again["results"][0]["id"] == first["results"][1]["id"]

@@ -180,7 +180,7 @@ def _refuse_empty_folder(report: Any, directory: Path) -> None:
 def _store_line(table: str, info: dict[str, Any]) -> str:
     """'images: hnsw, 1000000 rows, 2.4 GB in memory, recall@10 0.97 vs exact (200 queries)'"""
     recall = info.get("recall_at_10")
-    exact = info.get("kind") in ("flat", "flat-fp16")
+    exact = info.get("kind") in ("flat", "flat-fp16") or bool(info.get("exact"))
     measured = (
         "exact scan"
         if exact

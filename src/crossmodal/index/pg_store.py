@@ -302,13 +302,14 @@ class PgStoreCache(StoreCache):
         assert isinstance(store, PgVectorStore)
         index = self.pg._one("SELECT to_regclass(%s)", (f"{table}_embedding_hnsw",))
         size = self.pg._one("SELECT pg_relation_size(%s)", (index,)) if index else 0
+        exact = store.exact_for(10)
         return {
             "kind": PG_STORE,
             "rows": len(store),
-            "recall_at_10": 1.0 if store.exact_for(10) else None,
+            "exact": exact,  # an exact scan answers (below EXACT_ROWS rows)
+            "recall_at_10": 1.0 if exact else None,
             "params": {"exact_below_rows": EXACT_ROWS, "ef_search": f">= {EF_SEARCH}"},
-            "memory_bytes": 0,
-            "disk_bytes": int(size or 0),
+            "memory_bytes": int(size or 0),  # the HNSW index, held by the server
             "built_at": None,
         }
 
