@@ -327,10 +327,13 @@ def test_web_app_over_the_database(photos: Path, tiny: Encoder, db: str, tmp_pat
     (another server or an index run elsewhere), as it does SQLite's data_version."""
     from fastapi.testclient import TestClient
 
-    from crossmodal.web import WebSettings, create_app
+    from crossmodal.web import WebSettings
+    from crossmodal.web.server import build_app
 
     embedded, in_pg = _pair(photos, tiny, db, tmp_path)
-    with TestClient(create_app(in_pg, WebSettings()), base_url="http://127.0.0.1") as client:
+    in_pg.close()
+    app = build_app(None, None, WebSettings(), db=db)  # what `crossmodal serve --db` runs
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         stats = client.get("/api/stats").json()
         assert stats["images"] == 12 and stats["store"] == "pgvector-hnsw"
         first = client.get("/api/search", params={"q": "a red card", "k": 5}).json()
