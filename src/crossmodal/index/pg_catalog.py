@@ -22,56 +22,29 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crossmodal.errors import CollectionError
 from crossmodal.index.catalog import Catalog, fs_bytes, vector_blob
+from crossmodal.index.pg_connection import (
+    ChangeProbe,
+    DatabasePath,
+    connect,
+    first_line,
+    shown_url,
+    vector_text,
+)
 from crossmodal.index.pg_schema import PG_MIGRATIONS, PG_SCHEMA_VERSION
 from crossmodal.index.schema import TEXT_KINDS, FailureRow, ImageRow, TextRow
 
-__all__ = ["DatabasePath", "PgCatalog", "shown_url", "vector_text"]
+__all__ = ["PgCatalog"]
 
 #: advisory lock keys (per database and schema): schema set-up, writer, embedding column
 SCHEMA_LOCK = "crossmodal:schema"
 _IMAGE_COLS = "id, root_id, relpath, hash, size, mtime_ns, width, height, indexed_at"
 Embedder = Callable[[str, np.ndarray], np.ndarray]
-
-
-def shown_url(url: str) -> str:
-    """The database URL without its password, for messages."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(url)
-    except Exception:  # a malformed URL is reported by connect itself
-        return url.split("@")[-1]
-    host = parts.get("host") or "localhost"
-    port = f":{parts['port']}" if parts.get("port") else ""
-    user = f"{parts['user']}@" if parts.get("user") else ""
-    return f"postgresql://{user}{host}{port}/{parts.get('dbname') or ''}"
-
-
-#: the concrete Path class of this platform (PosixPath, WindowsPath), to derive from
-_PathClass: Any = type(Path())
-
-
-class DatabasePath(_PathClass):
-    """`Collection.path` of a collection in a database: a `Path` for the code that takes one
-    (it names no file: nothing is written there), printed as the database's URL."""
-
-    url = ""
-
-    def __str__(self) -> str:
-        return self.url or str(super().__str__())
-
-
-def vector_text(vector: np.ndarray) -> str:
-    """A float32 vector in pgvector's text form; float64 repr, so it reads back bit-exact."""
-    values = np.asarray(vector, np.float32).astype(np.float64).tolist()
-    return "[" + ",".join(map(repr, values)) + "]"
 
 
 def _path(raw: bytes | memoryview) -> str:
@@ -80,10 +53,6 @@ def _path(raw: bytes | memoryview) -> str:
 
 def _image_row(r: dict[str, Any]) -> ImageRow:
     return ImageRow(**{**r, "relpath": _path(r["relpath"])})  # type: ignore[typeddict-item]  # the columns of ImageRow
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -96,7 +65,7 @@ def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return method(self, *args, **kwargs)
         except psycopg.OperationalError as exc:
-            raise CollectionError(f"database {self.url_shown}: {_first_line(exc)}") from None
+            raise CollectionError(f"database {self.url_shown}: {first_line(exc)}") from None
 
     return wrapper
 
@@ -105,25 +74,12 @@ class PgCatalog:
     """One connection to a PostgreSQL database; thread-safe like `Catalog` (one lock)."""
 
     def __init__(self, url: str, connect_timeout: float = 10) -> None:
-        try:
-            import psycopg
-        except ImportError:
-            raise CollectionError(
-                "a collection in PostgreSQL (--db) needs the psycopg client: "
-                "pip install 'crossmodal[postgres]'"
-            ) from None
-
         self.url = url
         self.url_shown = shown_url(url)
         #: what messages and `Collection.path` name (no folder: the database is the collection)
         self.path = DatabasePath(self.url_shown)
         self.path.url = self.url_shown
-        try:
-            self._con = psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout))
-        except psycopg.Error as exc:
-            raise CollectionError(
-                f"cannot connect to database {self.url_shown}: {_first_line(exc)}"
-            ) from None
+        self._con = connect(url, self.url_shown, int(connect_timeout))
         self._lock = threading.RLock()
         self._depth = 0
         #: table -> rows as the store keeps them; set by PgStoreCache once `embedding` exists
@@ -194,7 +150,7 @@ class PgCatalog:
                     self.set_meta("schema_version", str(PG_SCHEMA_VERSION))
         except psycopg.Error as exc:
             raise CollectionError(
-                f"{self.url_shown} cannot hold a crossmodal collection: {_first_line(exc)}"
+                f"{self.url_shown} cannot hold a crossmodal collection: {first_line(exc)}"
             ) from None
 
     def _create_vector_extension(self) -> None:
@@ -205,7 +161,7 @@ class PgCatalog:
         except psycopg.Error as exc:
             raise CollectionError(
                 f"database {self.url_shown} has no pgvector extension and this user cannot add "
-                f"it ({_first_line(exc)}): install pgvector on the server, or have its owner "
+                f"it ({first_line(exc)}): install pgvector on the server, or have its owner "
                 "run CREATE EXTENSION vector"
             ) from None
 
@@ -540,36 +496,6 @@ class PgCatalog:
             )
             for table in ("images", "texts"):
                 self.bump_generation(table)
-
-
-class ChangeProbe:
-    """`change_count` read on a connection of its own; callable, thread-safe."""
-
-    def __init__(self, url: str, shown: str) -> None:
-        import psycopg
-
-        self.shown = shown
-        try:
-            self._con = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise CollectionError(
-                f"cannot connect to database {shown}: {_first_line(exc)}"
-            ) from None
-        self._lock = threading.Lock()
-
-    def __call__(self) -> int:
-        import psycopg
-
-        with self._lock:
-            try:
-                row = self._con.execute("SELECT n FROM change_count").fetchone()
-            except psycopg.OperationalError as exc:
-                raise CollectionError(f"database {self.shown}: {_first_line(exc)}") from None
-        return int(row[0]) if row is not None else 0
-
-    def close(self) -> None:
-        with self._lock, contextlib.suppress(Exception):
-            self._con.close()
 
 
 # every public method turns a lost connection into one line

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from crossmodal.errors import CollectionBusy, CollectionError
-from crossmodal.index.pg_catalog import PgCatalog, vector_text
+from crossmodal.index.pg_catalog import PgCatalog
+from crossmodal.index.pg_connection import connect, vector_text
 from crossmodal.index.store import VectorStore, as_vectors
 from crossmodal.index.writer import TABLES, StoreCache, WriterLock
 from crossmodal.models.hubness import HubnessCorrection
@@ -142,13 +143,8 @@ class PgWriterLock(WriterLock):
         self._con: Any = None
 
     def _connection(self) -> Any:
-        import psycopg
-
         if self._con is None or self._con.closed:
-            try:
-                self._con = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-            except psycopg.Error as exc:
-                raise CollectionError(f"cannot connect to database {self.shown}: {exc}") from None
+            self._con = connect(self.url, self.shown)
         return self._con
 
     def try_acquire(self) -> bool:
