@@ -111,7 +111,8 @@ class PgCatalog:
 
         with self._lock, self._con.cursor(row_factory=dict_row) as cur:
             cur.execute(sql, args)
-            return cur.fetchall()
+            rows: list[dict[str, Any]] = cur.fetchall()
+        return rows
 
     def _one(self, sql: str, args: Sequence[Any] | None = None) -> Any:
         row = self._exec(sql, args).fetchone()
