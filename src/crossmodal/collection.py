@@ -144,8 +144,10 @@ class Collection:
         store: str | None = None,
         rebuild: bool = False,
         max_index_memory: str | int | None = None,
+        db: str | None = None,
     ) -> Collection:
-        """Open the collection at `path` (default: `default_collection_path()`).
+        """Open the collection at `path` (default: `default_collection_path()`), or the one
+        in PostgreSQL database `db` ("postgresql://user@host/database": index/pg_collection.py).
 
         `create=True` makes it if missing. `store` picks the vector store of a new collection:
         "auto" (the default: exact while that is fast, then the fastest approximate store that
@@ -158,6 +160,12 @@ class Collection:
         when the shipped default is retrained), forget its vectors so that the next `index`
         re-embeds everything, instead of refusing.
         """
+        if db is not None:
+            if path is not None:
+                raise CollectionError("give a collection folder or a database (--db), not both")
+            from crossmodal.index.pg_collection import PgCollection
+
+            return PgCollection.open_db(db, model, create, store, rebuild, max_index_memory)
         if store is not None and store not in ALL_KINDS:
             raise CollectionError(f"unknown store {store!r}: use one of {', '.join(ALL_KINDS)}")
         budget = parse_memory(str(max_index_memory)) if max_index_memory is not None else None

@@ -108,16 +108,18 @@ def quick_search(
     mode: str,
     model: str | None,
     announce: Announce,
+    db: str | None = None,
 ) -> tuple[list[SearchHit], Collection]:
-    """Hits of the query, and the collection (open; the caller closes it)."""
-    folder = _folder(collection)
+    """Hits of the query, and the collection (open; the caller closes it). `db`: the
+    collection in that PostgreSQL database instead of a folder."""
+    folder = _folder(collection) if db is None else None
     text = _one_text(terms, mode) if model is None else None
-    if text is not None and k >= 1:
+    if text is not None and k >= 1 and folder is not None:
         results = server_text_search(folder, text, "t2t" if mode == "t2t" else "t2i", k)
         if results is not None:
             col = Collection.open(folder)
             return _hits_from_server(col, results), col
-    probe = Collection.open(folder)  # a missing collection fails here, before any model
+    probe = Collection.open(folder, db=db)  # a missing collection fails here, before any model
     name = model or probe.catalog.get_meta("model_name") or "default"
     probe.close()
     from crossmodal.collection import _normalise_model_name
@@ -125,7 +127,7 @@ def quick_search(
     encoder = query_encoder(_normalise_model_name(name), announce)
     if encoder is None:
         _setup_torch()
-        col = Collection.open(folder, model=model)
+        col = Collection.open(folder, model=model, db=db)
     else:
-        col = Collection.open(folder, model=encoder)
+        col = Collection.open(folder, model=encoder, db=db)
     return col.search(query=terms, k=k, mode=mode), col

@@ -19,6 +19,7 @@ from crossmodal.cli.common import (
     EXIT_DAMAGED,
     EXIT_SKIPPED,
     CollectionOpt,
+    DbOpt,
     friendly_errors,
     setup_torch,
 )
@@ -127,6 +128,7 @@ def index_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
+    db: DbOpt = None,
 ) -> None:
     """Index a folder of photos incrementally: new, changed, moved and deleted files.
 
@@ -148,6 +150,7 @@ def index_command(
         store=store,
         rebuild=rebuild,
         max_index_memory=max_index_memory,
+        db=db,
     ) as col:
         if directory is None:
             _optimize_and_print(col, quiet)
@@ -165,7 +168,7 @@ def index_command(
     _print_failures(report)
     typer.echo(report.summary())
     if optimize:
-        with Collection.open(collection) as col:
+        with Collection.open(collection, db=db) as col:
             _optimize_and_print(col, quiet)
     if report.failed:
         _exit_skipped(len(report.failed))
@@ -214,7 +217,7 @@ def _refuse_empty_folder(report: Any, directory: Path) -> None:
 def _store_line(table: str, info: dict[str, Any]) -> str:
     """'images: hnsw, 1000000 rows, 2.4 GB in memory, recall@10 0.97 vs exact (200 queries)'"""
     recall = info.get("recall_at_10")
-    exact = info.get("kind") in ("flat", "flat-fp16")
+    exact = info.get("kind") in ("flat", "flat-fp16") or bool(info.get("exact"))
     measured = (
         "exact scan"
         if exact
@@ -293,6 +296,7 @@ def search_command(
             "--print0", "-0", help="image paths as raw bytes, each ended by NUL (xargs -0)"
         ),
     ] = False,
+    db: DbOpt = None,
 ) -> None:
     from crossmodal.search_options import check_search, parse_query
 
@@ -303,7 +307,7 @@ def search_command(
     from crossmodal.quick_search import quick_search
 
     hits, col = quick_search(
-        collection, terms, k, mode, model, lambda line: typer.echo(line, err=True)
+        collection, terms, k, mode, model, lambda line: typer.echo(line, err=True), db=db
     )
     _print_hits(hits, as_json=as_json, paths_only=paths_only, print0=print0)
     if not hits:
@@ -352,11 +356,12 @@ def _one_line(text: str | None) -> str:
 def stats_command(
     collection: CollectionOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="as JSON")] = False,
+    db: DbOpt = None,
 ) -> None:
     """What a collection holds: images, texts, model, size on disk."""
     from crossmodal.collection import Collection
 
-    with Collection.open(collection) as col:
+    with Collection.open(collection, db=db) as col:
         info = col.stats()
     if as_json:
         typer.echo(json.dumps(info, indent=2))

@@ -32,6 +32,7 @@ __all__ = [
     "EXIT_USAGE",
     "CollectionOpt",
     "DatasetOption",
+    "DbOpt",
     "ModelOpt",
     "QuietOption",
     "RootOption",
@@ -168,6 +169,18 @@ CollectionOpt = Annotated[
         metavar="FOLDER",
         help="collection folder (default: $CROSSMODAL_COLLECTION, else "
         "~/.local/share/crossmodal/default)",
+        show_default=False,
+    ),
+]
+
+#: a collection in PostgreSQL instead of a folder (crossmodal/index/pg_collection.py)
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        help="a collection in PostgreSQL with pgvector (postgresql://user@host:port/database) "
+        "instead of a folder; see README, 'Past one machine'",
         show_default=False,
     ),
 ]

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from crossmodal.cli.common import CollectionOpt, friendly_errors
+from crossmodal.cli.common import CollectionOpt, DbOpt, friendly_errors
 from crossmodal.web.settings import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, LOCAL_HOSTS
 
 __all__ = ["serve_command"]
@@ -69,6 +69,7 @@ def serve_command(
     token_reads: Annotated[
         bool, typer.Option("--token-reads", help="reads (searches, thumbnails) need --token too")
     ] = False,
+    db: DbOpt = None,
 ) -> None:
     """Serve a collection as a web page and a JSON API (OpenAPI docs at /docs)."""
     from crossmodal.web.server import serve
@@ -94,6 +95,7 @@ def serve_command(
         workers=workers,
         access_log=access_log,
         announce=lambda line: typer.echo(f"crossmodal: {line}", err=True),
+        db=db,
     )
 
 

@@ -226,7 +226,8 @@ def collection_stats(catalog: Catalog, folder: Path) -> dict[str, Any]:
     """What a collection holds (`Collection.stats`), from its catalogue alone (no model)."""
     meta = catalog.meta()
     texts = catalog.count_texts()
-    disk = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    # (a collection in PostgreSQL has no folder: PgCollection.stats sizes its database)
+    disk = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) if folder.is_dir() else 0
     return {
         "path": str(folder),
         "model": meta.get("model_name"),

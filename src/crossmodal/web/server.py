@@ -25,6 +25,7 @@ __all__ = ["app_from_env", "build_app", "check_port", "serve"]
 
 _ENV_COLLECTION = "CROSSMODAL_WEB_COLLECTION"
 _ENV_MODEL = "CROSSMODAL_WEB_MODEL"
+_ENV_DB = "CROSSMODAL_WEB_DB"
 
 
 def setup_torch(import_torch: bool = True) -> None:
@@ -61,6 +62,7 @@ def build_app(
     model: str | None,
     settings: WebSettings,
     after_open: Callable[[], None] | None = None,
+    db: str | None = None,
 ) -> FastAPI:
     """Open the collection and build the app; a missing collection or a model that does not
     match it raises a `CrossmodalError` here, before the server starts listening.
@@ -69,7 +71,7 @@ def build_app(
     from crossmodal.web.app import create_app
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    col = Collection.open(collection, model=model)  # first: a missing one fails in a blink
+    col = Collection.open(collection, model=model, db=db)  # first: a missing one fails in a blink
     # [fast-cli] queries through the exported query bundle (made once if missing): the
     # server answers seconds after start, not after loading the towers with torch
     from crossmodal.collection import _normalise_model_name
@@ -78,7 +80,7 @@ def build_app(
     encoder = query_encoder(_normalise_model_name(model or col.model_name), lambda _: None)
     if encoder is not None:
         col.close()
-        col = Collection.open(collection, model=encoder)
+        col = Collection.open(collection, model=encoder, db=db)
     damage = col.catalog.quick_check()  # once per start: a damaged file, said before serving
     if damage:
         import sqlite3
@@ -108,6 +110,7 @@ def app_from_env() -> FastAPI:
         os.environ.get(_ENV_COLLECTION) or None,
         os.environ.get(_ENV_MODEL) or None,
         WebSettings.from_env(),
+        db=os.environ.get(_ENV_DB) or None,
     )
 
 
@@ -136,6 +139,7 @@ def serve(
     workers: int = 1,
     access_log: bool = True,
     announce: Callable[[str], None] = print,
+    db: str | None = None,
 ) -> None:
     """Serve until interrupted. The collection and model are checked before listening."""
     import uvicorn
@@ -145,7 +149,7 @@ def serve(
         raise ConfigError(f"--workers must be at least 1 (got {workers})")
     announce("loading model…")  # [fast-cli]
     # validates the collection and model for the workers too
-    app = build_app(collection, model, settings, after_open=lambda: check_port(host, port))
+    app = build_app(collection, model, settings, after_open=lambda: check_port(host, port), db=db)
     shown = f"[{host}]" if ":" in host else host
     service = app.state.service
     announce(
@@ -169,7 +173,7 @@ def serve(
             )
             return
         del app, service  # each worker opens its own copy: this process need not keep one
-        _run_workers(collection, model, settings, host, port, workers, access_log)
+        _run_workers(collection, model, settings, host, port, workers, access_log, db)
     finally:
         announcer.set()
         from crossmodal.client import remove_server_file
@@ -213,6 +217,7 @@ def _run_workers(
     port: int,
     workers: int,
     access_log: bool,
+    db: str | None = None,
 ) -> None:
     import uvicorn
 
@@ -225,6 +230,7 @@ def _run_workers(
     folder = Path(collection).expanduser().absolute() if collection else None
     os.environ[_ENV_COLLECTION] = str(folder) if folder else ""
     os.environ[_ENV_MODEL] = model or ""
+    os.environ[_ENV_DB] = db or ""
     if settings.token:
         os.environ["CROSSMODAL_TOKEN"] = settings.token
     os.environ["CROSSMODAL_MAX_UPLOAD_MB"] = str(settings.max_upload_bytes / (1024 * 1024))

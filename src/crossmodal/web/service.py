@@ -191,7 +191,9 @@ class WebService:
         self._pages: LRU[tuple[str, str, int, int], tuple[int, bytes]] = LRU(
             settings.page_cache_size
         )
-        self._version = CatalogVersion(collection.catalog.path)
+        # a collection in PostgreSQL counts its commits itself (index/pg_catalog.py)
+        probe = getattr(collection.catalog, "version_probe", None)
+        self._version = probe() if probe is not None else CatalogVersion(collection.catalog.path)
         self.decode_slots = DecodeSlots(
             settings.decode_slots, settings.decode_queue, settings.decode_wait_s
         )
