@@ -26,8 +26,11 @@ from pathlib import Path
 from typing import Any
 
 SERVER_FILE = "server.json"
-#: how long a search waits for a server before embedding in-process instead
+#: how long a search waits for a server to accept before embedding in-process instead
 TIMEOUT_S = 2.0
+#: how long it waits for the answer of a server that accepted: loading a model here would
+#: take longer than a busy server (on a loaded machine a first query took over 2 s)
+ANSWER_TIMEOUT_S = 10.0
 #: the request header carrying `server.json`'s local key (full paths without the token)
 LOCAL_KEY_HEADER = "X-Crossmodal-Local-Key"
 
@@ -164,7 +167,7 @@ def _get_json(url: str, target: str, headers: dict[str, str]) -> Any:
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     try:
         with socket.create_connection((address.hostname, address.port or 80), TIMEOUT_S) as conn:
-            conn.settimeout(TIMEOUT_S)
+            conn.settimeout(ANSWER_TIMEOUT_S)
             conn.sendall(request)
             answer = b"".join(iter(lambda: conn.recv(65536), b""))
     except (OSError, UnicodeError):
