@@ -69,9 +69,10 @@ def _in_process(col: Path, *query: str, mode: str = "auto") -> list[str]:
 
 def _in_process_json(col: Path, query: str) -> list[dict]:
     from crossmodal import Collection
+    from crossmodal.search_options import parse_query
 
     with Collection.open(col, model=str(tiny_model_dir(0))) as collection:
-        return [h.to_dict() for h in collection.search(query=query, k=4)]
+        return [h.to_dict() for h in collection.search(query=parse_query([query]), k=4)]
 
 
 def test_first_search_exports_then_no_torch(setup) -> None:
