@@ -146,3 +146,35 @@ def test_the_restored_use_tower_keeps_its_blas_thread_limit(tmp_path: Path) -> N
     with threadpoolctl.threadpool_limits(2, user_api="blas"):  # as on a 2-core machine
         restored.encode(["a dog runs on the beach"])
     assert seen and set(seen) == {1}
+
+
+def test_a_batch_runs_in_groups_of_like_length_with_the_models_vectors(tiny, monkeypatch) -> None:
+    """A server's batch of queries: sorted by length into groups each padded to its own
+    longest text; the vectors are still the model's, each in its own row."""
+    from crossmodal.models import query_bundle
+
+    model, bundle = tiny
+    texts = [
+        "a dog",
+        "two children in red coats are playing together in the deep snow near a wooden fence",
+        "red",
+        "a man rides a bike down a hill",
+        "a black and white dog jumps over a log in the forest",
+        "surfer",
+        "a girl in a pink dress",
+        "three people sit on a bench by the lake watching the sun go down over the water",
+        "a cat",
+    ]
+    calls: list[list[int]] = []
+    pooled = bundle._minilm_pooled
+
+    def spy(token_ids: list[list[int]]) -> np.ndarray:
+        calls.append([len(ids) for ids in token_ids])
+        return pooled(token_ids)
+
+    monkeypatch.setattr(bundle, "_minilm_pooled", spy)
+    got = bundle.encode_texts(texts)
+    sizes = [n for call in calls for n in call]
+    assert len(calls) == -(-len(texts) // query_bundle.MINILM_GROUP) and sizes == sorted(sizes)
+    assert _cosines(got, model.encode_texts(texts)).min() >= 0.9999
+    assert _cosines(got[::-1], bundle.encode_texts(texts[::-1])).min() >= 0.9999
