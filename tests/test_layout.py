@@ -73,6 +73,7 @@ TESTED_ELSEWHERE: dict[str, str] = {
     "web.uploads": "tests/web/test_hardening_api.py, tests/web/test_upload_memory.py",
     "cli.__init__": "tests/dogs/test_cli_dogs.py, tests/dogs/test_search.py",
     "cli.collection": "tests/test_imports.py, tests/test_quick_search.py",
+    "cli.commands": "the Typer app assembled: every CLI test, tests/test_cli_help.py",
     "cli.common": "tests/test_cli_help.py, tests/test_imports.py",
     "cli.dogs": "the dog commands through the app: tests/dogs/test_cli_dogs.py",
     "cli.eval": "eval and report: tests/test_cli_eval.py, tests/eval/test_report.py",

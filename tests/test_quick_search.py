@@ -4,6 +4,7 @@ it; every path prints what the in-process torch search prints."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,7 +26,8 @@ pytest.importorskip("openvino")
 _PROBE = (
     "import atexit, sys\n"
     "atexit.register(lambda: sys.stderr.write('IMPORTED ' + ' '.join(m for m in "
-    "('torch', 'transformers', 'openvino') if m in sys.modules) + '\\n'))\n"
+    "('torch', 'transformers', 'openvino', 'numpy', 'PIL', 'faiss', 'typer') "
+    "if m in sys.modules) + '\\n'))\n"
     "from crossmodal.cli import main\n"
     "sys.argv = ['crossmodal', *sys.argv[1:]]\n"
     "main()\n"
@@ -65,6 +67,14 @@ def _in_process(col: Path, *query: str, mode: str = "auto") -> list[str]:
     return [hit_line(h) for h in hits]
 
 
+def _in_process_json(col: Path, query: str) -> list[dict]:
+    from crossmodal import Collection
+    from crossmodal.search_options import parse_query
+
+    with Collection.open(col, model=str(tiny_model_dir(0))) as collection:
+        return [h.to_dict() for h in collection.search(query=parse_query([query]), k=4)]
+
+
 def test_first_search_exports_then_no_torch(setup) -> None:
     col, photos, env = setup
     first, said = _search(env, col, "a red card", "-k", "4")
@@ -102,8 +112,15 @@ def test_search_asks_a_running_server(setup) -> None:
             time.sleep(0.1)
         lines, said = _search(env, col, "a red card", "-k", "4")
         imported = said.split("IMPORTED", 1)[1].split()
-        assert imported == [], said  # answered by the server: no model here at all
+        assert imported == [], said  # answered by the server: not even numpy or typer here
         assert lines == _in_process(col, "a red card")
+        as_json, _ = _search(env, col, "a red card", "-k", "4", "--json")
+        served, local = json.loads("\n".join(as_json)), _in_process_json(col, "a red card")
+        # (the server embeds with its own fast path: scores agree to rounding)
+        assert [h.pop("score") for h in served] == pytest.approx(
+            [h.pop("score") for h in local], abs=1e-5
+        )
+        assert served == local
     finally:
         server.send_signal(signal.SIGINT)
         output, _ = server.communicate(timeout=60)

@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from crossmodal.data import read_captions_file
+from crossmodal.defaults import default_collection_path
 from crossmodal.errors import CollectionEmpty, CollectionError, CrossmodalError
 from crossmodal.index.ann import ALL_KINDS, parse_memory
 from crossmodal.index.catalog import Catalog, ImageRow, database_error
@@ -93,15 +94,6 @@ DEFAULT_MODEL = "default"
 
 #: One query term: a text, a PIL image, or the path of an image file.
 QueryItem: TypeAlias = str | Path | Image.Image
-
-
-def default_collection_path() -> Path:
-    """$CROSSMODAL_COLLECTION, else $XDG_DATA_HOME/crossmodal/default (~/.local/share/...)."""
-    env = os.environ.get("CROSSMODAL_COLLECTION")
-    if env:
-        return Path(env).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home).expanduser() / "crossmodal" / "default"
 
 
 # ---- the collection -----------------------------------------------------------------------

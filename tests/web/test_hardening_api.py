@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from crossmodal import Collection
+from crossmodal.client import LOCAL_KEY_HEADER
 from crossmodal.web import WebSettings, create_app
 from crossmodal.web.errors import Rejected
 from crossmodal.web.uploads import DecodeSlots
@@ -195,3 +196,18 @@ def test_decode_slots_queue_then_refuse_with_retry_after() -> None:
     with slots():  # free again
         pass
     assert slots.refused == 1
+
+
+def test_the_local_key_of_server_json_gives_full_paths_as_the_token_does(linked) -> None:
+    client, _, photos = linked
+    key = client.app.state.settings.local_key
+    assert len(key) >= 24 and key not in repr(client.app.state.settings)
+    asked = {"q": "a card", "k": 50, "absolute": "true"}
+    wrong = client.get("/api/search", params=asked, headers={LOCAL_KEY_HEADER: "nope"})
+    assert wrong.status_code == 401
+    page = client.get("/api/search", params=asked, headers={LOCAL_KEY_HEADER: key})
+    assert page.status_code == 200, page.text
+    found = {(h["path"], h["relpath"]) for h in page.json()["results"]}
+    assert (str(photos / "targets" / "IMG2.jpg"), "targets/IMG2.jpg") in found
+    assert all(h["path"] == str(photos / h["relpath"]) for h in page.json()["results"])
+    assert "relpath" not in hits(client)[0]  # without absolute=true: as before

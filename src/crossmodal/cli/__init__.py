@@ -1,25 +1,16 @@
 """The `crossmodal` command: a thin Typer layer over the Python API.
 
-One module per command group, assembled here in the order a newcomer needs them (`--help`
-lists collections first, then the dog edition, then evaluation and training). Each group's
-heavy imports (torch, FastAPI, the towers) happen inside its commands, so `--help` is fast.
+`main` first lets a running `crossmodal serve` of the collection answer a plain text search
+(crossmodal/cli/served.py: the standard library only, ~0.1 s in all); every other command,
+and a search no server can answer, goes to the Typer app (crossmodal/cli/commands.py).
+Importing this package stays light: the app and its helpers load on first use.
 """
 
 from __future__ import annotations
 
-import typer
-
-from crossmodal.cli import captioner, collection, dogs, eval, providers, serve, train
-from crossmodal.cli.common import (
-    EXIT_DAMAGED,
-    EXIT_SKIPPED,
-    EXIT_USAGE,
-    MARKUP_MODE,
-    SectionedGroup,
-    fail,
-    friendly_errors,
-    setup_torch,
-)
+import importlib
+import sys
+from typing import Any
 
 __all__ = [
     "EXIT_DAMAGED",
@@ -32,38 +23,25 @@ __all__ = [
     "setup_torch",
 ]
 
-app = typer.Typer(
-    name="crossmodal",
-    cls=SectionedGroup,
-    help="Offline image<->text retrieval: index photos, search four ways, train and evaluate.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=MARKUP_MODE,
-)
-
-# --help lists them in common.HELP_SECTIONS' order, whatever the order here
-app.command("index")(collection.index_command)
-app.command("search")(collection.search_command)
-app.command("serve")(serve.serve_command)
-app.command("stats")(collection.stats_command)
-app.command("check")(collection.check_command)
-app.add_typer(dogs.dogs_app, name="dogs")
-app.command("eval")(eval.eval_command)
-app.command("report")(eval.report_command)
-app.command("train")(train.train_command)
-app.command("train-ssl")(train.train_ssl_command)
-app.command("train-multilingual")(train.train_multilingual_command)
-app.command("hubness")(train.hubness_command)
-app.command("caption")(captioner.caption_command)
-app.command("train-captioner")(captioner.train_captioner_command)
-app.command("eval-captioner")(captioner.eval_captioner_command)
-app.add_typer(providers.generate_app, name="generate")
-app.command("web-search")(providers.web_search_command)
-
 
 def main() -> None:
-    import sys
+    from crossmodal.cli.served import search_through_server
 
-    sys.argv[1:] = collection.with_ray_address(sys.argv[1:])
+    code = search_through_server(sys.argv[1:])
+    if code is not None:
+        raise SystemExit(code)
+    from crossmodal.cli.collection import with_ray_address
+    from crossmodal.cli.commands import app
+
+    sys.argv[1:] = with_ray_address(sys.argv[1:])
+
     app()
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: `app`, `fail`, … need typer, which the served search path never imports. Only
+    # these names: a submodule asked for by `from crossmodal.cli import x` must be imported
+    # by the import system, not looked up here (that would recurse while it loads)
+    if name == "main" or name not in __all__:
+        raise AttributeError(f"module 'crossmodal.cli' has no attribute {name!r}")
+    return getattr(importlib.import_module("crossmodal.cli.commands"), name)

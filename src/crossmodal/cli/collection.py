@@ -23,6 +23,7 @@ from crossmodal.cli.common import (
     friendly_errors,
     setup_torch,
 )
+from crossmodal.cli.served import hit_line
 from crossmodal.errors import CollectionError, CrossmodalError
 from crossmodal.fsnames import shown
 
@@ -337,19 +338,6 @@ def _print_hits(hits: list[SearchHit], *, as_json: bool, paths_only: bool, print
     else:
         for hit in hits:
             typer.echo(hit_line(hit))
-
-
-def hit_line(hit: SearchHit) -> str:
-    """score, caption, its image for a caption hit; score, image, its first caption for an image."""
-    if hit.kind == "text":
-        return f"{hit.score:.4f}\t{_one_line(hit.text)}\t{shown(hit.path)}"
-    caption = f"\t{_one_line(hit.caption)}" if hit.caption else ""
-    return f"{hit.score:.4f}\t{shown(hit.path)}{caption}"
-
-
-def _one_line(text: str | None) -> str:
-    """Tabs and newlines inside a caption would break the columns."""
-    return " ".join((text or "").split())
 
 
 @friendly_errors

@@ -55,6 +55,9 @@ class Hit(BaseModel):
     caption: str | None = Field(None, description="the image's first caption or annotation")
     kind: str = Field(description="'image' (t2i, i2i) or 'text' (i2t, t2t)")
     text_id: int | None = None
+    relpath: str | None = Field(
+        None, description="with ?absolute=true only: the path inside its indexed folder"
+    )
     thumbnail: str = Field(description="URL of a JPEG thumbnail")
 
 

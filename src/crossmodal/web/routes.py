@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile as StarletteUpload
 
+from crossmodal.client import LOCAL_KEY_HEADER
 from crossmodal.index.catalog import MAX_ID
 from crossmodal.web.errors import Rejected
 from crossmodal.web.models import (
@@ -97,8 +98,14 @@ async def require_read_token(
 
 
 def _absolute_allowed(request: Request, absolute: bool) -> None:
-    if absolute:
-        _token_ok(request, request.headers.get("authorization"))
+    """Full paths: for the token, or for the local key of `server.json` (its reader can read
+    the collection folder anyway: crossmodal/client.py)."""
+    if not absolute:
+        return
+    key = request.headers.get(LOCAL_KEY_HEADER)
+    if key and hmac.compare_digest(key.encode(), request.app.state.settings.local_key.encode()):
+        return
+    _token_ok(request, request.headers.get("authorization"))
 
 
 #: statuses any route of the API may answer (a Host not served here, a token asked for

@@ -201,7 +201,7 @@ def _announce_when_listening(
             except OSError:
                 stop.wait(0.05)
                 continue
-            write_server_file(folder, url, settings.token, settings.token_reads)
+            write_server_file(folder, url, settings.token, settings.token_reads, settings.local_key)
             announce(f"ready on {url}")
             return
 
@@ -243,6 +243,7 @@ def _run_workers(
     os.environ["CROSSMODAL_ALLOWED_HOSTS"] = ",".join(settings.allowed_hosts)
     os.environ["CROSSMODAL_CORS_ORIGINS"] = ",".join(settings.cors_origins)
     os.environ["CROSSMODAL_TOKEN_READS"] = "1" if settings.token_reads else "0"
+    os.environ["CROSSMODAL_LOCAL_KEY"] = settings.local_key  # the one in server.json
     uvicorn.run(
         "crossmodal.web.server:app_from_env",
         factory=True,

@@ -515,12 +515,14 @@ class WebService:
             return decode_image(data, self.settings.max_pixels, draft)
 
     def absolute_paths(self, page: Page) -> Page:
-        """The page with each hit's full path on the server (for a client with the token)."""
+        """The page with each hit's full path on the server (for a client with the token or
+        the local key), and its path inside the indexed folder as `relpath`."""
         rows = self.collection.catalog.get_images([r["id"] for r in page.results])
         roots = self.collection.catalog.roots()
         for result in page.results:
             row = rows.get(result["id"])
             if row is not None:
+                result["relpath"] = result["path"]
                 result["path"] = shown(str(Path(roots[row["root_id"]]) / row["relpath"]))
         return page
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_MB", "LOCAL_HOSTS", "WebSettings"]
@@ -54,6 +55,9 @@ class WebSettings:
     decode_queue: int = 8
     #: seconds a waiting upload waits for a decoding slot before its 503
     decode_wait_s: float = 20.0
+    #: a secret written only to the collection's owner-only `server.json`: a request carrying
+    #: it (crossmodal/client.py) may have full paths without the token
+    local_key: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1:
@@ -78,7 +82,9 @@ class WebSettings:
         children = os.environ.get("CROSSMODAL_CHILD_ENCODERS", "0") not in ("", "0")
         hosts = tuple(h for h in os.environ.get("CROSSMODAL_ALLOWED_HOSTS", "").split(",") if h)
         origins = tuple(o for o in os.environ.get("CROSSMODAL_CORS_ORIGINS", "").split(",") if o)
+        key = os.environ.get("CROSSMODAL_LOCAL_KEY") or defaults.local_key
         return cls(
+            local_key=key,
             allowed_hosts=hosts or LOCAL_HOSTS,
             cors_origins=origins,
             token_reads=os.environ.get("CROSSMODAL_TOKEN_READS", "0") not in ("", "0"),
