@@ -41,6 +41,8 @@ from crossmodal.data import read_captions_file
 from crossmodal.errors import CollectionEmpty, CollectionError, CrossmodalError
 from crossmodal.index.ann import ALL_KINDS, parse_memory
 from crossmodal.index.catalog import Catalog, ImageRow, database_error
+from crossmodal.index.facts import fill_missing_facts
+from crossmodal.index.filters import filtered_search
 from crossmodal.index.ingest import (
     add_annotation,
     apply_moves,
@@ -72,6 +74,7 @@ from crossmodal.models.base import Encoder
 from crossmodal.models.hubness import query_columns
 
 # parse_query lives in a light module so the CLI can check a query without importing torch
+from crossmodal.search_filter import SearchFilter
 from crossmodal.search_options import is_file, parse_query
 
 __all__ = [
@@ -81,6 +84,7 @@ __all__ = [
     "IndexFailure",
     "IndexReport",
     "QueryItem",
+    "SearchFilter",
     "SearchHit",
     "check_index_folder",
     "default_collection_path",
@@ -395,6 +399,8 @@ class Collection:
             finally:
                 report.embed_seconds = time.perf_counter() - embed_started
                 self.stores.save()
+            # rows indexed before photo facts were kept: read from their headers, once
+            fill_missing_facts(self.catalog, show_progress)
             self.stores.refresh(show_progress=show_progress)
         report.seconds = time.perf_counter() - started
         return report
@@ -499,21 +505,29 @@ class Collection:
         mode: str = "auto",
         query: Sequence[tuple[float, QueryItem]] | None = None,
         offset: int = 0,
+        filter: SearchFilter | None = None,
     ) -> list[SearchHit]:
         """Nearest images (t2i, i2i) or texts (i2t, t2t) to the combined query, best first:
         the `k` from rank `offset + 1` on (a page; ranks count from the first result).
 
         `mode="auto"` searches images: t2i for text-only queries, i2i when an image is in it.
+        `filter` keeps only photos (or the texts of photos) with these facts: date taken,
+        camera, GPS, folder, file type, size (`crossmodal.search_filter`).
         """
         _check_page(k, offset)
         direction(mode)  # an unknown mode is refused before any model work
         self._check_not_empty()
         vector, has_text, has_image = self.embed_query(text, image, query)
         way = direction(mode, has_text, has_image)
-        return self.search_vector(vector, k, way.target, way.cross_modal, offset=offset)
+        return self.search_vector(vector, k, way.target, way.cross_modal, offset, filter)
 
     def search_by_id(
-        self, image_id: int, k: int = 10, mode: str = "i2i", offset: int = 0
+        self,
+        image_id: int,
+        k: int = 10,
+        mode: str = "i2i",
+        offset: int = 0,
+        filter: SearchFilter | None = None,
     ) -> list[SearchHit]:
         """Images like an indexed image (i2i, the image itself left out) or texts for it (i2t)."""
         _check_page(k, offset)
@@ -523,8 +537,8 @@ class Collection:
         vector = self.catalog.image_vector(int(image_id))
         assert vector is not None
         if mode == "i2t":
-            return self.search_vector(vector, k, "texts", cross_modal=True, offset=offset)
-        found = self.search_vector(vector, offset + k + 1, "images")
+            return self.search_vector(vector, k, "texts", True, offset, filter)
+        found = self.search_vector(vector, offset + k + 1, "images", filter=filter)
         hits = [h for h in found if h.id != image_id][: offset + k]
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
@@ -537,12 +551,13 @@ class Collection:
         target: str = "images",
         cross_modal: bool = False,
         offset: int = 0,
+        filter: SearchFilter | None = None,
     ) -> list[SearchHit]:
         """Nearest rows of `target` ("images" or "texts") to one unit vector; `cross_modal`
         (a text vector searching images, an image vector searching texts) applies the
         model's hubness correction."""
         vectors = np.asarray(vector, np.float32).reshape(1, -1)
-        return self.search_vectors(vectors, k, target, cross_modal, offset)[0]
+        return self.search_vectors(vectors, k, target, cross_modal, offset, filter)[0]
 
     def search_vectors(
         self,
@@ -551,6 +566,7 @@ class Collection:
         target: str = "images",
         cross_modal: bool = False,
         offset: int = 0,
+        filter: SearchFilter | None = None,
     ) -> list[list[SearchHit]]:
         """`search_vector` for each row of `vectors`, with one index search and one
         catalogue lookup for them all (what a server answering concurrent queries needs:
@@ -560,7 +576,10 @@ class Collection:
         queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
         if store.dim != self.dim:  # rows carry their hubness offset
             queries = query_columns(queries, cross_modal)
-        scores, ids = store.search(queries, offset + k)
+        if filter is not None and not filter.empty:
+            scores, ids = filtered_search(self.catalog, store, filter, target, queries, offset + k)
+        else:
+            scores, ids = store.search(queries, offset + k)
         per_query = [
             [(float(s), int(i)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]
             for row_scores, row_ids in zip(scores, ids, strict=True)

@@ -38,12 +38,14 @@ import numpy as np
 
 from crossmodal.errors import CollectionError
 from crossmodal.index.store import (
+    DIRECT_ROWS,
     FlatIPStore,
     VectorStore,
     as_ids,
     as_rows,
     as_vectors,
     replacing,
+    top_k_of,
 )
 
 __all__ = [
@@ -99,6 +101,9 @@ SAMPLE_QUERIES = 400
 #: many times past what the IVF cells were trained on
 REBUILD_DEAD_SHARE = 0.2
 REBUILD_GROWTH = 4.0
+#: a filter keeping less than this share of an approximate store's rows is scored exactly
+#: (the rows gathered from the store) rather than searched in the graph / cells
+DIRECT_SHARE = 0.02
 #: thresholds of `--store auto`, written by benchmarks/scale.py (see docs/benchmarks.md)
 THRESHOLDS_FILE = Path(__file__).with_name("auto_store.json")
 
@@ -374,16 +379,58 @@ class ApproximateStore(VectorStore):
             self._selector = None
         return len(hit)
 
-    def _params(self, k: int) -> Any:
-        sel = None
-        if self._alive < self._n:
+    def _params(self, k: int, subset: tuple[Any, float] | None = None) -> Any:
+        """FAISS search parameters: the tombstones skipped, or only a filter's rows searched
+        (`subset`: (its IDSelectorBitmap, the share of rows it keeps)). A filter keeping a
+        share s of the rows widens the search effort by 1/s, so that about as many passing
+        rows are visited as an unfiltered search visits rows."""
+        sel, widen = None, 1.0
+        if subset is not None:
+            sel, widen = subset[0], 1.0 / max(subset[1], 1e-6)
+        elif self._alive < self._n:
             if self._selector is None:
                 bits = np.packbits(self._ids[: self._n] >= 0, bitorder="little")
                 self._selector = (faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(bits)), bits)
             sel = self._selector[0]
         if self.kind.startswith("hnsw"):
-            return faiss.SearchParametersHNSW(efSearch=max(self.effort, k), sel=sel)
-        return faiss.SearchParametersIVF(nprobe=self.effort, sel=sel)
+            ef = min(int(max(self.effort, k) * widen), max(self._n, k))
+            return faiss.SearchParametersHNSW(efSearch=ef, sel=sel)
+        assert self.index is not None
+        nlist = faiss.extract_index_ivf(self.index).nlist
+        return faiss.SearchParametersIVF(nprobe=min(int(self.effort * widen), nlist), sel=sel)
+
+    def search_subset(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k among `allowed` ids. Few rows (at most DIRECT_ROWS, or under
+        DIRECT_SHARE of the store) are scored exactly from their stored vectors; more are
+        searched in the index through an `IDSelectorBitmap` of their positions, with the
+        effort widened by the share they are (`_params`)."""
+        q = as_vectors(queries, self.dim)
+        keep = np.isin(self._ids[: self._n], as_ids(allowed))
+        positions = np.flatnonzero(keep)
+        if not len(positions) or not self._alive:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        share = len(positions) / self._alive
+        if len(positions) <= DIRECT_ROWS or share < DIRECT_SHARE or self.index is None:
+            if self.kind == "ivfpq":
+                assert self._rows16 is not None
+                rows = np.asarray(self._rows16[positions], np.float32)
+            else:
+                assert self.index is not None
+                rows = self.index.reconstruct_batch(positions)
+            return top_k_of(rows, self._ids[positions], q, k)
+        k = min(int(k), len(positions))
+        bits = np.packbits(keep, bitorder="little")
+        subset = (faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(bits)), share)
+        if self.kind == "ivfpq":
+            scores, found = self._search_ivfpq(q, k, subset)
+        else:
+            assert self.index is not None
+            scores, found = self.index.search(q, k, params=self._params(k, subset))
+        del bits  # (kept alive until here: the selector points into it)
+        ids = np.where(found >= 0, self._ids[np.maximum(found, 0)], -1)
+        return np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = as_vectors(queries, self.dim)
@@ -399,7 +446,9 @@ class ApproximateStore(VectorStore):
         scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
         return scores, ids
 
-    def _search_ivfpq(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search_ivfpq(
+        self, q: np.ndarray, k: int, subset: tuple[Any, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         assert self._rows16 is not None
         if self.index is None:  # too few rows to train: an exact scan of the float16 rows
             alive = np.flatnonzero(self._ids[: self._n] >= 0)
@@ -408,7 +457,8 @@ class ApproximateStore(VectorStore):
         pre = self.index
         ivf = faiss.extract_index_ivf(pre)
         want = min(self._alive, max(RERANK * k, MIN_SHORTLIST))
-        _, short = ivf.search(pre.chain.at(0).apply(q), want, params=self._params(want))
+        params = self._params(want, subset)
+        _, short = ivf.search(pre.chain.at(0).apply(q), want, params=params)
         scores = np.full((len(q), k), -np.inf, np.float32)
         found = np.full((len(q), k), -1, np.int64)
         for row, (query, cand) in enumerate(zip(q, short, strict=True)):

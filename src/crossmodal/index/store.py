@@ -68,6 +68,23 @@ def _scan_half(
     return scores[0][ok], positions[0][ok] + start
 
 
+#: A filtered search over at most this many rows scores them directly (gathered from the
+#: index) instead of searching the whole index with a selector.
+DIRECT_ROWS = 4096
+
+
+def top_k_of(
+    rows: np.ndarray, row_ids: np.ndarray, q: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (scores, ids) of the k best `rows` (ids `row_ids`) for each query, best first."""
+    k = min(int(k), len(rows))
+    if k <= 0:
+        return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+    scores = q @ np.asarray(rows, np.float32).T
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, best, axis=1).astype(np.float32), row_ids[best]
+
+
 #: relative rounding of float16 (round to nearest, 10 fraction bits), with a margin for the
 #: float32 sums
 _FP16_ROUNDING = 2.0**-11 * 1.01
@@ -78,12 +95,14 @@ _PATH_LOCK = threading.Lock()
 _LOOP, _BLAS = 2**31 - 1, 0
 
 __all__ = [
+    "DIRECT_ROWS",
     "SEQUENTIAL_QUERIES",
     "STORE_KINDS",
     "FlatIPStore",
     "VectorStore",
     "as_ids",
     "as_vectors",
+    "top_k_of",
 ]
 
 
@@ -148,6 +167,32 @@ class VectorStore(ABC):
 
     @abstractmethod
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def search_subset(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`search` among the rows whose ids are in `allowed` only (a filtered search):
+        `k' = min(k, rows allowed)` columns, best first. This fallback asks `search` for
+        more until k allowed rows come back; the stores override it with FAISS selectors."""
+        q = as_vectors(queries, self.dim)
+        wanted = as_ids(allowed)
+        k = min(int(k), len(wanted), len(self))
+        want = max(4 * k, 64)
+        while True:
+            scores, ids = self.search(q, want)
+            keep = np.isin(ids, wanted)
+            if want >= len(self) or keep.sum(axis=1).min() >= k:
+                break
+            want *= 4
+        out_s = np.full((len(q), k), -np.inf, np.float32)
+        out_i = np.full((len(q), k), -1, np.int64)
+        for row in range(len(q)):
+            chosen = np.flatnonzero(keep[row])[:k]
+            out_s[row, : len(chosen)], out_i[row, : len(chosen)] = (
+                scores[row, chosen],
+                ids[row, chosen],
+            )
+        return out_s, out_i
 
     @abstractmethod
     def save(self, path: str | Path) -> None: ...
@@ -251,6 +296,29 @@ class FlatIPStore(VectorStore):
                 scores, ids = self.index.search(q, k)
             finally:
                 faiss.omp_set_num_threads(before)
+        return scores, ids
+
+    def search_subset(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k among `allowed` ids: few rows are gathered and scored directly; more,
+        through one scan of the index with an `IDSelectorBatch` (as costly as a plain
+        search: the flat index scans every row either way)."""
+        q = as_vectors(queries, self.dim)
+        wanted = as_ids(allowed)
+        if len(wanted) <= DIRECT_ROWS:
+            positions = np.flatnonzero(np.isin(self._id_view(), wanted))
+            inner = faiss.downcast_index(self.index.index)
+            rows = inner.reconstruct_batch(positions) if len(positions) else q[:0]
+            return top_k_of(rows, self._id_view()[positions], q, k)
+        k = min(int(k), len(wanted), len(self))
+        selector = faiss.IDSelectorBatch(wanted)
+        params = faiss.SearchParameters(sel=selector)
+        with _PATH_LOCK:
+            faiss.cvar.distance_compute_blas_threshold = (
+                _LOOP if len(q) < SEQUENTIAL_QUERIES else _BLAS
+            )
+            scores, ids = self.index.search(q, k, params=params)
         return scores, ids
 
     def _rows_view(self) -> np.ndarray:
