@@ -51,7 +51,7 @@ class SearchFilter:
     Dates are local wall-clock text "YYYY-MM-DD HH:MM:SS" (as stored): `taken_from`
     inclusive, `taken_until` exclusive. `camera` matches make or model, case-insensitive,
     anywhere. `gps`: True only photos with a position, False only those without. `within`:
-    (south, west, north, east) degrees; west > east crosses the 180th meridian. `folder`: an
+    (south, west, north, east) degrees. `folder`: an
     absolute path (photos under it, in any indexed folder), or a path relative to the
     indexed folders. `types`: file types from the content ("jpg", "png"). Sizes in bytes,
     both inclusive. For text results (i2t, t2t) the filter applies to the texts' images.
@@ -122,10 +122,8 @@ def parse_size(text: str, option: str) -> int:
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:
-    """'LAT1,LON1,LAT2,LON2' (two opposite corners) -> (south, west, north, east).
-
-    The corners may come in any order for latitude; for longitude the first corner is the
-    west side, so a box across the 180th meridian is written 'lat,170,lat,-170'."""
+    """'LAT1,LON1,LAT2,LON2' (two opposite corners, in any order) -> (south, west, north,
+    east). (A box across the 180th meridian is two searches: it cannot be written here.)"""
     parts = [p.strip() for p in text.split(",")]
     try:
         lat1, lon1, lat2, lon2 = (float(p) for p in parts)
@@ -139,7 +137,7 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
             f"--within {text!r}: latitudes must be within -90..90 and longitudes within "
             "-180..180 degrees"
         )
-    return (min(lat1, lat2), lon1, max(lat1, lat2), lon2)
+    return (min(lat1, lat2), min(lon1, lon2), max(lat1, lat2), max(lon1, lon2))
 
 
 def parse_types(text: str) -> tuple[str, ...]:

@@ -43,13 +43,8 @@ def filter_sql(flt: SearchFilter, roots: dict[int, str]) -> tuple[str, list[Any]
         where.append("(i.gps_lat IS NULL OR i.gps_lon IS NULL)")
     if flt.within is not None:
         south, west, north, east = flt.within
-        where.append("i.gps_lat BETWEEN ? AND ?")
-        args += [south, north]
-        if west <= east:
-            where.append("i.gps_lon BETWEEN ? AND ?")
-        else:  # across the 180th meridian
-            where.append("(i.gps_lon >= ? OR i.gps_lon <= ?)")
-        args += [west, east]
+        where.append("i.gps_lat BETWEEN ? AND ? AND i.gps_lon BETWEEN ? AND ?")
+        args += [south, north, west, east]
     if flt.types:
         where.append(f"i.file_type IN ({','.join('?' * len(flt.types))})")
         args += list(flt.types)
