@@ -155,9 +155,7 @@ def test_allowed_ids_of_texts_follow_their_images(library: Collection):
     assert owners == set(images.tolist()) and len(images) == 1
 
 
-def test_an_old_catalogue_gains_the_facts_on_the_next_index(
-    tmp_path: Path, tiny: Encoder
-):
+def test_an_old_catalogue_gains_the_facts_on_the_next_index(tmp_path: Path, tiny: Encoder):
     photos = tmp_path / "photos"
     write_library(photos)
     old = Collection.open(tmp_path / "col", model=tiny, create=True)
