@@ -24,6 +24,7 @@ from crossmodal.collection import (
     default_collection_path,
 )
 from crossmodal.models.base import Encoder
+from crossmodal.search_filter import SearchFilter
 
 Announce = Callable[[str], None]
 
@@ -108,10 +109,13 @@ def quick_search(
     mode: str,
     model: str | None,
     announce: Announce,
+    filter: SearchFilter | None = None,
 ) -> tuple[list[SearchHit], Collection]:
-    """Hits of the query, and the collection (open; the caller closes it)."""
+    """Hits of the query, and the collection (open; the caller closes it). A filtered query
+    is answered here (the server's quick path takes plain text searches only)."""
     folder = _folder(collection)
-    text = _one_text(terms, mode) if model is None else None
+    plain = filter is None or filter.empty
+    text = _one_text(terms, mode) if model is None and plain else None
     if text is not None and k >= 1:
         results = server_text_search(folder, text, "t2t" if mode == "t2t" else "t2i", k)
         if results is not None:
@@ -128,4 +132,4 @@ def quick_search(
         col = Collection.open(folder, model=model)
     else:
         col = Collection.open(folder, model=encoder)
-    return col.search(query=terms, k=k, mode=mode), col
+    return col.search(query=terms, k=k, mode=mode, filter=filter), col

@@ -227,6 +227,6 @@ def test_the_generic_subset_search_of_the_interface():
     store = FlatIPStore(16)
     store.add(np.arange(500), vecs)
     allowed = np.arange(0, 500, 7)
-    scores, found = VectorStore.search_subset(store, queries, 5, allowed)
+    _, found = VectorStore.search_subset(store, queries, 5, allowed)
     exact = queries @ vecs[allowed].T
     np.testing.assert_array_equal(found, allowed[np.argsort(-exact, axis=1)[:, :5]])
