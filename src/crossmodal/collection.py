@@ -73,8 +73,8 @@ from crossmodal.index.writer import (
 from crossmodal.models.base import Encoder
 from crossmodal.models.hubness import query_columns
 
-# parse_query lives in a light module so the CLI can check a query without importing torch
-from crossmodal.search_filter import SearchFilter
+# parse_query and Filter live in light modules: the CLI checks a query without importing torch
+from crossmodal.search_filter import Filter
 from crossmodal.search_options import is_file, parse_query
 
 __all__ = [
@@ -84,7 +84,6 @@ __all__ = [
     "IndexFailure",
     "IndexReport",
     "QueryItem",
-    "SearchFilter",
     "SearchHit",
     "check_index_folder",
     "default_collection_path",
@@ -399,8 +398,7 @@ class Collection:
             finally:
                 report.embed_seconds = time.perf_counter() - embed_started
                 self.stores.save()
-            # rows indexed before photo facts were kept: read from their headers, once
-            fill_missing_facts(self.catalog, show_progress)
+            fill_missing_facts(self.catalog, show_progress)  # rows from before photo facts
             self.stores.refresh(show_progress=show_progress)
         report.seconds = time.perf_counter() - started
         return report
@@ -505,14 +503,13 @@ class Collection:
         mode: str = "auto",
         query: Sequence[tuple[float, QueryItem]] | None = None,
         offset: int = 0,
-        filter: SearchFilter | None = None,
+        filter: Filter = None,
     ) -> list[SearchHit]:
         """Nearest images (t2i, i2i) or texts (i2t, t2t) to the combined query, best first:
         the `k` from rank `offset + 1` on (a page; ranks count from the first result).
 
         `mode="auto"` searches images: t2i for text-only queries, i2i when an image is in it.
-        `filter` keeps only photos (or the texts of photos) with these facts: date taken,
-        camera, GPS, folder, file type, size (`crossmodal.search_filter`).
+        `filter` (a `SearchFilter`): only photos, or texts of photos, with these facts.
         """
         _check_page(k, offset)
         direction(mode)  # an unknown mode is refused before any model work
@@ -522,12 +519,7 @@ class Collection:
         return self.search_vector(vector, k, way.target, way.cross_modal, offset, filter)
 
     def search_by_id(
-        self,
-        image_id: int,
-        k: int = 10,
-        mode: str = "i2i",
-        offset: int = 0,
-        filter: SearchFilter | None = None,
+        self, image_id: int, k: int = 10, mode: str = "i2i", offset: int = 0, filter: Filter = None
     ) -> list[SearchHit]:
         """Images like an indexed image (i2i, the image itself left out) or texts for it (i2t)."""
         _check_page(k, offset)
@@ -551,7 +543,7 @@ class Collection:
         target: str = "images",
         cross_modal: bool = False,
         offset: int = 0,
-        filter: SearchFilter | None = None,
+        filter: Filter = None,
     ) -> list[SearchHit]:
         """Nearest rows of `target` ("images" or "texts") to one unit vector; `cross_modal`
         (a text vector searching images, an image vector searching texts) applies the
@@ -566,7 +558,7 @@ class Collection:
         target: str = "images",
         cross_modal: bool = False,
         offset: int = 0,
-        filter: SearchFilter | None = None,
+        filter: Filter = None,
     ) -> list[list[SearchHit]]:
         """`search_vector` for each row of `vectors`, with one index search and one
         catalogue lookup for them all (what a server answering concurrent queries needs:
@@ -576,10 +568,7 @@ class Collection:
         queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
         if store.dim != self.dim:  # rows carry their hubness offset
             queries = query_columns(queries, cross_modal)
-        if filter is not None and not filter.empty:
-            scores, ids = filtered_search(self.catalog, store, filter, target, queries, offset + k)
-        else:
-            scores, ids = store.search(queries, offset + k)
+        scores, ids = filtered_search(self.catalog, store, filter, target, queries, offset + k)
         per_query = [
             [(float(s), int(i)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]
             for row_scores, row_ids in zip(scores, ids, strict=True)

@@ -16,11 +16,11 @@ import datetime as dt
 import os
 import re
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeAlias
 
 from crossmodal.errors import CrossmodalError
 
-__all__ = ["FILTER_OPTIONS", "SearchFilter", "parse_date", "parse_filter", "parse_size"]
+__all__ = ["FILTER_OPTIONS", "Filter", "SearchFilter", "parse_date", "parse_filter", "parse_size"]
 
 #: option names as the CLI spells them (the API's query parameters drop the dashes: min_size)
 FILTER_OPTIONS = (
@@ -74,6 +74,10 @@ class SearchFilter:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
+
+
+#: what the search methods take: a filter, or None for every photo
+Filter: TypeAlias = SearchFilter | None
 
 
 def parse_date(text: str, option: str, end: bool) -> str:

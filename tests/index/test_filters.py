@@ -13,7 +13,7 @@ import pytest
 
 import crossmodal.index.store as store_mod
 from crossmodal import Collection
-from crossmodal.index.facts import FACT_COLUMNS
+from crossmodal.index.facts import FACT_COLUMNS, facts_of, rows_without_facts
 from crossmodal.index.filters import allowed_ids
 from crossmodal.models import load_model
 from crossmodal.models.base import Encoder
@@ -167,13 +167,13 @@ def test_an_old_catalogue_gains_the_facts_on_the_next_index(tmp_path: Path, tiny
     con.close()
     col = Collection.open(tmp_path / "col", model=tiny)
     assert col.catalog.schema_version() == 2
-    assert len(col.catalog.rows_without_facts()) == len(SHOTS)
+    assert len(rows_without_facts(col.catalog)) == len(SHOTS)
     assert col.search("a photo", k=10, filter=parse_filter(camera="pixel")) == []
     report = col.index(photos, show_progress=False)
     assert report.added == report.updated == 0 and report.unchanged == len(SHOTS)
-    assert col.catalog.rows_without_facts() == []
+    assert rows_without_facts(col.catalog) == []
     _expect(col, parse_filter(camera="pixel"), {"a/paris.jpg", "b/nyc.png"})
-    facts = col.catalog.facts_of([r["id"] for r in col.catalog.images_under(1).values()])
+    facts = facts_of(col.catalog, [r["id"] for r in col.catalog.images_under(1).values()])
     assert sorted(f["taken_source"] for f in facts.values()).count("file") == 1
     col.close()
 

@@ -38,14 +38,12 @@ import numpy as np
 
 from crossmodal.errors import CollectionError
 from crossmodal.index.store import (
-    DIRECT_ROWS,
     FlatIPStore,
     VectorStore,
     as_ids,
     as_rows,
     as_vectors,
     replacing,
-    top_k_of,
 )
 
 __all__ = [
@@ -101,9 +99,6 @@ SAMPLE_QUERIES = 400
 #: many times past what the IVF cells were trained on
 REBUILD_DEAD_SHARE = 0.2
 REBUILD_GROWTH = 4.0
-#: a filter keeping less than this share of an approximate store's rows is scored exactly
-#: (the rows gathered from the store) rather than searched in the graph / cells
-DIRECT_SHARE = 0.02
 #: thresholds of `--store auto`, written by benchmarks/scale.py (see docs/benchmarks.md)
 THRESHOLDS_FILE = Path(__file__).with_name("auto_store.json")
 
@@ -402,35 +397,10 @@ class ApproximateStore(VectorStore):
     def search_subset(
         self, queries: np.ndarray, k: int, allowed: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k among `allowed` ids. Few rows (at most DIRECT_ROWS, or under
-        DIRECT_SHARE of the store) are scored exactly from their stored vectors; more are
-        searched in the index through an `IDSelectorBitmap` of their positions, with the
-        effort widened by the share they are (`_params`)."""
-        q = as_vectors(queries, self.dim)
-        keep = np.isin(self._ids[: self._n], as_ids(allowed))
-        positions = np.flatnonzero(keep)
-        if not len(positions) or not self._alive:
-            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        share = len(positions) / self._alive
-        if len(positions) <= DIRECT_ROWS or share < DIRECT_SHARE or self.index is None:
-            if self.kind == "ivfpq":
-                assert self._rows16 is not None
-                rows = np.asarray(self._rows16[positions], np.float32)
-            else:
-                assert self.index is not None
-                rows = self.index.reconstruct_batch(positions)
-            return top_k_of(rows, self._ids[positions], q, k)
-        k = min(int(k), len(positions))
-        bits = np.packbits(keep, bitorder="little")
-        subset = (faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(bits)), share)
-        if self.kind == "ivfpq":
-            scores, found = self._search_ivfpq(q, k, subset)
-        else:
-            assert self.index is not None
-            scores, found = self.index.search(q, k, params=self._params(k, subset))
-        del bits  # (kept alive until here: the selector points into it)
-        ids = np.where(found >= 0, self._ids[np.maximum(found, 0)], -1)
-        return np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids
+        """Top-k among `allowed` ids (`crossmodal.index.filters.approximate_subset`)."""
+        from crossmodal.index.filters import approximate_subset
+
+        return approximate_subset(self, queries, k, allowed)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = as_vectors(queries, self.dim)

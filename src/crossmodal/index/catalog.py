@@ -369,49 +369,6 @@ class Catalog:
                 (root_id, fs_bytes(relpath), size, mtime_ns, image_id),
             )
 
-    # ---- photo facts (crossmodal/index/facts.py) --------------------------------------------
-    def set_facts(self, facts: Sequence[tuple[int, Any]]) -> None:
-        """(image id, `PhotoFacts`) pairs -> the fact columns of those rows."""
-        from crossmodal.index.facts import FACT_COLUMNS
-
-        assigns = ", ".join(f"{name}=?" for name in FACT_COLUMNS)
-        with self.transaction():
-            self._con.executemany(
-                f"UPDATE images SET {assigns} WHERE id=?",
-                [(*f.row(), image_id) for image_id, f in facts],
-            )
-
-    def rows_without_facts(self) -> list[dict[str, Any]]:
-        """id, root_id, relpath, mtime_ns of the rows indexed before facts were kept."""
-        with self._lock:
-            return [
-                dict(r)
-                for r in self._con.execute(
-                    "SELECT id, root_id, relpath, mtime_ns FROM images "
-                    "WHERE taken_source IS NULL ORDER BY id"
-                )
-            ]
-
-    def facts_of(self, image_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """image id -> its fact columns (with `size`), for showing them."""
-        from crossmodal.index.facts import FACT_COLUMNS
-
-        out: dict[int, dict[str, Any]] = {}
-        with self._lock:
-            for chunk in _chunks(_valid_ids(image_ids)):
-                marks = ",".join("?" * len(chunk))
-                columns = ", ".join(FACT_COLUMNS)
-                sql = f"SELECT id, size, {columns} FROM images WHERE id IN ({marks})"
-                for r in self._con.execute(sql, tuple(chunk)):
-                    out[r["id"]] = {k: r[k] for k in ("size", *FACT_COLUMNS)}
-        return out
-
-    def matching_ids(self, sql: str, args: Sequence[Any]) -> np.ndarray:
-        """The ids a filter's SELECT (crossmodal/index/filters.py) gives, ascending."""
-        with self._lock:
-            rows = self._con.execute(sql, tuple(args)).fetchall()
-        return np.array(sorted(r[0] for r in rows), np.int64)
-
     def delete_images(self, ids: Sequence[int]) -> list[int]:
         """Delete images and their texts; returns the ids of the texts that went with them."""
         text_ids: list[int] = []

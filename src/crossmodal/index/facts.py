@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,19 @@ from typing import Any
 from PIL import ExifTags, Image
 from tqdm.auto import tqdm
 
+from crossmodal.index.catalog import MAX_ID, Catalog
+
 __all__ = [
     "FACT_COLUMNS",
     "PhotoFacts",
+    "facts_of",
     "facts_or_file_time",
     "file_facts",
     "fill_missing_facts",
     "header_facts",
     "normalise_type",
+    "rows_without_facts",
+    "set_facts",
 ]
 
 _ORIENTATION = 0x0112
@@ -193,11 +199,43 @@ def file_facts(path: Path, mtime_ns: int) -> PhotoFacts | None:
         return None
 
 
-def fill_missing_facts(catalog: Any, show_progress: bool = False) -> int:
+def set_facts(catalog: Catalog, facts: Sequence[tuple[int, PhotoFacts]]) -> None:
+    """(image id, facts) pairs -> the fact columns of those rows (one transaction)."""
+    assigns = ", ".join(f"{name}=?" for name in FACT_COLUMNS)
+    with catalog.transaction() as con:
+        con.executemany(
+            f"UPDATE images SET {assigns} WHERE id=?", [(*f.row(), i) for i, f in facts]
+        )
+
+
+def rows_without_facts(catalog: Catalog) -> list[dict[str, Any]]:
+    """id, root_id, relpath, mtime_ns of the rows indexed before facts were kept."""
+    with catalog.snapshot() as con:
+        sql = "SELECT id, root_id, relpath, mtime_ns FROM images WHERE taken_source IS NULL"
+        return [dict(r) for r in con.execute(sql + " ORDER BY id")]
+
+
+def facts_of(catalog: Catalog, image_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """image id -> its fact columns and `size`, for showing them."""
+    ids = [int(i) for i in image_ids if -MAX_ID <= int(i) <= MAX_ID]
+    out: dict[int, dict[str, Any]] = {}
+    with catalog.snapshot() as con:
+        for start in range(0, len(ids), 900):  # SQLite's limit of bound parameters
+            chunk = ids[start : start + 900]
+            sql = (
+                f"SELECT id, size, {', '.join(FACT_COLUMNS)} FROM images "
+                f"WHERE id IN ({','.join('?' * len(chunk))})"
+            )
+            for r in con.execute(sql, chunk):
+                out[r["id"]] = {k: r[k] for k in ("size", *FACT_COLUMNS)}
+    return out
+
+
+def fill_missing_facts(catalog: Catalog, show_progress: bool = False) -> int:
     """Give the rows indexed before facts existed (`taken_source` NULL) their facts, from the
     files' headers (no pixels decoded, nothing re-embedded); returns the rows filled.
     A file that cannot be opened gets its row's mtime as the date, so it is not retried."""
-    todo = catalog.rows_without_facts()
+    todo = rows_without_facts(catalog)
     if not todo:
         return 0
     roots = catalog.roots()
@@ -212,7 +250,7 @@ def fill_missing_facts(catalog: Any, show_progress: bool = False) -> int:
                 taken=_local_text(row["mtime_ns"] / 1e9)
             )
             found.append((row["id"], facts))
-        catalog.set_facts(found)
+        set_facts(catalog, found)
         done += len(batch)
         bar.update(len(batch))
     bar.close()

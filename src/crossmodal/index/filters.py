@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import faiss
 import numpy as np
 
+from crossmodal.index import store as store_module
 from crossmodal.index.catalog import Catalog, fs_bytes
+from crossmodal.index.store import as_ids, as_vectors, top_k_of
 from crossmodal.search_filter import SearchFilter
 
-__all__ = ["allowed_ids", "filter_sql", "filtered_search"]
+if TYPE_CHECKING:
+    from crossmodal.index.ann import ApproximateStore
+
+__all__ = ["DIRECT_SHARE", "allowed_ids", "approximate_subset", "filter_sql", "filtered_search"]
+
+#: a filter keeping less than this share of an approximate store's rows is scored exactly
+#: (its rows gathered from the store) rather than searched in the graph / cells
+DIRECT_SHARE = 0.02
 
 
 def filter_sql(flt: SearchFilter, roots: dict[int, str]) -> tuple[str, list[Any]]:
@@ -94,16 +104,57 @@ def allowed_ids(catalog: Catalog, flt: SearchFilter, target: str) -> np.ndarray:
         sql = f"SELECT i.id FROM images i WHERE {where}"
     else:
         sql = f"SELECT t.id FROM texts t JOIN images i ON i.id = t.image_id WHERE {where}"
-    return catalog.matching_ids(sql, args)
+    with catalog.snapshot() as con:
+        found = [r[0] for r in con.execute(sql, args)]
+    return np.array(sorted(found), np.int64)
 
 
 def filtered_search(
-    catalog: Catalog, store: Any, flt: SearchFilter, target: str, queries: np.ndarray, k: int
+    catalog: Catalog,
+    store: Any,
+    flt: SearchFilter | None,
+    target: str,
+    queries: np.ndarray,
+    k: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, ids) of the k best rows of `target` that pass `flt`, per query (the query
-    rows already carry the hubness column when the store has one)."""
+    """(scores, ids) of the k best rows of `target` that pass `flt` (all rows when it is None
+    or empty), per query; the query rows carry the hubness column when the store has one."""
+    if flt is None or flt.empty:
+        return store.search(queries, k)  # type: ignore[no-any-return]
     allowed = allowed_ids(catalog, flt, target)
     if not len(allowed):
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
     scores, ids = store.search_subset(queries, k, allowed)
     return scores, ids
+
+
+def approximate_subset(
+    store: ApproximateStore, queries: np.ndarray, k: int, allowed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`ApproximateStore.search_subset`: top-k among `allowed` ids. Few rows (at most
+    `store.DIRECT_ROWS`, or under DIRECT_SHARE of the store) are scored exactly from their
+    stored vectors; more are searched in the graph / cells through an `IDSelectorBitmap` of
+    their positions, with the effort widened by the share they are (`_params`)."""
+    q = as_vectors(queries, store.dim)
+    keep = np.isin(store._ids[: store._n], as_ids(allowed))
+    positions = np.flatnonzero(keep)
+    if not len(positions) or not store._alive:
+        return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+    share = len(positions) / store._alive
+    if len(positions) <= store_module.DIRECT_ROWS or share < DIRECT_SHARE or store.index is None:
+        if store.kind == "ivfpq":
+            assert store._rows16 is not None
+            rows = np.asarray(store._rows16[positions], np.float32)
+        else:
+            rows = store.index.reconstruct_batch(positions)
+        return top_k_of(rows, store._ids[positions], q, k)
+    k = min(int(k), len(positions))
+    bits = np.packbits(keep, bitorder="little")
+    subset = (faiss.IDSelectorBitmap(store._n, faiss.swig_ptr(bits)), share)
+    if store.kind == "ivfpq":
+        scores, found = store._search_ivfpq(q, k, subset)
+    else:
+        scores, found = store.index.search(q, k, params=store._params(k, subset))
+    del bits  # kept alive until here: the selector points into it
+    ids = np.where(found >= 0, store._ids[np.maximum(found, 0)], -1)
+    return np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids

@@ -209,6 +209,8 @@ def hits_of(
 
 def image_record(catalog: Catalog, row: ImageRow) -> ImageRecord:
     """Everything the catalogue knows of one image."""
+    from crossmodal.index.facts import facts_of
+
     roots = catalog.roots()
     return ImageRecord(
         id=row["id"],
@@ -223,9 +225,7 @@ def image_record(catalog: Catalog, row: ImageRow) -> ImageRecord:
         indexed_at=row["indexed_at"],
         captions=catalog.texts_of([row["id"]], "caption").get(row["id"], []),
         annotations=catalog.texts_of([row["id"]], "annotation").get(row["id"], []),
-        facts={
-            k: v for k, v in catalog.facts_of([row["id"]]).get(row["id"], {}).items() if k != "size"
-        },
+        facts={k: v for k, v in facts_of(catalog, [row["id"]])[row["id"]].items() if k != "size"},
     )
 
 
