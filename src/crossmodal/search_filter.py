@@ -91,23 +91,36 @@ def parse_date(text: str, option: str, end: bool) -> str:
             f"--{option} {text!r}: not a date: give YYYY, YYYY-MM, YYYY-MM-DD or "
             "'YYYY-MM-DD HH:MM' (e.g. 2024-05-01)"
         )
-    year, month, day, hour, minute, second = (int(g) if g else None for g in match.groups())
+    month, day, hour, minute, second = (int(g) if g else None for g in match.groups()[1:])
     try:
-        start = dt.datetime(year or 1, month or 1, day or 1, hour or 0, minute or 0, second or 0)
-    except ValueError as exc:
+        start = dt.datetime(
+            int(match[1]),
+            1 if month is None else month,  # "2024-00" is refused here, not read as January
+            1 if day is None else day,
+            hour or 0,
+            minute or 0,
+            second or 0,
+        )
+        if end:
+            start = _end_of(start, month, day, minute, second)
+    except (ValueError, OverflowError) as exc:
         raise CrossmodalError(f"--{option} {text!r}: not a date: {exc}") from None
-    if end:
-        if second is not None:
-            start += dt.timedelta(seconds=1)
-        elif minute is not None:
-            start += dt.timedelta(minutes=1)
-        elif day is not None:
-            start += dt.timedelta(days=1)
-        elif month is not None:
-            start = start.replace(year=start.year + (month == 12), month=month % 12 + 1)
-        else:
-            start = start.replace(year=start.year + 1)
     return start.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _end_of(
+    start: dt.datetime, month: int | None, day: int | None, minute: int | None, second: int | None
+) -> dt.datetime:
+    """The first moment after the period `start` names (as precise as the text was)."""
+    if second is not None:
+        return start + dt.timedelta(seconds=1)
+    if minute is not None:
+        return start + dt.timedelta(minutes=1)
+    if day is not None:
+        return start + dt.timedelta(days=1)
+    if month is not None:
+        return start.replace(year=start.year + (month == 12), month=month % 12 + 1)
+    return start.replace(year=start.year + 1)
 
 
 def parse_size(text: str, option: str) -> int:
@@ -122,7 +135,10 @@ def parse_size(text: str, option: str) -> int:
     factor = _BINARY_UNITS.get(unit) or _UNITS.get(unit)
     if factor is None:
         raise CrossmodalError(f"--{option} {text!r}: unknown unit: use B, KB, MB, GB, KiB, MiB")
-    return round(float(match[1]) * factor)
+    size = round(float(match[1]) * factor)
+    if size >= 2**63:  # past what SQLite (and any disk) holds
+        raise CrossmodalError(f"--{option} {text!r}: too large a size")
+    return size
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:
