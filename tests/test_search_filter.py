@@ -54,7 +54,7 @@ def test_sizes(text: str, value: int):
         ({"within": "91,0,0,0"}, "latitudes must be within -90..90"),
         ({"within": "0,0,1,1", "gps": False}, "cannot go with --no-gps"),
         ({"types": "jpg,,png!"}, "--type 'jpg,,png!': give file types"),
-        ({"types": " , "}, "--type ' , ': give file types"),
+        ({"types": " , "}, "--type ',': give file types"),
         ({"folder": "/etc"}, "--in '/etc': give a folder inside"),
         ({"folder": "../up"}, "--in '../up': give a folder inside"),
     ],

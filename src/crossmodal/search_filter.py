@@ -190,40 +190,52 @@ def parse_filter(
     naming the option. `base`: the folder a relative `folder` is relative to (the CLI's
     current folder, so that `--in .` means here); None keeps it relative to the indexed
     folders (the web API)."""
-    given = lambda v: v is not None and str(v).strip() != ""  # noqa: E731
-    low = parse_date(after, "after", end=False) if given(after) else None
-    high = parse_date(before, "before", end=True) if given(before) else None
+    after, before, camera = _given(after), _given(before), _given(camera)
+    min_size, max_size, within, types = (
+        _given(min_size), _given(max_size), _given(within), _given(types)
+    )  # fmt: skip
+    low = parse_date(after, "after", end=False) if after is not None else None
+    high = parse_date(before, "before", end=True) if before is not None else None
     if low is not None and high is not None and low >= high:
         raise CrossmodalError(f"--after {after} is not before --before {before}: no photo fits")
-    small = parse_size(min_size, "min-size") if given(min_size) else None
-    large = parse_size(max_size, "max-size") if given(max_size) else None
+    small = parse_size(min_size, "min-size") if min_size is not None else None
+    large = parse_size(max_size, "max-size") if max_size is not None else None
     if small is not None and large is not None and small > large:
         raise CrossmodalError(f"--min-size {min_size} is above --max-size {max_size}")
-    box = parse_box(within) if given(within) else None
+    box = parse_box(within) if within is not None else None
     if box is not None and gps is False:
         raise CrossmodalError("--within needs a GPS position: it cannot go with --no-gps")
-    where = None
-    if given(folder):
-        assert folder is not None
-        where = os.path.expanduser(folder.strip())
-        if base is not None:
-            where = os.path.abspath(os.path.join(base, where))
-        elif os.path.isabs(where) or ".." in where.replace("\\", "/").split("/"):
-            raise CrossmodalError(
-                f"--in {folder!r}: give a folder inside the collection's indexed folders, "
-                "relative to them (e.g. 2024/summer)"
-            )
-        else:
-            where = where.strip("/").removeprefix("./").strip("/") if where != "." else ""
-            where = where or None  # the indexed folders themselves: every photo
     return SearchFilter(
         taken_from=low,
         taken_until=high,
-        camera=camera.strip() if given(camera) else None,  # type: ignore[union-attr]
+        camera=camera,
         gps=gps,
         within=box,
-        folder=where,
-        types=parse_types(types) if given(types) else (),  # type: ignore[arg-type]
+        folder=_folder(_given(folder), base),
+        types=parse_types(types) if types is not None else (),
         min_size=small,
         max_size=large,
     )
+
+
+def _given(value: str | None) -> str | None:
+    """A typed value without its outer spaces; None when absent or blank."""
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def _folder(folder: str | None, base: str | None) -> str | None:
+    """`--in`'s folder: absolute (joined to `base`, the CLI's current folder), or, without a
+    base (the web API), relative to the indexed folders and never leaving them."""
+    if folder is None:
+        return None
+    where = os.path.expanduser(folder)
+    if base is not None:
+        return os.path.abspath(os.path.join(base, where))
+    if os.path.isabs(where) or ".." in where.replace("\\", "/").split("/"):
+        raise CrossmodalError(
+            f"--in {folder!r}: give a folder inside the collection's indexed folders, "
+            "relative to them (e.g. 2024/summer)"
+        )
+    where = where.strip("/").removeprefix("./").strip("/") if where != "." else ""
+    return where or None  # the indexed folders themselves: every photo

@@ -145,7 +145,8 @@ def approximate_subset(
         if store.kind == "ivfpq":
             assert store._rows16 is not None
             rows = np.asarray(store._rows16[positions], np.float32)
-        else:
+        else:  # HNSW: the graph's storage holds the rows (float16 ones decoded)
+            assert store.index is not None
             rows = store.index.reconstruct_batch(positions)
         return top_k_of(rows, store._ids[positions], q, k)
     k = min(int(k), len(positions))
@@ -154,6 +155,7 @@ def approximate_subset(
     if store.kind == "ivfpq":
         scores, found = store._search_ivfpq(q, k, subset)
     else:
+        assert store.index is not None
         scores, found = store.index.search(q, k, params=store._params(k, subset))
     del bits  # kept alive until here: the selector points into it
     ids = np.where(found >= 0, store._ids[np.maximum(found, 0)], -1)
