@@ -20,9 +20,15 @@ from typing import Any, TypeAlias
 
 from crossmodal.errors import CrossmodalError
 
-__all__ = ["FILTER_OPTIONS", "Filter", "SearchFilter", "parse_date", "parse_filter", "parse_size"]
+__all__ = [
+    "Filter",
+    "SearchFilter",
+    "normalise_type",
+    "parse_date",
+    "parse_filter",
+    "parse_size",
+]
 
-#: option names as the CLI spells them (the API's query parameters drop the dashes: min_size)
 FILTER_OPTIONS = (
     "after",
     "before",
@@ -42,6 +48,8 @@ _SIZE = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)\s*([kmgt]?i?b?)?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 _BINARY_UNITS = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 _TYPE = re.compile(r"^[a-z0-9]{1,10}$")
+#: other spellings of a file type -> the one stored
+_TYPE_ALIASES = {"jpeg": "jpg", "jpe": "jpg", "tiff": "tif", "heif": "heic", "j2k": "jp2"}
 
 
 @dataclass(frozen=True)
@@ -160,10 +168,14 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     return (min(lat1, lat2), min(lon1, lon2), max(lat1, lat2), max(lon1, lon2))
 
 
+def normalise_type(name: str) -> str:
+    """'JPEG', '.jpeg', 'jpg' -> 'jpg': one spelling per file type (as facts.py stores it)."""
+    kind = name.strip().lower().lstrip(".")
+    return _TYPE_ALIASES.get(kind, kind)
+
+
 def parse_types(text: str) -> tuple[str, ...]:
     """'jpg,PNG, .webp' -> ('jpg', 'png', 'webp') (jpeg and jpg are one type)."""
-    from crossmodal.index.facts import normalise_type
-
     kinds = [normalise_type(t) for t in text.split(",") if t.strip()]
     bad = [k for k in kinds if not _TYPE.match(k)]
     if not kinds or bad:

@@ -24,6 +24,7 @@ from PIL import ExifTags, Image
 from tqdm.auto import tqdm
 
 from crossmodal.index.catalog import MAX_ID, Catalog
+from crossmodal.search_filter import normalise_type
 
 __all__ = [
     "FACT_COLUMNS",
@@ -46,8 +47,6 @@ _OFFSET_TEXT = re.compile(r"^\s*([+-])(\d{2}):(\d{2})\s*$")
 
 #: Pillow's format names -> the file type a person types (`--type jpg`)
 _TYPE_OF_FORMAT = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif", "HEIF": "heic", "JPEG2000": "jp2"}
-#: other spellings of a type -> the one stored
-_TYPE_ALIASES = {"jpeg": "jpg", "jpe": "jpg", "tiff": "tif", "heif": "heic", "j2k": "jp2"}
 
 #: the columns of `images` that hold the facts (schema.py `_add_photo_facts`)
 FACT_COLUMNS = (
@@ -60,12 +59,6 @@ FACT_COLUMNS = (
     "gps_lon",
     "file_type",
 )
-
-
-def normalise_type(name: str) -> str:
-    """'JPEG', '.jpeg', 'jpg' -> 'jpg': one spelling per file type."""
-    kind = name.strip().lower().lstrip(".")
-    return _TYPE_ALIASES.get(kind, kind)
 
 
 @dataclass
