@@ -29,18 +29,6 @@ __all__ = [
     "parse_size",
 ]
 
-FILTER_OPTIONS = (
-    "after",
-    "before",
-    "camera",
-    "gps",
-    "within",
-    "in",
-    "type",
-    "min-size",
-    "max-size",
-)
-
 _DATE = re.compile(
     r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?)?)?$"
 )
