@@ -302,24 +302,31 @@ class FlatIPStore(VectorStore):
         self, queries: np.ndarray, k: int, allowed: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k among `allowed` ids: few rows are gathered and scored directly; more,
-        through one scan of the index with an `IDSelectorBatch` (as costly as a plain
-        search: the flat index scans every row either way)."""
+        through one scan of the rows with an `IDSelectorBitmap` of their positions (a bit
+        test per row: the selector on catalogue ids, a hash lookup per row, was twice as
+        slow as the unfiltered scan)."""
         q = as_vectors(queries, self.dim)
-        wanted = as_ids(allowed)
-        if len(wanted) <= DIRECT_ROWS:
-            positions = np.flatnonzero(np.isin(self._id_view(), wanted))
-            inner = faiss.downcast_index(self.index.index)
+        id_view = self._id_view()
+        keep = np.isin(id_view, as_ids(allowed))
+        positions = np.flatnonzero(keep)
+        inner = faiss.downcast_index(self.index.index)
+        if len(positions) <= DIRECT_ROWS:
             rows = inner.reconstruct_batch(positions) if len(positions) else q[:0]
-            return top_k_of(rows, self._id_view()[positions], q, k)
-        k = min(int(k), len(wanted), len(self))
-        selector = faiss.IDSelectorBatch(wanted)
-        params = faiss.SearchParameters(sel=selector)
-        with _PATH_LOCK:
-            faiss.cvar.distance_compute_blas_threshold = (
-                _LOOP if len(q) < SEQUENTIAL_QUERIES else _BLAS
-            )
-            scores, ids = self.index.search(q, k, params=params)
-        return scores, ids
+            return top_k_of(rows, id_view[positions], q, k)
+        k = min(int(k), len(positions))
+        bits = np.packbits(keep, bitorder="little")
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(bits)))
+        few = len(q) < SEQUENTIAL_QUERIES
+        with _PATH_LOCK:  # as `search`: the loop on this thread for a few queries, else BLAS
+            faiss.cvar.distance_compute_blas_threshold = _LOOP if few else _BLAS
+            before = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1 if few else before)
+            try:
+                scores, found = inner.search(q, k, params=params)
+            finally:
+                faiss.omp_set_num_threads(before)
+        del bits  # kept alive until here: the selector points into it
+        return scores, np.where(found >= 0, id_view[np.maximum(found, 0)], -1)
 
     def _rows_view(self) -> np.ndarray:
         inner = faiss.downcast_index(self.index.index)
