@@ -80,6 +80,7 @@ TESTED_ELSEWHERE: dict[str, str] = {
     "cli.providers": "the provider commands through the app: tests/providers/test_cli_providers.py",
     "cli.serve": "serve through the app: tests/web/test_cli_serve.py, tests/test_quick_search.py",
     "cli.captioner": "caption / eval-captioner through the app: tests/test_cli_captioner.py",
+    "cli.filter_options": "the filters of search: tests/test_cli_filter_options.py",
     "cli.train": "train-ssl through the app: tests/train/test_ssl.py",
     "index.ingest": "tests/test_collection.py, tests/test_hardening.py, tests/index/test_kill.py",
     "index.results": "every search: tests/test_collection.py, tests/web/test_service.py",

@@ -18,6 +18,10 @@ def __getattr__(name: str) -> object:
         from crossmodal import collection
 
         return getattr(collection, name)
+    if name == "SearchFilter":
+        from crossmodal.search_filter import SearchFilter
+
+        return SearchFilter
     raise AttributeError(f"module 'crossmodal' has no attribute {name!r}")
 
 
@@ -30,6 +34,7 @@ __all__ = [
     "ImageLoadError",
     "IndexReport",
     "ModelNotAvailable",
+    "SearchFilter",
     "SearchHit",
     "__version__",
 ]

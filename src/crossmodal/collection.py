@@ -42,6 +42,8 @@ from crossmodal.defaults import default_collection_path
 from crossmodal.errors import CollectionEmpty, CollectionError, CrossmodalError
 from crossmodal.index.ann import ALL_KINDS, parse_memory
 from crossmodal.index.catalog import Catalog, ImageRow, database_error
+from crossmodal.index.facts import fill_missing_facts
+from crossmodal.index.filters import filtered_search
 from crossmodal.index.ingest import (
     add_annotation,
     apply_moves,
@@ -73,7 +75,8 @@ from crossmodal.index.writer import (
 from crossmodal.models.base import Encoder
 from crossmodal.models.hubness import query_columns
 
-# parse_query lives in a light module so the CLI can check a query without importing torch
+# parse_query and Filter live in light modules: the CLI checks a query without importing torch
+from crossmodal.search_filter import Filter
 from crossmodal.search_options import is_file, parse_query
 
 __all__ = [
@@ -402,6 +405,7 @@ class Collection:
             finally:
                 report.embed_seconds = time.perf_counter() - embed_started
                 self.stores.save()
+            fill_missing_facts(self.catalog, show_progress)  # rows from before photo facts
             self.stores.refresh(show_progress=show_progress)
         report.seconds = time.perf_counter() - started
         return report
@@ -506,21 +510,23 @@ class Collection:
         mode: str = "auto",
         query: Sequence[tuple[float, QueryItem]] | None = None,
         offset: int = 0,
+        filter: Filter = None,
     ) -> list[SearchHit]:
         """Nearest images (t2i, i2i) or texts (i2t, t2t) to the combined query, best first:
         the `k` from rank `offset + 1` on (a page; ranks count from the first result).
 
         `mode="auto"` searches images: t2i for text-only queries, i2i when an image is in it.
+        `filter` (a `SearchFilter`): only photos, or texts of photos, with these facts.
         """
         _check_page(k, offset)
         direction(mode)  # an unknown mode is refused before any model work
         self._check_not_empty()
         vector, has_text, has_image = self.embed_query(text, image, query)
         way = direction(mode, has_text, has_image)
-        return self.search_vector(vector, k, way.target, way.cross_modal, offset=offset)
+        return self.search_vector(vector, k, way.target, way.cross_modal, offset, filter)
 
     def search_by_id(
-        self, image_id: int, k: int = 10, mode: str = "i2i", offset: int = 0
+        self, image_id: int, k: int = 10, mode: str = "i2i", offset: int = 0, filter: Filter = None
     ) -> list[SearchHit]:
         """Images like an indexed image (i2i, the image itself left out) or texts for it (i2t)."""
         _check_page(k, offset)
@@ -530,8 +536,8 @@ class Collection:
         vector = self.catalog.image_vector(int(image_id))
         assert vector is not None
         if mode == "i2t":
-            return self.search_vector(vector, k, "texts", cross_modal=True, offset=offset)
-        found = self.search_vector(vector, offset + k + 1, "images")
+            return self.search_vector(vector, k, "texts", True, offset, filter)
+        found = self.search_vector(vector, offset + k + 1, "images", filter=filter)
         hits = [h for h in found if h.id != image_id][: offset + k]
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
@@ -544,12 +550,13 @@ class Collection:
         target: str = "images",
         cross_modal: bool = False,
         offset: int = 0,
+        filter: Filter = None,
     ) -> list[SearchHit]:
         """Nearest rows of `target` ("images" or "texts") to one unit vector; `cross_modal`
         (a text vector searching images, an image vector searching texts) applies the
         model's hubness correction."""
         vectors = np.asarray(vector, np.float32).reshape(1, -1)
-        return self.search_vectors(vectors, k, target, cross_modal, offset)[0]
+        return self.search_vectors(vectors, k, target, cross_modal, offset, filter)[0]
 
     def search_vectors(
         self,
@@ -558,6 +565,7 @@ class Collection:
         target: str = "images",
         cross_modal: bool = False,
         offset: int = 0,
+        filter: Filter = None,
     ) -> list[list[SearchHit]]:
         """`search_vector` for each row of `vectors`, with one index search and one
         catalogue lookup for them all (what a server answering concurrent queries needs:
@@ -567,7 +575,7 @@ class Collection:
         queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
         if store.dim != self.dim:  # rows carry their hubness offset
             queries = query_columns(queries, cross_modal)
-        scores, ids = store.search(queries, offset + k)
+        scores, ids = filtered_search(self.catalog, store, filter, target, queries, offset + k)
         per_query = [
             [(float(s), int(i)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]
             for row_scores, row_ids in zip(scores, ids, strict=True)

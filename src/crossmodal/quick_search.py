@@ -25,6 +25,7 @@ from crossmodal.collection import (
     default_collection_path,
 )
 from crossmodal.models.base import Encoder
+from crossmodal.search_filter import SearchFilter
 
 Announce = Callable[[str], None]
 
@@ -94,11 +95,14 @@ def quick_search(
     model: str | None,
     announce: Announce,
     db: str | None = None,
+    filter: SearchFilter | None = None,
 ) -> tuple[list[SearchHit], Collection]:
     """Hits of the query, and the collection (open; the caller closes it). `db`: the
-    collection in that PostgreSQL database instead of a folder."""
+    collection in that PostgreSQL database instead of a folder. A filtered query is answered
+    here (the server's quick path takes plain text searches only)."""
     folder = _folder(collection) if db is None else None
-    text = one_text(terms, mode) if model is None else None
+    plain = filter is None or filter.empty
+    text = one_text(terms, mode) if model is None and plain else None
     if text is not None and k >= 1 and folder is not None:
         results = server_text_search(folder, text, "t2t" if mode == "t2t" else "t2i", k)
         if results is not None:
@@ -115,4 +119,4 @@ def quick_search(
         col = Collection.open(folder, model=model, db=db)
     else:
         col = Collection.open(folder, model=encoder, db=db)
-    return col.search(query=terms, k=k, mode=mode), col
+    return col.search(query=terms, k=k, mode=mode, filter=filter), col

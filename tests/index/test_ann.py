@@ -282,3 +282,29 @@ def test_hubness_correction_and_query_arithmetic_on_an_approximate_store(synthet
         assert recall_at(found, truth, 10) >= least
         plain = exact_top_k(rows, q, 10)[1]
         assert recall_at(truth, plain, 10) < 0.95  # the correction changes what is found
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "hnsw-fp16", "ivfpq"])
+def test_filtered_search_returns_only_allowed_rows_and_their_top_10(kind: str, synthetic):
+    """A filter's rows: scored exactly when few (1 %), searched through a selector with a
+    widened effort otherwise; recall against the exact top 10 of the allowed rows."""
+    rows, queries, _ = synthetic
+    rows = rows[:12_000]
+    ids = np.arange(len(rows)) * 3 + 7
+    store = build(kind, rows, ids)
+    assert isinstance(store, ApproximateStore)
+    store.remove(ids[::50])  # tombstones are never returned either
+    rng = np.random.default_rng(5)
+    for share in (0.5, 0.1, 0.01):
+        allowed = np.sort(rng.choice(ids, int(share * len(ids)), replace=False))
+        alive = allowed[~np.isin(allowed, ids[::50])]
+        scores, found = store.search_subset(queries, 10, allowed)
+        assert found.shape == (len(queries), 10) and np.isin(found, alive).all()
+        assert np.all(np.diff(scores, axis=1) <= 1e-6)
+        keep = np.isin(ids, alive)
+        truth = ids[keep][exact_top_k(rows[keep], queries, 10)[1]]
+        assert recall_at(found, truth, 10) >= THRESHOLDS[kind] - 0.05, share
+        if share == 0.01:  # the direct path: exact (from float16 rows for ivfpq)
+            assert recall_at(found, truth, 10) >= 0.99
+    empty = store.search_subset(queries, 10, np.array([10**9]))
+    assert empty[1].shape == (len(queries), 0)

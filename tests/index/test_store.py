@@ -193,3 +193,40 @@ def test_two_stage_search_from_many_threads_at_once(monkeypatch: pytest.MonkeyPa
         results = list(pool.map(lambda q: store.search(q[None], 5)[1][0], queries))
     for query, found in zip(queries, results, strict=True):
         np.testing.assert_array_equal(found, _whole_scan(store, query, 5)[1])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("direct", [4096, 0])
+def test_search_subset_is_the_exact_top_k_of_the_allowed_rows(
+    monkeypatch: pytest.MonkeyPatch, precision: str, direct: int
+):
+    """Both paths (rows gathered and scored; an IDSelectorBatch over the index) give the
+    exact top k among the allowed ids, and never more than there are."""
+    import crossmodal.index.store as store_mod
+
+    monkeypatch.setattr(store_mod, "DIRECT_ROWS", direct)
+    vecs, queries = unit(3000, 24, 1), unit(5, 24, 2)
+    ids = np.arange(3000) * 2 + 11
+    store = FlatIPStore(24, precision=precision)
+    store.add(ids, vecs)
+    allowed = ids[np.random.default_rng(3).random(3000) < 0.2]
+    for q in (queries[:1], queries):  # one query (the loop) and a batch (BLAS)
+        scores, found = store.search_subset(q, 10, allowed)
+        keep = np.isin(ids, allowed)
+        exact = q @ vecs[keep].T
+        order = np.argsort(-exact, axis=1)[:, :10]
+        np.testing.assert_array_equal(found, ids[keep][order])
+        np.testing.assert_allclose(scores, np.take_along_axis(exact, order, 1), atol=2e-3)
+    few = store.search_subset(queries, 10, allowed[:3])
+    assert few[1].shape == (5, 3) and set(few[1][0]) == set(allowed[:3])
+
+
+def test_the_generic_subset_search_of_the_interface():
+    """The fallback of `VectorStore.search_subset` (asking for more until enough pass)."""
+    vecs, queries = unit(500, 16, 4), unit(3, 16, 5)
+    store = FlatIPStore(16)
+    store.add(np.arange(500), vecs)
+    allowed = np.arange(0, 500, 7)
+    _, found = VectorStore.search_subset(store, queries, 5, allowed)
+    exact = queries @ vecs[allowed].T
+    np.testing.assert_array_equal(found, allowed[np.argsort(-exact, axis=1)[:, :5]])

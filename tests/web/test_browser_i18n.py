@@ -107,6 +107,9 @@ LATIN_ALLOWED = {
     "video",
     "web_search",
     "serve",
+    "GPS",  # the filter row's names of things
+    "jpg",
+    "png",
 }
 
 #: Every text a person reads on the page (visible text nodes, and the placeholder, title,

@@ -24,6 +24,18 @@ from crossmodal.cli.common import (
     setup_torch,
 )
 from crossmodal.cli.served import hit_line
+from crossmodal.cli.filter_options import (
+    AfterOpt,
+    BeforeOpt,
+    CameraOpt,
+    FolderOpt,
+    GpsOpt,
+    MaxSizeOpt,
+    MinSizeOpt,
+    TypeOpt,
+    WithinOpt,
+    filter_from_options,
+)
 from crossmodal.errors import CollectionError, CrossmodalError
 from crossmodal.fsnames import shown
 
@@ -254,6 +266,13 @@ suffix, a "/", or a leading ./ or ~) but is missing is an error, never searched 
 give --text, or quote it twice ('"AC/DC live"') to mean the words.
 Text output: score, then the image path and its first caption (t2i, i2i), or the caption
 and the image it belongs to (i2t, t2t); --json carries every field.
+
+\b
+Filters (photo facts read at indexing; any search direction; combine freely):
+  crossmodal search "a dog" --after 2024-01-01 --camera Pixel --in ~/Pictures/2024
+  crossmodal search beach.jpg --gps --within 48.8,2.2,48.9,2.5 --type jpg,heic
+  crossmodal search "receipt" --in . --max-size 2MB      only photos under this folder
+A photo without an EXIF date is dated by its file's time (`--json` says which: taken_source).
 """
 
 
@@ -298,19 +317,40 @@ def search_command(
         ),
     ] = False,
     db: DbOpt = None,
+    after: AfterOpt = None,
+    before: BeforeOpt = None,
+    camera: CameraOpt = None,
+    gps: GpsOpt = None,
+    within: WithinOpt = None,
+    in_folder: FolderOpt = None,
+    types: TypeOpt = None,
+    min_size: MinSizeOpt = None,
+    max_size: MaxSizeOpt = None,
 ) -> None:
     from crossmodal.search_options import check_search, parse_query
 
     # Parse and validate first, importing nothing heavy; only then open and load.
     terms = parse_query(query, text_only=text_only)
     mode = check_search(terms, k, mode)
+    found_by = filter_from_options(
+        after, before, camera, gps, within, in_folder, types, min_size, max_size
+    )
     # A running server, else the model's torch-free query bundle (crossmodal/quick_search.py).
     from crossmodal.quick_search import quick_search
 
     hits, col = quick_search(
-        collection, terms, k, mode, model, lambda line: typer.echo(line, err=True), db=db
+        collection,
+        terms,
+        k,
+        mode,
+        model,
+        lambda line: typer.echo(line, err=True),
+        db=db,
+        filter=found_by,
     )
     _print_hits(hits, as_json=as_json, paths_only=paths_only, print0=print0)
+    if not hits and not found_by.empty:
+        raise CollectionError(f"no results: no photo in {col.path} matches the filters")
     if not hits:
         what = "captions or annotations" if mode in ("i2t", "t2t") else "images"
         captions = " --captions FILE" if what != "images" else ""

@@ -374,16 +374,33 @@ class ApproximateStore(VectorStore):
             self._selector = None
         return len(hit)
 
-    def _params(self, k: int) -> Any:
-        sel = None
-        if self._alive < self._n:
+    def _params(self, k: int, subset: tuple[Any, float] | None = None) -> Any:
+        """FAISS search parameters: the tombstones skipped, or only a filter's rows searched
+        (`subset`: (its IDSelectorBitmap, the share of rows it keeps)). A filter keeping a
+        share s of the rows widens the search effort by 1/s, so that about as many passing
+        rows are visited as an unfiltered search visits rows."""
+        sel, widen = None, 1.0
+        if subset is not None:
+            sel, widen = subset[0], 1.0 / max(subset[1], 1e-6)
+        elif self._alive < self._n:
             if self._selector is None:
                 bits = np.packbits(self._ids[: self._n] >= 0, bitorder="little")
                 self._selector = (faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(bits)), bits)
             sel = self._selector[0]
         if self.kind.startswith("hnsw"):
-            return faiss.SearchParametersHNSW(efSearch=max(self.effort, k), sel=sel)
-        return faiss.SearchParametersIVF(nprobe=self.effort, sel=sel)
+            ef = min(int(max(self.effort, k) * widen), max(self._n, k))
+            return faiss.SearchParametersHNSW(efSearch=ef, sel=sel)
+        assert self.index is not None
+        nlist = faiss.extract_index_ivf(self.index).nlist
+        return faiss.SearchParametersIVF(nprobe=min(int(self.effort * widen), nlist), sel=sel)
+
+    def search_subset(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k among `allowed` ids (`crossmodal.index.filters.approximate_subset`)."""
+        from crossmodal.index.filters import approximate_subset
+
+        return approximate_subset(self, queries, k, allowed)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = as_vectors(queries, self.dim)
@@ -399,7 +416,9 @@ class ApproximateStore(VectorStore):
         scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
         return scores, ids
 
-    def _search_ivfpq(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search_ivfpq(
+        self, q: np.ndarray, k: int, subset: tuple[Any, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         assert self._rows16 is not None
         if self.index is None:  # too few rows to train: an exact scan of the float16 rows
             alive = np.flatnonzero(self._ids[: self._n] >= 0)
@@ -408,7 +427,8 @@ class ApproximateStore(VectorStore):
         pre = self.index
         ivf = faiss.extract_index_ivf(pre)
         want = min(self._alive, max(RERANK * k, MIN_SHORTLIST))
-        _, short = ivf.search(pre.chain.at(0).apply(q), want, params=self._params(want))
+        params = self._params(want, subset)
+        _, short = ivf.search(pre.chain.at(0).apply(q), want, params=params)
         scores = np.full((len(q), k), -np.inf, np.float32)
         found = np.full((len(q), k), -1, np.int64)
         for row, (query, cand) in enumerate(zip(q, short, strict=True)):

@@ -13,6 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from crossmodal.index.catalog import Catalog
+from crossmodal.index.facts import facts_or_file_time, set_facts
 from crossmodal.index.pipeline import LoadedImage, iter_embedded_batches
 from crossmodal.index.results import IndexFailure, IndexReport
 from crossmodal.index.sync import FileJob, SyncPlan
@@ -129,6 +130,7 @@ def _commit_images(
             report.added += 1
         owner[n] = image_id
         changes.add("images", image_id, vectors[n])
+    set_facts(catalog, [(owner[n], facts_or_file_time(x, jobs)) for n, x in enumerate(ok)])
     return owner
 
 

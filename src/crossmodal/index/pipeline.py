@@ -21,6 +21,7 @@ from PIL import Image
 
 from crossmodal.data import load_image
 from crossmodal.errors import ImageLoadError
+from crossmodal.index.facts import PhotoFacts, header_facts
 from crossmodal.models.base import Encoder
 from crossmodal.models.features import overlapped_batches
 
@@ -28,6 +29,7 @@ __all__ = [
     "LoadedImage",
     "embed_loaded",
     "file_sha1",
+    "header_of",
     "image_size_of",
     "iter_embedded_batches",
     "load_file",
@@ -46,13 +48,18 @@ def file_sha1(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def image_size_of(path: Path) -> tuple[int, int] | None:
     """(width, height) as displayed (EXIF rotation applied), from the header alone."""
+    return header_of(path)[0]
+
+
+def header_of(path: Path) -> tuple[tuple[int, int] | None, PhotoFacts | None]:
+    """(displayed size, photo facts) from one read of the header: the facts (EXIF date,
+    camera, GPS, type: crossmodal/index/facts.py) cost no read beyond the size's."""
     try:
+        mtime_ns = os.stat(path).st_mtime_ns
         with Image.open(path) as im:
-            w, h = im.size
-            orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
-    except Exception:  # size is metadata only: never fail a file that decoded for it
-        return None
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+            return header_facts(im, mtime_ns)
+    except Exception:  # size and facts are metadata only: never fail a file that decoded
+        return None, None
 
 
 @dataclass
@@ -64,6 +71,7 @@ class LoadedImage:
     width: int | None = None
     height: int | None = None
     error: str | None = None
+    facts: PhotoFacts | None = None
     item: Any = None  # the preprocessed tensor / PIL image, dropped after embedding
 
 
@@ -114,7 +122,7 @@ def load_file(
             else (f"cannot read: {exc.strerror or exc}")
         )
         return out
-    size = image_size_of(path)
+    size, out.facts = header_of(path)
     out.width, out.height = size if size else image.size
     out.item = preprocess(image) if preprocess is not None else image
     return out

@@ -146,10 +146,13 @@ def salvage_catalog(path: Path) -> tuple[int, int, Path]:
         new.execute("BEGIN")
         new.execute("DELETE FROM meta")
         for table in _TABLES:
+            # migrations only append columns: an older file's row fills the first ones
+            columns = [r[1] for r in new.execute(f"PRAGMA table_info({table})")]
             for row in _readable_rows(old, table):
                 casts = ",".join("CAST(? AS TEXT)" if isinstance(v, str) else "?" for v in row)
                 values = [fs_bytes(v) if isinstance(v, str) else v for v in row]
-                new.execute(f"INSERT OR IGNORE INTO {table} VALUES ({casts})", values)
+                names = ",".join(columns[: len(row)])
+                new.execute(f"INSERT OR IGNORE INTO {table}({names}) VALUES ({casts})", values)
         kept = int(new.execute("SELECT count(*) FROM images").fetchone()[0])
         lost = max(0, _highest_id(old, "images") - kept)
         # texts of lost images, images of lost roots: dropped with them

@@ -73,6 +73,10 @@ class ImageRecord:
     indexed_at: float
     captions: list[str] = field(default_factory=list)
     annotations: list[str] = field(default_factory=list)
+    #: photo facts (crossmodal/index/facts.py): taken, taken_offset, taken_source ("exif", or
+    #: "file" when the date is the file's time), camera_make, camera_model, gps_lat, gps_lon,
+    #: file_type
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 _ADVICE = (
@@ -205,6 +209,8 @@ def hits_of(
 
 def image_record(catalog: Catalog, row: ImageRow) -> ImageRecord:
     """Everything the catalogue knows of one image."""
+    from crossmodal.index.facts import facts_of
+
     roots = catalog.roots()
     return ImageRecord(
         id=row["id"],
@@ -219,6 +225,7 @@ def image_record(catalog: Catalog, row: ImageRow) -> ImageRecord:
         indexed_at=row["indexed_at"],
         captions=catalog.texts_of([row["id"]], "caption").get(row["id"], []),
         annotations=catalog.texts_of([row["id"]], "annotation").get(row["id"], []),
+        facts={k: v for k, v in facts_of(catalog, [row["id"]])[row["id"]].items() if k != "size"},
     )
 
 

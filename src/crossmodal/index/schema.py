@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 #: Bump with every schema change, and append the migration that gets there to MIGRATIONS.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TEXT_KINDS = ("caption", "annotation")
 
@@ -116,6 +116,31 @@ def _to_v1(con: sqlite3.Connection) -> None:
     )
 
 
+def _add_photo_facts(con: sqlite3.Connection) -> None:
+    """What the search filters read (crossmodal/index/facts.py): NULL in rows indexed before
+    this version until the next index run fills them from the files' headers."""
+    _run_script(
+        con,
+        """
+        -- when the photo was taken, local wall-clock "YYYY-MM-DD HH:MM:SS" (sortable text),
+        -- its UTC offset ("+02:00") when the camera wrote one, and where the date came from:
+        -- 'exif' (DateTimeOriginal / DateTime) or 'file' (the modification time)
+        ALTER TABLE images ADD COLUMN taken TEXT;
+        ALTER TABLE images ADD COLUMN taken_offset TEXT;
+        ALTER TABLE images ADD COLUMN taken_source TEXT
+            CHECK (taken_source IS NULL OR taken_source IN ('exif', 'file'));
+        ALTER TABLE images ADD COLUMN camera_make TEXT;
+        ALTER TABLE images ADD COLUMN camera_model TEXT;
+        -- signed degrees (south and west negative); both NULL without a GPS position
+        ALTER TABLE images ADD COLUMN gps_lat REAL;
+        ALTER TABLE images ADD COLUMN gps_lon REAL;
+        -- from the content (Pillow's format: 'jpg', 'png', ...), not the file's suffix
+        ALTER TABLE images ADD COLUMN file_type TEXT;
+        CREATE INDEX images_taken ON images(taken);
+        """,
+    )
+
+
 #: MIGRATIONS[i] takes a catalogue from schema version i to i + 1 (0 = empty file).
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1, _add_photo_facts]
 assert len(MIGRATIONS) == SCHEMA_VERSION

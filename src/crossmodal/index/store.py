@@ -68,6 +68,23 @@ def _scan_half(
     return scores[0][ok], positions[0][ok] + start
 
 
+#: A filtered search over at most this many rows scores them directly (gathered from the
+#: index) instead of searching the whole index with a selector.
+DIRECT_ROWS = 4096
+
+
+def top_k_of(
+    rows: np.ndarray, row_ids: np.ndarray, q: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (scores, ids) of the k best `rows` (ids `row_ids`) for each query, best first."""
+    k = min(int(k), len(rows))
+    if k <= 0:
+        return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+    scores = q @ np.asarray(rows, np.float32).T
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, best, axis=1).astype(np.float32), row_ids[best]
+
+
 #: relative rounding of float16 (round to nearest, 10 fraction bits), with a margin for the
 #: float32 sums
 _FP16_ROUNDING = 2.0**-11 * 1.01
@@ -78,12 +95,14 @@ _PATH_LOCK = threading.Lock()
 _LOOP, _BLAS = 2**31 - 1, 0
 
 __all__ = [
+    "DIRECT_ROWS",
     "SEQUENTIAL_QUERIES",
     "STORE_KINDS",
     "FlatIPStore",
     "VectorStore",
     "as_ids",
     "as_vectors",
+    "top_k_of",
 ]
 
 
@@ -148,6 +167,32 @@ class VectorStore(ABC):
 
     @abstractmethod
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def search_subset(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`search` among the rows whose ids are in `allowed` only (a filtered search):
+        `k' = min(k, rows allowed)` columns, best first. This fallback asks `search` for
+        more until k allowed rows come back; the stores override it with FAISS selectors."""
+        q = as_vectors(queries, self.dim)
+        wanted = as_ids(allowed)
+        k = min(int(k), len(wanted), len(self))
+        want = max(4 * k, 64)
+        while True:
+            scores, ids = self.search(q, want)
+            keep = np.isin(ids, wanted)
+            if want >= len(self) or keep.sum(axis=1).min() >= k:
+                break
+            want *= 4
+        out_s = np.full((len(q), k), -np.inf, np.float32)
+        out_i = np.full((len(q), k), -1, np.int64)
+        for row in range(len(q)):
+            chosen = np.flatnonzero(keep[row])[:k]
+            out_s[row, : len(chosen)], out_i[row, : len(chosen)] = (
+                scores[row, chosen],
+                ids[row, chosen],
+            )
+        return out_s, out_i
 
     @abstractmethod
     def save(self, path: str | Path) -> None: ...
@@ -252,6 +297,36 @@ class FlatIPStore(VectorStore):
             finally:
                 faiss.omp_set_num_threads(before)
         return scores, ids
+
+    def search_subset(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k among `allowed` ids: few rows are gathered and scored directly; more,
+        through one scan of the rows with an `IDSelectorBitmap` of their positions (a bit
+        test per row: the selector on catalogue ids, a hash lookup per row, was twice as
+        slow as the unfiltered scan)."""
+        q = as_vectors(queries, self.dim)
+        id_view = self._id_view()
+        keep = np.isin(id_view, as_ids(allowed))
+        positions = np.flatnonzero(keep)
+        inner = faiss.downcast_index(self.index.index)
+        if len(positions) <= DIRECT_ROWS:
+            rows = inner.reconstruct_batch(positions) if len(positions) else q[:0]
+            return top_k_of(rows, id_view[positions], q, k)
+        k = min(int(k), len(positions))
+        bits = np.packbits(keep, bitorder="little")
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(bits)))
+        few = len(q) < SEQUENTIAL_QUERIES
+        with _PATH_LOCK:  # as `search`: the loop on this thread for a few queries, else BLAS
+            faiss.cvar.distance_compute_blas_threshold = _LOOP if few else _BLAS
+            before = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1 if few else before)
+            try:
+                scores, found = inner.search(q, k, params=params)
+            finally:
+                faiss.omp_set_num_threads(before)
+        del bits  # kept alive until here: the selector points into it
+        return scores, np.where(found >= 0, id_view[np.maximum(found, 0)], -1)
 
     def _rows_view(self) -> np.ndarray:
         inner = faiss.downcast_index(self.index.index)

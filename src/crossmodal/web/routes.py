@@ -27,6 +27,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from crossmodal.client import LOCAL_KEY_HEADER
 from crossmodal.index.catalog import MAX_ID
 from crossmodal.web.errors import Rejected
+from crossmodal.web.filter_params import FilterParams
 from crossmodal.web.models import (
     LANG_TAG,
     NOT_BLANK,
@@ -152,13 +153,16 @@ async def search_text(
     k: K = 10,
     offset: Offset = 0,
     absolute: Absolute = False,
+    flt: FilterParams = None,
 ) -> Response:
-    """Text -> images (t2i) or text -> captions and annotations (t2t)."""
+    """Text -> images (t2i) or text -> captions and annotations (t2t); the filter parameters
+    keep only photos (or the texts of photos) taken in a period, by a camera, with GPS, in a
+    folder, of a type or size."""
     if absolute:
         _absolute_allowed(request, absolute)
-        page = await run_in_threadpool(service.search_text, q, mode, k, offset)
+        page = await run_in_threadpool(service.search_text, q, mode, k, offset, flt)
         return _page(service.absolute_paths(page))
-    return Response(await service.search_text_json(q, mode, k, offset), media_type=JSON)
+    return Response(await service.search_text_json(q, mode, k, offset, flt), media_type=JSON)
 
 
 def _page(page: Page, service: WebService | None = None, absolute: bool = False) -> JSONResponse:
@@ -186,10 +190,12 @@ def search_image(
     k: Annotated[int, Form(ge=1, le=100)] = 10,
     offset: Annotated[int, Form(ge=0, le=MAX_OFFSET)] = 0,
     absolute: Absolute = False,
+    flt: FilterParams = None,
 ) -> JSONResponse:
-    """Image -> images (i2i) or image -> captions and annotations (i2t), by upload."""
+    """Image -> images (i2i) or image -> captions and annotations (i2t), by upload (filters
+    as query parameters, as for /api/search)."""
     _absolute_allowed(request, absolute)
-    page = service.search_image(_read_upload(file, service), mode, k, offset)
+    page = service.search_image(_read_upload(file, service), mode, k, offset, flt)
     return _page(page, service, absolute)
 
 
@@ -204,10 +210,11 @@ def search_by_id(
     k: K = 10,
     offset: Offset = 0,
     absolute: Absolute = False,
+    flt: FilterParams = None,
 ) -> JSONResponse:
     """Images like an indexed image (itself left out), or texts for it."""
     _absolute_allowed(request, absolute)
-    return _page(service.search_by_id(image_id, mode, k, offset), service, absolute)
+    return _page(service.search_by_id(image_id, mode, k, offset, flt), service, absolute)
 
 
 @api_router.get(

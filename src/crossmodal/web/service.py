@@ -30,7 +30,9 @@ from crossmodal.collection import Collection, SearchHit
 from crossmodal.data import load_image
 from crossmodal.errors import CollectionError, ImageLoadError
 from crossmodal.fsnames import shown
+from crossmodal.index.filters import allowed_ids
 from crossmodal.index.query import LRU, direction
+from crossmodal.search_filter import SearchFilter
 from crossmodal.web.errors import Rejected
 
 if TYPE_CHECKING:
@@ -84,6 +86,7 @@ class TextQuery(NamedTuple):
     mode: str
     k: int
     offset: int
+    filter: SearchFilter | None = None  # frozen: hashable, part of the batch's grouping
 
 
 @dataclass
@@ -188,7 +191,7 @@ class WebService:
         self.queries.cache.size = settings.query_cache_size
         self._thumbs: LRU[tuple[int, str, int], bytes] = LRU(settings.thumbnail_cache_size)
         # whole answers of text searches, as JSON, valid while the catalogue is unchanged
-        self._pages: LRU[tuple[str, str, int, int], tuple[int, bytes]] = LRU(
+        self._pages: LRU[tuple[str, str, int, int, SearchFilter | None], tuple[int, bytes]] = LRU(
             settings.page_cache_size
         )
         # a collection in PostgreSQL counts its commits itself (index/pg_catalog.py)
@@ -285,8 +288,10 @@ class WebService:
             }
         return out
 
-    def search_text(self, q: str, mode: TextMode, k: int, offset: int) -> Page:
-        query = TextQuery(_normalise_query(q), mode, k, offset)
+    def search_text(
+        self, q: str, mode: TextMode, k: int, offset: int, flt: SearchFilter | None = None
+    ) -> Page:
+        query = TextQuery(_normalise_query(q), mode, k, offset, flt)
         if self._batcher is not None:
             return self._batcher(query)
         result = self._search_texts([query])[0]
@@ -294,25 +299,29 @@ class WebService:
             raise result
         return result
 
-    async def search_text_json(self, q: str, mode: TextMode, k: int, offset: int) -> bytes:
+    async def search_text_json(
+        self, q: str, mode: TextMode, k: int, offset: int, flt: SearchFilter | None = None
+    ) -> bytes:
         """`search_text` as JSON bytes. A query asked before, of a catalogue nobody has changed
         since, is answered from memory on the event loop; anything else joins the next batch
         of searches (waiting without holding a thread)."""
         text = _normalise_query(q)
-        key = (text, mode, k, offset)
+        key = (text, mode, k, offset, flt)
         version = self._version()  # read first: a commit during the search makes it stale
         cached = self._pages.get(key)
         if cached is not None and cached[0] == version:
             return cached[1]
         if self._batcher is not None:
-            page = await self._batcher.run(TextQuery(text, mode, k, offset))
+            page = await self._batcher.run(TextQuery(text, mode, k, offset, flt))
         else:
-            page = await run_in_threadpool(self.search_text, text, mode, k, offset)
+            page = await run_in_threadpool(self.search_text, text, mode, k, offset, flt)
         data = page.to_json()
         self._pages.put(key, (version, data))
         return data
 
-    def search_image(self, data: bytes, mode: ImageMode, k: int, offset: int) -> Page:
+    def search_image(
+        self, data: bytes, mode: ImageMode, k: int, offset: int, flt: SearchFilter | None = None
+    ) -> Page:
         digest = hashlib.sha1(data).hexdigest()
         # "load more" re-sends the same picture: its vector is cached by content, and by this
         # server's upload limits (the cache is the collection's: another app on it may allow
@@ -320,13 +329,18 @@ class WebService:
         limits = f"{self.settings.max_upload_bytes}/{self.settings.max_pixels}"
         key = f"{digest}/{limits}"
         vector = self.queries.image_vector(key, lambda: self.decode_upload(data))
-        return self._page(vector, mode, k, offset)
+        return self._page(vector, mode, k, offset, flt)
 
-    def search_by_id(self, image_id: int, mode: ImageMode, k: int, offset: int) -> Page:
+    def search_by_id(
+        self, image_id: int, mode: ImageMode, k: int, offset: int, flt: SearchFilter | None = None
+    ) -> Page:
         self._record(image_id)
         one_openmp_thread()
-        hits = self.collection.search_by_id(image_id, k=k, mode=mode, offset=offset)
-        total = self._count("texts") if mode == "i2t" else max(0, self._count("images") - 1)
+        hits = self.collection.search_by_id(image_id, k=k, mode=mode, offset=offset, filter=flt)
+        if mode == "i2t":
+            total = self._count("texts", flt)
+        else:  # the image itself is never a result
+            total = max(0, self._count("images", flt) - self._passes(image_id, flt))
         return self._shape(hits, mode, k, offset, total)
 
     def thumbnail(self, image_id: int, size: int, if_none_match: str | None) -> Thumbnail:
@@ -465,17 +479,17 @@ class WebService:
         texts = list(dict.fromkeys(q.text for q in queries))
         vectors = dict(zip(texts, self.queries.text_vectors(texts), strict=True))
         results: dict[int, Page | BaseException] = {}
-        groups: dict[tuple[str, int, int], list[int]] = {}
+        groups: dict[tuple[str, int, int, SearchFilter | None], list[int]] = {}
         for n, q in enumerate(queries):
-            groups.setdefault((q.mode, q.k, q.offset), []).append(n)
-        for (mode, k, offset), group in groups.items():
+            groups.setdefault((q.mode, q.k, q.offset, q.filter), []).append(n)
+        for (mode, k, offset, flt), group in groups.items():
             way = direction(mode)
             try:
                 matrix = np.stack([vectors[queries[n].text] for n in group])
                 found = self.collection.search_vectors(
-                    matrix, k, way.target, way.cross_modal, offset=offset
+                    matrix, k, way.target, way.cross_modal, offset=offset, filter=flt
                 )
-                total = self._count(way.target)
+                total = self._count(way.target, flt)
             except Exception as exc:  # the index or catalogue failed: every query of it
                 for n in group:
                     results[n] = exc
@@ -537,14 +551,25 @@ class WebService:
         except CollectionError:
             raise Rejected(404, f"no image with id {image_id} in this collection") from None
 
-    def _count(self, table: str) -> int:
-        return self.collection.catalog.count(table)
+    def _count(self, table: str, flt: SearchFilter | None = None) -> int:
+        """Rows of `table` a search can rank (those passing the filter, when there is one)."""
+        if flt is None or flt.empty:
+            return self.collection.catalog.count(table)
+        return len(allowed_ids(self.collection.catalog, flt, table))
 
-    def _page(self, vector: np.ndarray, mode: str, k: int, offset: int) -> Page:
+    def _passes(self, image_id: int, flt: SearchFilter | None) -> int:
+        """1 when the image passes the filter (or there is none), else 0."""
+        if flt is None or flt.empty:
+            return 1
+        return int(image_id in set(allowed_ids(self.collection.catalog, flt, "images").tolist()))
+
+    def _page(
+        self, vector: np.ndarray, mode: str, k: int, offset: int, flt: SearchFilter | None = None
+    ) -> Page:
         way = direction(mode)
         one_openmp_thread()
-        hits = self.collection.search_vector(vector, k, way.target, way.cross_modal, offset)
-        return self._shape(hits, mode, k, offset, self._count(way.target))
+        hits = self.collection.search_vector(vector, k, way.target, way.cross_modal, offset, flt)
+        return self._shape(hits, mode, k, offset, self._count(way.target, flt))
 
     @staticmethod
     def _shape(page: list[SearchHit], mode: str, k: int, offset: int, total: int) -> Page:

@@ -146,13 +146,43 @@ function searchById(id) {
   run(0);
 }
 
+// ---- filters: photo facts, sent as query parameters with every search ------------------------
+function filterEntries() {
+  const entries = [];
+  for (const el of $("filter-row").querySelectorAll("input, select")) {
+    const value = el.value.trim();
+    if (value) entries.push([el.name, value]);
+  }
+  return entries;
+}
+
+function drawFilterCount() {
+  const n = filterEntries().length;
+  $("filter-count").textContent = n ? t("filter.active", { n }) : "";
+}
+
+function setupFilters() {
+  const rerun = () => {
+    drawFilterCount();
+    if (state.query) run(0); // the shown results follow the filters
+  };
+  $("filter-row").addEventListener("change", rerun);
+  $("filter-clear").addEventListener("click", () => {
+    for (const el of $("filter-row").querySelectorAll("input, select")) el.value = "";
+    rerun();
+  });
+}
+
 function fetchPage(query, offset) {
+  const filters = query.filters || [];
   if (query.kind === "text") {
     const params = new URLSearchParams({ q: query.text, mode: query.mode, k: PAGE, offset });
+    for (const [name, value] of filters) params.append(name, value);
     return api(`/api/search?${params}`);
   }
   if (query.kind === "id") {
     const params = new URLSearchParams({ mode: query.mode, k: PAGE, offset });
+    for (const [name, value] of filters) params.append(name, value);
     return api(`/api/search/by-id/${encodeURIComponent(query.id)}?${params}`);
   }
   const form = new FormData();
@@ -160,7 +190,8 @@ function fetchPage(query, offset) {
   form.append("mode", query.mode);
   form.append("k", String(PAGE));
   form.append("offset", String(offset));
-  return api("/api/search/image", { method: "POST", body: form });
+  const params = new URLSearchParams(filters);
+  return api(`/api/search/image?${params}`, { method: "POST", body: form });
 }
 
 async function run(offset) {
@@ -171,6 +202,7 @@ async function run(offset) {
     return;
   }
   state.busy = true;
+  if (offset === 0) query.filters = filterEntries(); // "load more" keeps the first page's
   $("search-button").disabled = true;
   $("more").disabled = true;
   if (offset === 0) clearMessage();
@@ -419,6 +451,7 @@ function start() {
     drawSummary();
     drawMessage();
     drawStats();
+    drawFilterCount();
     redrawChat();
   });
   $("modes").addEventListener("click", onModeClick);
@@ -428,6 +461,7 @@ function start() {
   });
   $("more").addEventListener("click", () => run(state.nextOffset || 0));
   setupDropzone();
+  setupFilters();
   setupChat();
   setMode("t2i");
   setLang(i18n.lang, false);
