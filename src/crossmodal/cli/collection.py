@@ -23,7 +23,6 @@ from crossmodal.cli.common import (
     friendly_errors,
     setup_torch,
 )
-from crossmodal.cli.served import hit_line
 from crossmodal.cli.filter_options import (
     AfterOpt,
     BeforeOpt,
@@ -36,6 +35,7 @@ from crossmodal.cli.filter_options import (
     WithinOpt,
     filter_from_options,
 )
+from crossmodal.cli.served import hit_line
 from crossmodal.errors import CollectionError, CrossmodalError
 from crossmodal.fsnames import shown
 
