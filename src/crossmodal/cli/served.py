@@ -43,7 +43,8 @@ def parse_search_args(args: list[str]) -> dict[str, Any] | None:
         if not arg.startswith("-") or arg == "-":
             words.append(arg)
             continue
-        name, has_value, value = arg.partition("=")
+        name, sep, value = arg.partition("=")
+        has_value = bool(sep)
         if not has_value and name[:2] in _VALUED and len(name) > 2 and name[1] != "-":
             name, has_value, value = name[:2], True, name[2:]  # -k5, -cFOLDER
         if name in _FLAGS and not has_value:
