@@ -357,9 +357,11 @@ def section(results: list[dict[str, Any]], rule: dict[str, Any] | None) -> str:
             f"{EXACT_BUDGET_MS:.0f} ms, about a text query's embedding), then the first of "
             f"{', '.join(rule['by_speed']) or '(none reached 0.95)'} (fastest single query "
             "among the stores with recall@10 >= 0.95) that fits `--max-index-memory`, IVF-PQ "
-            "last. Written to src/crossmodal/index/auto_store.json.",
+            "last (src/crossmodal/index/auto_store.json).",
             "",
         ]
+        if rule.get("note"):
+            lines += [f"Note: {rule['note']}.", ""]
     lines.append("<!-- scale:end -->")
     return "\n".join(lines)
 
@@ -404,10 +406,11 @@ def main() -> None:
             return
     rule = None
     ref = runs.get(str(1_000_000))
-    if ref is not None:
+    if ref is not None and args.rows == 1_000_000 and not args.render_only:
         rule = thresholds(ref)
-        if args.rows == 1_000_000:
-            THRESHOLDS_FILE.write_text(json.dumps(rule, indent=1) + "\n")
+        THRESHOLDS_FILE.write_text(json.dumps(rule, indent=1) + "\n")
+    elif THRESHOLDS_FILE.is_file():  # what --store auto uses now, as the file says
+        rule = json.loads(THRESHOLDS_FILE.read_text())
     ordered = [runs[k] for k in sorted(runs, key=int)]
     update_section(DOC, "scale", section(ordered, rule))
     print(f"wrote {saved.relative_to(REPO)} and the scale section of {DOC.relative_to(REPO)}")
