@@ -34,6 +34,7 @@ __all__ = [
     "file_facts",
     "fill_missing_facts",
     "header_facts",
+    "keeps_facts",
     "normalise_type",
     "rows_without_facts",
     "set_facts",
@@ -192,8 +193,16 @@ def file_facts(path: Path, mtime_ns: int) -> PhotoFacts | None:
         return None
 
 
+def keeps_facts(catalog: Catalog) -> bool:
+    """False for a catalogue without the fact columns (a collection in PostgreSQL, for now:
+    index/pg_schema.py has not gained them)."""
+    return bool(getattr(catalog, "KEEPS_FACTS", True))
+
+
 def set_facts(catalog: Catalog, facts: Sequence[tuple[int, PhotoFacts]]) -> None:
     """(image id, facts) pairs -> the fact columns of those rows (one transaction)."""
+    if not keeps_facts(catalog):
+        return
     assigns = ", ".join(f"{name}=?" for name in FACT_COLUMNS)
     with catalog.transaction() as con:
         con.executemany(
@@ -203,6 +212,8 @@ def set_facts(catalog: Catalog, facts: Sequence[tuple[int, PhotoFacts]]) -> None
 
 def rows_without_facts(catalog: Catalog) -> list[dict[str, Any]]:
     """id, root_id, relpath, mtime_ns of the rows indexed before facts were kept."""
+    if not keeps_facts(catalog):
+        return []
     with catalog.snapshot() as con:
         sql = "SELECT id, root_id, relpath, mtime_ns FROM images WHERE taken_source IS NULL"
         return [dict(r) for r in con.execute(sql + " ORDER BY id")]
@@ -212,6 +223,8 @@ def facts_of(catalog: Catalog, image_ids: Sequence[int]) -> dict[int, dict[str, 
     """image id -> its fact columns and `size`, for showing them."""
     ids = [int(i) for i in image_ids if -MAX_ID <= int(i) <= MAX_ID]
     out: dict[int, dict[str, Any]] = {}
+    if not keeps_facts(catalog):
+        return {i: {} for i in ids}
     with catalog.snapshot() as con:
         for start in range(0, len(ids), 900):  # SQLite's limit of bound parameters
             chunk = ids[start : start + 900]

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 import faiss
 import numpy as np
 
+from crossmodal.errors import CollectionError
 from crossmodal.index import store as store_module
 from crossmodal.index.catalog import Catalog, fs_bytes
+from crossmodal.index.facts import keeps_facts
 from crossmodal.index.store import as_ids, as_vectors, top_k_of
 from crossmodal.search_filter import SearchFilter
 
@@ -121,6 +123,11 @@ def filtered_search(
     or empty), per query; the query rows carry the hubness column when the store has one."""
     if flt is None or flt.empty:
         return store.search(queries, k)  # type: ignore[no-any-return]
+    if not keeps_facts(catalog):
+        raise CollectionError(
+            "search filters are not available for a collection in PostgreSQL yet; use a "
+            "collection folder (--collection) for them / PostgreSQL 集合暂不支持筛选"
+        )
     allowed = allowed_ids(catalog, flt, target)
     if not len(allowed):
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)

@@ -73,6 +73,9 @@ def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
 class PgCatalog:
     """One connection to a PostgreSQL database; thread-safe like `Catalog` (one lock)."""
 
+    #: no photo-fact columns yet (index/facts.py): facts are not stored, filters refuse
+    KEEPS_FACTS = False
+
     def __init__(self, url: str, connect_timeout: float = 10) -> None:
         self.url = url
         self.url_shown = shown_url(url)
