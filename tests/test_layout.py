@@ -24,6 +24,7 @@ TESTED_ELSEWHERE: dict[str, str] = {
     "errors": "raised and caught in tests/test_collection.py, tests/test_hardening.py",
     "fsnames": "TODO issue 18: only through Collection (tests/test_collection.py)",
     "data.loaders": "TODO issue 18: load_dataset in tests/data/test_flickr8k.py, tests/train",
+    "web.threads": "thread pinning of a served model: through tests/web/test_service.py",
     "dogs.__init__": "the dog edition's API, tests/dogs/test_search.py, test_recognize.py",
     "dogs.features": "tests/dogs/test_imagenet.py",
     "dogs.fit": "tests/dogs/test_recognize.py",

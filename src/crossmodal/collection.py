@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from crossmodal.data import read_captions_file
-from crossmodal.defaults import default_collection_path
+from crossmodal.defaults import DEFAULT_MODEL, default_collection_path, normalise_model_name
 from crossmodal.errors import CollectionEmpty, CollectionError, CrossmodalError
 from crossmodal.index.ann import ALL_KINDS, parse_memory
 from crossmodal.index.catalog import Catalog, ImageRow, database_error
@@ -93,7 +93,6 @@ __all__ = [
 ]
 
 CATALOG_FILE = "catalog.sqlite"
-DEFAULT_MODEL = "default"
 
 #: One query term: a text, a PIL image, or the path of an image file.
 QueryItem: TypeAlias = str | Path | Image.Image
@@ -176,7 +175,7 @@ class Collection:
                 )
             created = make_folder(path)
         if isinstance(model, str):
-            model = _normalise_model_name(model)
+            model = normalise_model_name(model)
         collection = cls(path, Catalog(path / CATALOG_FILE), model, rebuild)
         collection._created = created
         collection._check_settings(store, budget)
@@ -595,13 +594,3 @@ def _check_page(k: int, offset: int = 0) -> None:
         raise CrossmodalError(f"k must be a positive number of results (got {k})")
     if not isinstance(offset, int | np.integer) or isinstance(offset, bool) or offset < 0:
         raise CrossmodalError(f"offset must be 0 or a positive number of results (got {offset})")
-
-
-def _normalise_model_name(name: str) -> str:
-    """Model folders by absolute path, so the name recorded in a collection works from any cwd."""
-    name = name.strip() or DEFAULT_MODEL
-    if ":" not in name:
-        path = Path(name).expanduser()
-        if path.exists():
-            return str(path.resolve())
-    return name

@@ -111,9 +111,9 @@ def quick_search(
     probe = Collection.open(folder, db=db)  # a missing collection fails here, before any model
     name = model or probe.catalog.get_meta("model_name") or "default"
     probe.close()
-    from crossmodal.collection import _normalise_model_name
+    from crossmodal.defaults import normalise_model_name
 
-    encoder = query_encoder(_normalise_model_name(name), announce)
+    encoder = query_encoder(normalise_model_name(name), announce)
     if encoder is None:
         _setup_torch()
         col = Collection.open(folder, model=model, db=db)

@@ -338,16 +338,7 @@ def search_command(
     # A running server, else the model's torch-free query bundle (crossmodal/quick_search.py).
     from crossmodal.quick_search import quick_search
 
-    hits, col = quick_search(
-        collection,
-        terms,
-        k,
-        mode,
-        model,
-        lambda line: typer.echo(line, err=True),
-        db=db,
-        filter=found_by,
-    )
+    hits, col = quick_search(collection, terms, k, mode, model, _to_stderr, db=db, filter=found_by)
     _print_hits(hits, as_json=as_json, paths_only=paths_only, print0=print0)
     if not hits and not found_by.empty:
         raise CollectionError(f"no results: no photo in {col.path} matches the filters")
@@ -361,6 +352,10 @@ def search_command(
 
 
 search_command.__doc__ = SEARCH_HELP
+
+
+def _to_stderr(line: str) -> None:
+    typer.echo(line, err=True)
 
 
 def _print_hits(hits: list[SearchHit], *, as_json: bool, paths_only: bool, print0: bool) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
-from crossmodal.collection import Collection, _normalise_model_name
+from crossmodal.collection import Collection
+from crossmodal.defaults import normalise_model_name
 from crossmodal.errors import CollectionError
 from crossmodal.index.catalog import Catalog
 from crossmodal.index.pg_catalog import PgCatalog
@@ -75,7 +76,7 @@ class PgCollection(Collection):
                 f"`crossmodal index DIR --db {catalog.url_shown}`"
             )
         if isinstance(model, str):
-            model = _normalise_model_name(model)
+            model = normalise_model_name(model)
         collection = cls(catalog.path, cast(Catalog, catalog), model, rebuild)
         if catalog.get_meta("store") is None:
             catalog.set_meta("store", PG_STORE)

@@ -59,7 +59,7 @@ def _start_child(model_name: str, fingerprint: str) -> None:
     except ImportError:  # pragma: no cover - a dependency of the USE tower's package
         pass
     from crossmodal.models import load_model
-    from crossmodal.web.service import one_blas_thread_per_query
+    from crossmodal.web.threads import one_blas_thread_per_query
 
     global _model
     model = model or load_model(model_name)

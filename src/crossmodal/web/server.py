@@ -74,10 +74,10 @@ def build_app(
     col = Collection.open(collection, model=model, db=db)  # first: a missing one fails in a blink
     # [fast-cli] queries through the exported query bundle (made once if missing): the
     # server answers seconds after start, not after loading the towers with torch
-    from crossmodal.collection import _normalise_model_name
+    from crossmodal.defaults import normalise_model_name
     from crossmodal.quick_search import query_encoder
 
-    encoder = query_encoder(_normalise_model_name(model or col.model_name), lambda _: None)
+    encoder = query_encoder(normalise_model_name(model or col.model_name), lambda _: None)
     if encoder is not None:
         col.close()
         col = Collection.open(collection, model=encoder, db=db)
