@@ -58,6 +58,9 @@ class LoadedImage:
     height: int | None = None
     error: str | None = None
     item: Any = None  # the preprocessed tensor / PIL image, dropped after embedding
+    #: the image tower's pooled features, kept when asked (`keep_features`): automatic tags
+    #: and captions read them instead of running the tower again
+    features: np.ndarray | None = None
 
 
 def _model_input(model: Encoder) -> tuple[Callable[[Image.Image], Any] | None, int | None]:
@@ -77,15 +80,20 @@ def _model_input(model: Encoder) -> tuple[Callable[[Image.Image], Any] | None, i
     return None, None
 
 
-def _embed(model: Encoder, items: list[Any]) -> np.ndarray:
+def _embed(
+    model: Encoder, items: list[Any], keep_features: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(projected vectors, the tower's pooled features when kept and the model has them)."""
     from crossmodal.models.dual import DualEncoder
 
     if isinstance(model, DualEncoder):
         import torch
 
         with torch.inference_mode():
-            return model.project_images(model.image_features(torch.stack(items))).numpy()
-    return model.encode_images(items, batch_size=len(items))
+            features = model.image_features(torch.stack(items))
+            vectors = model.project_images(features).numpy()
+        return vectors, features.float().numpy() if keep_features else None
+    return model.encode_images(items, batch_size=len(items)), None
 
 
 def iter_embedded_batches(
@@ -95,11 +103,13 @@ def iter_embedded_batches(
     on_progress: Callable[[int], None] | None = None,
     workers: int | None = None,
     texts_for: Callable[[int], Sequence[str]] | None = None,
+    keep_features: bool = False,
 ) -> Iterator[tuple[list[LoadedImage], np.ndarray, np.ndarray]]:
     """Yield `(loaded, vectors, text_vectors)` per batch of `paths`: `loaded[i]` for every file
     of the batch (failed ones carry `error`), `vectors` rows for the ok ones, in order, and
     `text_vectors` rows for `texts_for(index)` of each ok file, concatenated in the same order
-    (captions are embedded by the same workers as their images).
+    (captions are embedded by the same workers as their images). `keep_features`: each ok
+    file's `features` holds the image tower's pooled features (our dual encoders only).
 
     Never raises for a bad file: unreadable, empty, truncated or non-image files come back with
     a one-line reason.
@@ -139,7 +149,10 @@ def iter_embedded_batches(
         empty = np.zeros((0, model.dim), np.float32)
         vectors = empty
         if good:
-            vectors = np.asarray(_embed(model, [x.item for x in good]), dtype=np.float32)
+            found, features = _embed(model, [x.item for x in good], keep_features)
+            vectors = np.asarray(found, dtype=np.float32)
+            for n, x in enumerate(good):
+                x.features = features[n] if features is not None else None
         for x in good:
             x.item = None  # the decoded pixels are not needed any more
         texts = [t for x in good for t in texts_for(x.index)] if texts_for else []
