@@ -41,11 +41,14 @@ from crossmodal.data import read_captions_file
 from crossmodal.errors import CollectionEmpty, CollectionError, CrossmodalError
 from crossmodal.index.ann import ALL_KINDS, parse_memory
 from crossmodal.index.catalog import Catalog, ImageRow, database_error
+from crossmodal.index.descriptions import Description, check_description_text
 from crossmodal.index.ingest import (
     add_annotation,
     apply_moves,
+    describe_images,
     embed_files,
     forget_images,
+    remove_texts,
     sync_captions,
 )
 from crossmodal.index.query import MODES, QueryEncoder, direction
@@ -77,6 +80,7 @@ from crossmodal.search_options import is_file, parse_query
 __all__ = [
     "MODES",
     "Collection",
+    "Description",
     "ImageRecord",
     "IndexFailure",
     "IndexReport",
@@ -435,16 +439,55 @@ class Collection:
         return len(found)
 
     def annotate(self, image_id: int, text: str) -> int:
-        """Attach a text to an image (found by t2t / i2t search); returns the text's id."""
-        text = (text or "").strip()
-        if not text:
-            raise CrossmodalError("empty annotation: give the text to attach")
+        """Attach a person's text to an image (found by every search direction); returns the
+        text's id. Empty, over-long or control-character text is a `DescriptionError`."""
+        text = check_description_text(text, "annotation")
         self._row(image_id)
         vector = self.model.encode_texts([text])[0]
         with self._writing():
             text_id = add_annotation(self.catalog, self.stores, image_id, text, vector)
             self.stores.save()
         return text_id
+
+    def remove_annotations(
+        self, image_id: int, text: str | None = None, text_id: int | None = None
+    ) -> int:
+        """Remove an image's annotations: the one with id `text_id`, those reading `text`, or
+        (neither given) all of them; returns how many went. Captions and generated texts stay."""
+        self._row(image_id)
+        rows = self.catalog.descriptions_of([int(image_id)], "annotation").get(int(image_id), [])
+        if text_id is not None:
+            rows = [r for r in rows if r["id"] == int(text_id)]
+        elif text is not None:
+            rows = [r for r in rows if r["text"] == text.strip()]
+        if not rows:
+            return 0
+        with self._writing():
+            removed = remove_texts(self.catalog, self.stores, image_id, [r["id"] for r in rows])
+            self.stores.save()
+        return len(removed)
+
+    def describe(
+        self, image_id: int, descriptions: Sequence[Description], replace: bool = True
+    ) -> list[int]:
+        """Store descriptions of one image (tags, automatic captions, a person's texts), each
+        embedded by the text tower for t2t and hybrid search; returns their text ids.
+        `replace`: the image's earlier texts of the same (kind, source) are dropped first."""
+        return self.describe_many({int(image_id): descriptions}, replace).get(int(image_id), [])
+
+    def describe_many(
+        self, items: dict[int, Sequence[Description]], replace: bool = True
+    ) -> dict[int, list[int]]:
+        """`describe` for many images, their texts embedded in one batch."""
+        missing = set(map(int, items)) - set(self.catalog.get_images([int(i) for i in items]))
+        if missing:
+            raise CollectionError(f"no image with id {min(missing)} in collection {self.path}")
+        with self._writing():
+            out = describe_images(
+                self.catalog, self.stores, self.model.encode_texts, items, replace
+            )
+            self.stores.save()
+        return out
 
     # ---- reading ----------------------------------------------------------------------------
     def _row(self, image_id: int) -> ImageRow:
@@ -560,12 +603,19 @@ class Collection:
         queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
         if store.dim != self.dim:  # rows carry their hubness offset
             queries = query_columns(queries, cross_modal)
-        scores, ids = store.search(queries, offset + k)
-        per_query = [
-            [(float(s), int(i)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]
-            for row_scores, row_ids in zip(scores, ids, strict=True)
-        ]
-        return [hits[offset : offset + k] for hits in hits_of(self.catalog, per_query, target)]
+        # i2t / t2t leave tags out (class names, not sentences): ask for more while some are
+        hidden = self.catalog.count_generated() if target == "texts" else 0
+        fetch = offset + k
+        while True:
+            scores, ids = store.search(queries, fetch)
+            per_query = [
+                [(float(s), int(i)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]
+                for row_scores, row_ids in zip(scores, ids, strict=True)
+            ]
+            pages = hits_of(self.catalog, per_query, target)
+            if not hidden or fetch >= len(store) or min(map(len, pages)) >= offset + k:
+                return [hits[offset : offset + k] for hits in pages]
+            fetch = min(len(store), fetch + max(fetch, hidden // 8))
 
     def _check_not_empty(self) -> None:
         if not len(self):

@@ -7,19 +7,28 @@ The writer lock is held by the caller (`Collection.index`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from crossmodal.index.catalog import Catalog
+from crossmodal.index.descriptions import Description
 from crossmodal.index.pipeline import LoadedImage, iter_embedded_batches
 from crossmodal.index.results import IndexFailure, IndexReport
 from crossmodal.index.sync import FileJob, SyncPlan
 from crossmodal.index.writer import StoreCache, VectorChanges
 from crossmodal.models.base import Encoder
 
-__all__ = ["add_annotation", "apply_moves", "embed_files", "forget_images", "sync_captions"]
+__all__ = [
+    "add_annotation",
+    "apply_moves",
+    "describe_images",
+    "embed_files",
+    "forget_images",
+    "remove_texts",
+    "sync_captions",
+]
 
 
 def apply_moves(
@@ -222,3 +231,53 @@ def add_annotation(
         changes.bump(catalog)
     stores.apply(changes)
     return text_id
+
+
+def describe_images(
+    catalog: Catalog,
+    stores: StoreCache,
+    encode: Callable[[list[str]], np.ndarray],
+    items: Mapping[int, Sequence[Description]],
+    replace: bool = True,
+) -> dict[int, list[int]]:
+    """Store descriptions of images (lock held), their texts embedded by `encode` in one
+    batch; returns image id -> the new texts' ids. `replace`: an image's earlier texts of the
+    same (kind, source) go first, so running a tagger again leaves one set of its tags.
+
+    What an index-time generator (tags, breeds, the captioner) calls, inside
+    `Collection.index`; outside it, `Collection.describe`."""
+    todo = {int(i): list(found) for i, found in items.items() if found}
+    if not todo:
+        return {}
+    texts = [d.text for found in todo.values() for d in found]
+    vectors = np.asarray(encode(texts), np.float32)
+    stores.load("texts")
+    changes = VectorChanges()
+    out: dict[int, list[int]] = {}
+    with catalog.transaction():
+        offset = 0
+        for image_id, found in todo.items():
+            if replace:
+                for kind, source in dict.fromkeys((d.kind, d.source) for d in found):
+                    changes.removed["texts"] += catalog.delete_texts(image_id, kind, source)
+            part = vectors[offset : offset + len(found)]
+            offset += len(found)
+            out[image_id] = catalog.add_descriptions(image_id, found, part)
+            for text_id, vec in zip(out[image_id], part, strict=True):
+                changes.add("texts", text_id, vec)
+        changes.bump(catalog)
+    stores.apply(changes)
+    return out
+
+
+def remove_texts(
+    catalog: Catalog, stores: StoreCache, image_id: int, text_ids: Sequence[int]
+) -> list[int]:
+    """Delete these texts of one image and their vectors (lock held); returns those deleted."""
+    stores.load("texts")
+    changes = VectorChanges()
+    with catalog.transaction():
+        changes.removed["texts"] += catalog.delete_text_ids(image_id, text_ids)
+        changes.bump(catalog)
+    stores.apply(changes)
+    return changes.removed["texts"]

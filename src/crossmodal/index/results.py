@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from crossmodal.data.images import IMAGE_EXTENSIONS
 from crossmodal.fsnames import shown
+from crossmodal.index.catalog_texts import HIDDEN_FROM_TEXT_SEARCH
 
 if TYPE_CHECKING:
     from crossmodal.index.catalog import Catalog, ImageRow
@@ -185,6 +186,8 @@ def hits_of(
             text_row = text_rows.get(row_id) if target == "texts" else None
             image_id = text_row["image_id"] if text_row is not None else row_id
             if (target == "texts" and text_row is None) or image_id not in rows:
+                continue
+            if text_row is not None and text_row["kind"] in HIDDEN_FROM_TEXT_SEARCH:
                 continue
             hits.append(
                 SearchHit(
