@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -40,6 +41,14 @@ from PIL import Image
 from crossmodal.data import read_captions_file
 from crossmodal.errors import CollectionEmpty, CollectionError, CrossmodalError
 from crossmodal.index.ann import ALL_KINDS, parse_memory
+from crossmodal.index.autodescribe import (
+    DescribeReport,
+    advance_watermark,
+    all_described_before,
+    describe_all,
+    make_describer,
+    store_generated,
+)
 from crossmodal.index.catalog import Catalog, ImageRow, database_error
 from crossmodal.index.descriptions import Description, check_description_text
 from crossmodal.index.ingest import (
@@ -73,6 +82,7 @@ from crossmodal.index.writer import (
 )
 from crossmodal.models.base import Encoder
 from crossmodal.models.hubness import query_columns
+from crossmodal.models.tagger import AutoDescriber, TagSettings
 
 # parse_query lives in a light module so the CLI can check a query without importing torch
 from crossmodal.search_options import is_file, parse_query
@@ -337,6 +347,7 @@ class Collection:
         show_progress: bool = True,
         only: Iterable[str] | None = None,
         retry_failed: bool = False,
+        describe: bool | TagSettings = True,
     ) -> IndexReport:
         """Bring the collection up to date with `directory` (recursively); returns what changed.
 
@@ -345,7 +356,9 @@ class Collection:
         and not retried until they change (or `retry_failed`). `captions` (captions.tsv,
         captions.json, a Flickr8k token file) attaches texts to images by file name, for
         i2t / t2t search. `only` restricts the run to these file names (or relative paths).
-        A folder with no image file gives a report whose `no_photos` is true.
+        A folder with no image file gives a report whose `no_photos` is true. `describe`:
+        automatic tags for the embedded images (False: none; `TagSettings(captions=True)`:
+        automatic captions too), from the features the tower computed anyway.
         """
         if batch_size < 1:
             raise CrossmodalError(f"batch size must be at least 1 (got {batch_size})")
@@ -385,10 +398,18 @@ class Collection:
                 # the model is loaded only when there is something to embed: a run that finds
                 # nothing new (a nightly cron job) takes a second, not a model load
                 if plan.embed:
+                    describer = make_describer(self.model, describe)
+                    # every image described so far: the new ones will be too, so a later
+                    # `describe_all` may start after them
+                    in_step = describer is not None and all_described_before(self.catalog)
+                    hook = partial(store_generated, self.catalog, self.stores, describer)
                     embed_files(
                         self.catalog, self.stores, self.model, root_id, plan.embed,
                         caption_map, batch_size, show_progress, report,
+                        hook if describer is not None else None,
                     )  # fmt: skip
+                    if in_step:
+                        advance_watermark(self.catalog)
                 if caption_map is not None:
                     rows = self.catalog.images_under(root_id, prefix)
                     sync_captions(
@@ -488,6 +509,23 @@ class Collection:
             )
             self.stores.save()
         return out
+
+    def describe_all(
+        self,
+        batch_size: int = 64,
+        redo: bool = False,
+        auto_captions: bool = False,
+        show_progress: bool = True,
+    ) -> DescribeReport:
+        """Store automatic tags (and with `auto_captions` captions) for the images not yet
+        described, e.g. indexed before tags existed; resumable, `redo` starts over."""
+        describer = AutoDescriber(self.model, TagSettings(captions=auto_captions))
+        with self._writing():
+            report = describe_all(
+                self.catalog, self.stores, describer, batch_size, redo, show_progress
+            )
+            self.stores.save()
+        return report
 
     # ---- reading ----------------------------------------------------------------------------
     def _row(self, image_id: int) -> ImageRow:

@@ -25,7 +25,7 @@ from crossmodal.index.descriptions import Description
 from crossmodal.index.ingest import describe_images
 from crossmodal.index.writer import StoreCache, VectorChanges
 from crossmodal.models.base import Encoder
-from crossmodal.models.tagger import AutoDescriber
+from crossmodal.models.tagger import AutoDescriber, TagSettings, supports_tags
 
 __all__ = [
     "GENERATED_SOURCES",
@@ -33,6 +33,7 @@ __all__ = [
     "DescribeReport",
     "clear_generated",
     "describe_all",
+    "make_describer",
     "store_generated",
 ]
 
@@ -83,7 +84,6 @@ def clear_generated(catalog: Catalog, stores: StoreCache, image_ids: Sequence[in
 def store_generated(
     catalog: Catalog,
     stores: StoreCache,
-    model: Encoder,
     describer: AutoDescriber,
     image_ids: Sequence[int],
     features: np.ndarray,
@@ -96,7 +96,7 @@ def store_generated(
     items: dict[int, Sequence[Description]] = {
         int(i): d for i, d in zip(image_ids, found, strict=True) if d
     }
-    stored = describe_images(catalog, stores, model.encode_texts, items, replace=True)
+    stored = describe_images(catalog, stores, describer.encode_texts, items, replace=True)
     return sum(len(ids) for ids in stored.values())
 
 
@@ -123,7 +123,6 @@ def advance_watermark(catalog: Catalog) -> None:
 def describe_all(
     catalog: Catalog,
     stores: StoreCache,
-    model: Encoder,
     describer: AutoDescriber,
     batch_size: int = 64,
     redo: bool = False,
@@ -150,12 +149,12 @@ def describe_all(
             present = [i for i in chunk if i in rows]
             paths = [Path(roots[rows[i]["root_id"]]) / rows[i]["relpath"] for i in present]
             result = embed_image_files(
-                model, paths, cache, show_progress=False, features_only=True
+                describer.model, paths, cache, show_progress=False, features_only=True
             )
             report.failed += [(str(p), why) for p, why in result.failures]
             good = [i for i, ok in zip(present, result.ok, strict=True) if ok]
             report.described += store_generated(
-                catalog, stores, model, describer, good, result.vectors, replacing=good
+                catalog, stores, describer, good, result.vectors, replacing=good
             )
             report.images += len(chunk)
             catalog.set_meta(WATERMARK_KEY, str(chunk[-1]))
@@ -164,3 +163,14 @@ def describe_all(
         bar.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def make_describer(model: Encoder, describe: bool | TagSettings) -> AutoDescriber | None:
+    """The describer an index run uses: None when off, or (asked for by default) when the
+    model has no ImageNet classifier; a model that cannot do what was asked explicitly (e.g.
+    automatic captions from a CLIP model) raises ModelNotAvailable."""
+    if describe is False:
+        return None
+    if describe is True:
+        return AutoDescriber(model) if supports_tags(model) else None
+    return AutoDescriber(model, describe)

@@ -20,6 +20,9 @@ from crossmodal.index.sync import FileJob, SyncPlan
 from crossmodal.index.writer import StoreCache, VectorChanges
 from crossmodal.models.base import Encoder
 
+#: (image ids, their pooled features, the ids among them that replaced a file) -> stored
+DescribeHook = Callable[[list[int], np.ndarray, list[int]], int]
+
 __all__ = [
     "add_annotation",
     "apply_moves",
@@ -64,8 +67,11 @@ def embed_files(
     batch_size: int,
     show_progress: bool,
     report: IndexReport,
+    describe: DescribeHook | None = None,
 ) -> None:
-    """Embed `jobs` (new files, and changed ones replacing `image_id`) with their captions."""
+    """Embed `jobs` (new files, and changed ones replacing `image_id`) with their captions.
+    `describe(image_ids, features, replacing)`, when given, stores each committed batch's
+    automatic descriptions from the tower's pooled features (`index/autodescribe.py`)."""
     if not jobs:
         return
     stores.load("images", "texts")
@@ -81,6 +87,7 @@ def embed_files(
             batch_size=batch_size,
             on_progress=bar.update,
             texts_for=captions_of if caption_map is not None else None,
+            keep_features=describe is not None,
         )
         for loaded, vectors, text_vecs in batches:
             ok = [x for x in loaded if x.error is None]
@@ -100,6 +107,13 @@ def embed_files(
                 _record_failures(catalog, root_id, jobs, loaded, changes, report)
                 changes.bump(catalog)
             stores.apply(changes)
+            kept = [n for n, x in enumerate(ok) if x.features is not None]
+            if describe is not None and kept:
+                report.described += describe(
+                    [owner[n] for n in kept],
+                    np.stack([ok[n].features for n in kept]),  # type: ignore[misc]  # kept: not None
+                    [owner[n] for n in kept if jobs[ok[n].index].image_id is not None],
+                )
     finally:
         bar.close()
 

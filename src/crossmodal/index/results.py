@@ -120,6 +120,8 @@ class IndexReport:
     moved: int = 0
     unchanged: int = 0
     captions: int = 0
+    #: automatic descriptions (tags, breeds, captions) stored for the embedded images
+    described: int = 0
     failed: list[IndexFailure] = field(default_factory=list)
     seconds: float = 0.0
     embed_seconds: float = 0.0
@@ -154,6 +156,8 @@ class IndexReport:
         ]
         if self.captions:
             parts.append(f"{self.captions} captions")
+        if self.described:
+            parts.append(f"{self.described} automatic tags/captions")
         speed = f", {self.images_per_second:.1f} images/s" if self.embedded else ""
         return f"{shown(self.root)}: " + ", ".join(parts) + f" in {self.seconds:.1f} s{speed}"
 

@@ -64,6 +64,8 @@ CLASS_NAMES_PATH = Path(__file__).resolve().with_name("imagenet_classes.json")
 #: the 120 Stanford Dogs wnids in a fixed order, and their ImageNet columns
 _BREED_WNIDS = sorted(IMAGENET_INDEX)
 _BREED_COLUMNS = np.array([IMAGENET_INDEX[w] for w in _BREED_WNIDS])
+#: text vectors kept in memory by one describer (tags need ~2,200; captions are unique)
+_MEMO_LIMIT = 20_000
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,9 @@ def class_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
         data = json.loads(CLASS_NAMES_PATH.read_text(encoding="utf-8"))
         en, zh = tuple(data["en"]), tuple(data["zh"])
     except (OSError, ValueError, KeyError) as exc:
-        raise ModelNotAvailable(f"cannot read ImageNet class names {CLASS_NAMES_PATH}: {exc}")
+        raise ModelNotAvailable(
+            f"cannot read ImageNet class names {CLASS_NAMES_PATH}: {exc}"
+        ) from None
     if len(en) != 1000 or len(zh) != 1000:
         raise ModelNotAvailable(f"{CLASS_NAMES_PATH} must name 1000 classes in en and zh")
     return en, zh
@@ -156,6 +160,7 @@ class AutoDescriber:
         self.settings = settings
         self._fc = model.image_tower.net._fc
         self._lock = threading.Lock()
+        self._text_vectors: dict[str, np.ndarray] = {}
         self._captioner: Any = None
         if settings.captions:
             from crossmodal.models.captioner import check_image_model, load_captioner
@@ -170,6 +175,24 @@ class AutoDescriber:
         with self._lock, torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(features, np.float32))
             return self._fc(x).float().numpy()
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """The model's text vectors of descriptions, each distinct tag embedded once: tags come
+        from a closed list of ~2,200 names, and embedding them (the Chinese ones through the
+        multilingual tower) costs more than tagging; misses go through the on-disk text
+        feature cache, so a second run embeds nothing."""
+        from crossmodal.models.features import default_cache_dir, embed_texts
+
+        texts = list(texts)
+        missing = list(dict.fromkeys(t for t in texts if t not in self._text_vectors))
+        if missing:
+            vectors = embed_texts(self.model, missing, default_cache_dir(), show_progress=False)
+            if len(self._text_vectors) > _MEMO_LIMIT:  # automatic captions are all different
+                self._text_vectors.clear()
+            self._text_vectors.update(zip(missing, np.asarray(vectors, np.float32), strict=True))
+        if not texts:
+            return np.zeros((0, int(self.model.dim)), np.float32)
+        return np.stack([self._text_vectors[t] for t in texts])
 
     def describe(self, features: np.ndarray) -> list[list[Description]]:
         """Per image (row of `features`): its tags, breed tags and automatic caption."""
