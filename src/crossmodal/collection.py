@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -41,6 +41,7 @@ from PIL import Image
 from crossmodal.data import read_captions_file
 from crossmodal.errors import CollectionEmpty, CollectionError, CrossmodalError
 from crossmodal.index.ann import ALL_KINDS, parse_memory
+from crossmodal.index.annotations import DescriptionMethods
 from crossmodal.index.autodescribe import (
     DescribeReport,
     advance_watermark,
@@ -50,17 +51,15 @@ from crossmodal.index.autodescribe import (
     store_generated,
 )
 from crossmodal.index.catalog import Catalog, ImageRow, database_error
-from crossmodal.index.descriptions import Description, check_description_text
+from crossmodal.index.descriptions import Description
+from crossmodal.index.hybrid import hybrid_hits
 from crossmodal.index.ingest import (
-    add_annotation,
     apply_moves,
-    describe_images,
     embed_files,
     forget_images,
-    remove_texts,
     sync_captions,
 )
-from crossmodal.index.query import MODES, QueryEncoder, direction
+from crossmodal.index.query import MODES, QueryEncoder, QueryItem, direction, query_terms
 from crossmodal.index.results import (
     ImageRecord,
     IndexFailure,
@@ -85,7 +84,7 @@ from crossmodal.models.hubness import query_columns
 from crossmodal.models.tagger import AutoDescriber, TagSettings
 
 # parse_query lives in a light module so the CLI can check a query without importing torch
-from crossmodal.search_options import is_file, parse_query
+from crossmodal.search_options import parse_query
 
 __all__ = [
     "MODES",
@@ -104,9 +103,6 @@ __all__ = [
 CATALOG_FILE = "catalog.sqlite"
 DEFAULT_MODEL = "default"
 
-#: One query term: a text, a PIL image, or the path of an image file.
-QueryItem: TypeAlias = str | Path | Image.Image
-
 
 def default_collection_path() -> Path:
     """$CROSSMODAL_COLLECTION, else $XDG_DATA_HOME/crossmodal/default (~/.local/share/...)."""
@@ -118,7 +114,7 @@ def default_collection_path() -> Path:
 
 
 # ---- the collection -----------------------------------------------------------------------
-class Collection:
+class Collection(DescriptionMethods):
     """A gallery folder: open, index, search. Thread-safe for one process's readers and writer.
 
     Use `Collection.open(path, model=None, create=False)`. `model` is a registry name, a model
@@ -459,57 +455,6 @@ class Collection:
                 self.stores.save()
         return len(found)
 
-    def annotate(self, image_id: int, text: str) -> int:
-        """Attach a person's text to an image (found by every search direction); returns the
-        text's id. Empty, over-long or control-character text is a `DescriptionError`."""
-        text = check_description_text(text, "annotation")
-        self._row(image_id)
-        vector = self.model.encode_texts([text])[0]
-        with self._writing():
-            text_id = add_annotation(self.catalog, self.stores, image_id, text, vector)
-            self.stores.save()
-        return text_id
-
-    def remove_annotations(
-        self, image_id: int, text: str | None = None, text_id: int | None = None
-    ) -> int:
-        """Remove an image's annotations: the one with id `text_id`, those reading `text`, or
-        (neither given) all of them; returns how many went. Captions and generated texts stay."""
-        self._row(image_id)
-        rows = self.catalog.descriptions_of([int(image_id)], "annotation").get(int(image_id), [])
-        if text_id is not None:
-            rows = [r for r in rows if r["id"] == int(text_id)]
-        elif text is not None:
-            rows = [r for r in rows if r["text"] == text.strip()]
-        if not rows:
-            return 0
-        with self._writing():
-            removed = remove_texts(self.catalog, self.stores, image_id, [r["id"] for r in rows])
-            self.stores.save()
-        return len(removed)
-
-    def describe(
-        self, image_id: int, descriptions: Sequence[Description], replace: bool = True
-    ) -> list[int]:
-        """Store descriptions of one image (tags, automatic captions, a person's texts), each
-        embedded by the text tower for t2t and hybrid search; returns their text ids.
-        `replace`: the image's earlier texts of the same (kind, source) are dropped first."""
-        return self.describe_many({int(image_id): descriptions}, replace).get(int(image_id), [])
-
-    def describe_many(
-        self, items: dict[int, Sequence[Description]], replace: bool = True
-    ) -> dict[int, list[int]]:
-        """`describe` for many images, their texts embedded in one batch."""
-        missing = set(map(int, items)) - set(self.catalog.get_images([int(i) for i in items]))
-        if missing:
-            raise CollectionError(f"no image with id {min(missing)} in collection {self.path}")
-        with self._writing():
-            out = describe_images(
-                self.catalog, self.stores, self.model.encode_texts, items, replace
-            )
-            self.stores.save()
-        return out
-
     def describe_all(
         self,
         batch_size: int = 64,
@@ -551,24 +496,7 @@ class Collection:
         query: Sequence[tuple[float, QueryItem]] | None = None,
     ) -> tuple[np.ndarray, bool, bool]:
         """(unit query vector, has a text term, has an image term)."""
-        texts: list[tuple[float, str]] = []
-        images: list[tuple[float, Image.Image | Path]] = []
-        if text is not None and text.strip():
-            texts.append((1.0, text.strip()))  # `text=` is text even if a file has that name
-        terms: list[tuple[float, QueryItem]] = []
-        if image is not None:
-            terms.append((1.0, image if isinstance(image, Image.Image) else Path(image)))
-        terms += [(float(w), item) for w, item in (query or [])]
-        for weight, item in terms:
-            if isinstance(item, Image.Image | Path):
-                images.append((weight, item))
-            elif isinstance(item, str) and is_file(item):
-                images.append((weight, Path(item)))
-            elif isinstance(item, str):
-                if item.strip():
-                    texts.append((weight, item.strip()))
-            else:
-                raise CrossmodalError(f"cannot search with a {type(item).__name__}")
+        texts, images = query_terms(text, image, query)
         vector = self.queries.embed(texts, images)
         return vector, bool(texts), bool(images)
 
@@ -580,18 +508,25 @@ class Collection:
         mode: str = "auto",
         query: Sequence[tuple[float, QueryItem]] | None = None,
         offset: int = 0,
+        descriptions: bool | None = None,
     ) -> list[SearchHit]:
         """Nearest images (t2i, i2i) or texts (i2t, t2t) to the combined query, best first:
         the `k` from rank `offset + 1` on (a page; ranks count from the first result).
 
         `mode="auto"` searches images: t2i for text-only queries, i2i when an image is in it.
+        t2i also scores the images' descriptions (index/hybrid.py; each hit's `matched` says
+        which) where the collection has some; `descriptions=False` ranks by the embedding only.
         """
         _check_page(k, offset)
         direction(mode)  # an unknown mode is refused before any model work
         self._check_not_empty()
-        vector, has_text, has_image = self.embed_query(text, image, query)
-        way = direction(mode, has_text, has_image)
-        return self.search_vector(vector, k, way.target, way.cross_modal, offset=offset)
+        texts, images = query_terms(text, image, query)
+        vector = self.queries.embed(texts, images)
+        way = direction(mode, bool(texts), bool(images))
+        words = " ".join(t for w, t in texts if w > 0)
+        return self.search_vectors(
+            vector[None], k, way.target, way.cross_modal, offset, [words], descriptions
+        )[0]
 
     def search_by_id(
         self, image_id: int, k: int = 10, mode: str = "i2i", offset: int = 0
@@ -632,13 +567,21 @@ class Collection:
         target: str = "images",
         cross_modal: bool = False,
         offset: int = 0,
+        texts: Sequence[str] | None = None,
+        descriptions: bool | None = None,
     ) -> list[list[SearchHit]]:
         """`search_vector` for each row of `vectors`, with one index search and one
         catalogue lookup for them all (what a server answering concurrent queries needs:
-        per query, the catalogue's lock and queries cost more than the search itself)."""
+        per query, the catalogue's lock and queries cost more than the search itself).
+        `texts`: the query text of each row, for t2i over descriptions (see `search`)."""
         _check_page(k, offset)
         store = self.stores.get(target)
         queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
+        if target == "images" and cross_modal and texts and self.uses_descriptions(descriptions):
+            return [
+                hybrid_hits(self.catalog, self.stores, self.dim, row, text, k, offset)
+                for row, text in zip(queries, texts, strict=True)
+            ]
         if store.dim != self.dim:  # rows carry their hubness offset
             queries = query_columns(queries, cross_modal)
         # i2t / t2t leave tags out (class names, not sentences): ask for more while some are

@@ -297,6 +297,21 @@ class Catalog(TextTable):
             row = self._con.execute("SELECT vector FROM images WHERE id=?", (image_id,)).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
 
+    def image_vectors(self, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids found, their vectors) of these images, in the order of `ids`."""
+        found: dict[int, bytes] = {}
+        with self._lock:
+            for chunk in _chunks(_valid_ids(ids)):
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    self._con.execute(
+                        f"SELECT id, vector FROM images WHERE id IN ({marks})", tuple(chunk)
+                    ).fetchall()
+                )
+        order = [int(i) for i in ids if int(i) in found]
+        blob = b"".join(found[i] for i in order)
+        return np.array(order, np.int64), np.frombuffer(blob, np.float32).reshape(-1, dim)
+
     def insert_image(
         self,
         root_id: int,

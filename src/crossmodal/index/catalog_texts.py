@@ -8,12 +8,13 @@ words are committed together.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,11 +23,12 @@ from crossmodal.index.descriptions import (
     GENERATED_KINDS,
     PERSON_KINDS,
     Description,
+    is_cjk,
     search_terms,
 )
 from crossmodal.index.schema import TextRow
 
-__all__ = ["TextTable", "chunks", "vector_blob"]
+__all__ = ["TermMatch", "TextTable", "chunks", "marked_words", "vector_blob"]
 
 #: texts shown beside a result, in this order of preference
 _SHOWN_KINDS = ("caption", "annotation", "auto_caption")
@@ -220,17 +222,45 @@ class TextTable:
             vectors,
         )
 
-    def match_terms(self, expression: str, limit: int) -> list[tuple[int, int, bool, float]]:
-        """(text id, image id, by_person, BM25 score, higher is better) of the texts matching
-        an FTS5 expression (descriptions.fts_query), best first."""
+    def match_terms(self, expression: str, limit: int) -> list[TermMatch]:
+        """The texts matching an FTS5 expression (descriptions.fts_query), best first, each
+        with its BM25 score (higher is better) and the words that matched."""
         with self._lock:
             rows = self._con.execute(
-                "SELECT t.id, t.image_id, t.by_person, -bm25(texts_fts) AS score "
+                "SELECT t.id, t.image_id, t.by_person, -bm25(texts_fts) AS score, "
+                "highlight(texts_fts, 0, char(2), char(3)) "
                 "FROM texts_fts JOIN texts t ON t.id = texts_fts.rowid "
                 "WHERE texts_fts MATCH ? ORDER BY score DESC LIMIT ?",
                 (expression, int(limit)),
             ).fetchall()
-        return [(int(a), int(b), bool(c), float(d)) for a, b, c, d in rows]
+        return [
+            TermMatch(int(a), int(b), bool(c), float(d), marked_words(e)) for a, b, c, d, e in rows
+        ]
+
+
+class TermMatch(NamedTuple):
+    text_id: int
+    image_id: int
+    by_person: bool
+    score: float
+    words: list[str]
+
+
+def marked_words(highlighted: str) -> list[str]:
+    """The matched tokens of an FTS5 `highlight` (marked by \\x02 ... \\x03), the CJK
+    bigrams that follow each other ("金毛", "毛寻") joined back into one word ("金毛寻")."""
+    words: list[str] = []
+    joinable = False  # the last token was a marked CJK bigram, right before this one
+    for part_no, part in enumerate(re.split("[\x02\x03]", highlighted)):
+        marked = part_no % 2 == 1
+        for token in part.split():
+            cjk = len(token) == 2 and all(is_cjk(c) for c in token)
+            if marked and cjk and joinable and words[-1].endswith(token[0]):
+                words[-1] += token[1]
+            elif marked:
+                words.append(token)
+            joinable = marked and cjk
+    return list(dict.fromkeys(words))
 
 
 #: kinds whose rows i2t / t2t results leave out (names of classes, not sentences)

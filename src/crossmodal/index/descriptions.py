@@ -100,7 +100,7 @@ def check_description_text(text: object, what: str = "description") -> str:
     return text
 
 
-def _is_cjk(char: str) -> bool:
+def is_cjk(char: str) -> bool:
     code = ord(char)
     return (
         0x3400 <= code <= 0x9FFF  # CJK unified ideographs (+ extension A)
@@ -125,7 +125,7 @@ def _split(text: str) -> list[str]:
         latin: list[str] = []
         run: list[str] = []
         for char in word:
-            if _is_cjk(char):
+            if is_cjk(char):
                 if latin:
                     out.append("".join(latin))
                     latin = []

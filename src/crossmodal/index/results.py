@@ -43,6 +43,12 @@ class SearchHit:
     text_id: int | None = None
     #: the path inside the indexed folder it was found in
     relpath: str | None = None
+    #: i2t / t2t: the found text's kind (caption, annotation, auto_caption) and whether a
+    #: person wrote it (an automatic caption is shown marked "auto")
+    text_kind: str | None = None
+    by_person: bool | None = None
+    #: hybrid t2i: the descriptions that lifted the image (index/hybrid.py `hybrid_hits`)
+    matched: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # field by field: `asdict` deep-copies each value, ~10x the time, and a server shapes
@@ -57,6 +63,9 @@ class SearchHit:
             "kind": self.kind,
             "text_id": self.text_id,
             "relpath": shown(self.relpath) if self.relpath is not None else None,
+            "text_kind": self.text_kind,
+            "by_person": self.by_person,
+            "matched": self.matched,
         }
 
 
@@ -204,6 +213,8 @@ def hits_of(
                     kind="text" if text_row is not None else "image",
                     text_id=row_id if text_row is not None else None,
                     relpath=rows[image_id]["relpath"],
+                    text_kind=text_row["kind"] if text_row is not None else None,
+                    by_person=bool(text_row["by_person"]) if text_row is not None else None,
                 )
             )
         out.append(hits)
