@@ -7,6 +7,7 @@ The writer lock is held by the caller (`Collection.index`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -109,11 +110,13 @@ def embed_files(
             stores.apply(changes)
             kept = [n for n, x in enumerate(ok) if x.features is not None]
             if describe is not None and kept:
+                started = time.perf_counter()
                 report.described += describe(
                     [owner[n] for n in kept],
                     np.stack([ok[n].features for n in kept]),  # type: ignore[misc]  # kept: not None
                     [owner[n] for n in kept if jobs[ok[n].index].image_id is not None],
                 )
+                report.describe_seconds += time.perf_counter() - started
     finally:
         bar.close()
 

@@ -131,6 +131,8 @@ class IndexReport:
     captions: int = 0
     #: automatic descriptions (tags, breeds, captions) stored for the embedded images
     described: int = 0
+    #: seconds of the embedding phase spent on them (classifier, captioner, text vectors)
+    describe_seconds: float = 0.0
     failed: list[IndexFailure] = field(default_factory=list)
     seconds: float = 0.0
     embed_seconds: float = 0.0
