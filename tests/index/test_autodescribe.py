@@ -106,4 +106,27 @@ def test_breeds_are_found_by_plain_search(tmp_path: Path, query: str):
         col.index(photos, show_progress=False)
         hits = col.search(query, k=3)
         assert sorted(Path(h.path).name for h in hits) == sorted(GOLDEN)
-        assert any(m.get("source") == "breed" for m in hits[0].matched or [])
+        lifted_by = {m["text"] for m in hits[0].matched or [] if m["kind"] == "tag"}
+        assert lifted_by & {"Golden Retriever", "金毛寻回犬"}
+
+
+def test_cli_no_tags_then_describe_alone(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from crossmodal.cli import app
+
+    photos = _photos(tmp_path / "photos", [])
+    col_path = tmp_path / "col"
+    model = str(tiny_model_dir(0))
+    runner = CliRunner()
+    first = runner.invoke(
+        app, ["index", str(photos), "-c", str(col_path), "-m", model, "--no-tags", "-q"]
+    )
+    assert first.exit_code == 0, first.output
+    with Collection.open(col_path) as col:
+        assert not any(_generated(col).values())
+    second = runner.invoke(app, ["index", "--describe", "-c", str(col_path), "-q"])
+    assert second.exit_code == 0, second.output
+    assert "described 2 images" in second.output
+    with Collection.open(col_path) as col:
+        assert ("palace", "en", "imagenet") in _texts(col)["china.jpg"]

@@ -94,6 +94,28 @@ def index_command(
     optimize: OptimizeOpt = False,
     rebuild: RebuildOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+    tags: Annotated[
+        bool,
+        typer.Option(
+            "--tags/--no-tags",
+            help="automatic tags of new photos (ImageNet classes, dog breeds; en + zh) from "
+            "the image tower's classifier, found by text search",
+        ),
+    ] = True,
+    auto_captions: Annotated[
+        bool,
+        typer.Option(
+            "--auto-captions", help="also an automatic caption per new photo (slow: opt-in)"
+        ),
+    ] = False,
+    describe: Annotated[
+        bool,
+        typer.Option(
+            "--describe",
+            help="tag (and with --auto-captions caption) the photos indexed without them; "
+            "resumable; alone, without a folder, it only does that",
+        ),
+    ] = False,
 ) -> None:
     """Index a folder of photos incrementally: new, changed, moved and deleted files.
 
@@ -101,9 +123,12 @@ def index_command(
     its reason is listed on stderr: undecodable files, dangling links, link loops, folders
     that cannot be read), 2 on an error that stopped the run."""
     from crossmodal.collection import Collection
+    from crossmodal.models.tagger import TagSettings
 
-    if directory is None and not optimize:
-        raise CrossmodalError("give the folder of photos to index (or --optimize alone)")
+    if directory is None and not (optimize or describe):
+        raise CrossmodalError(
+            "give the folder of photos to index (or --optimize / --describe alone)"
+        )
     only_names = _read_only_list(only) if only is not None else None
     setup_torch()
     with Collection.open(
@@ -115,7 +140,10 @@ def index_command(
         max_index_memory=max_index_memory,
     ) as col:
         if directory is None:
-            _optimize_and_print(col, quiet)
+            if describe:
+                _describe_and_print(col, quiet, auto_captions)
+            if optimize:
+                _optimize_and_print(col, quiet)
             return
         report = col.index(
             directory,
@@ -124,7 +152,10 @@ def index_command(
             show_progress=not quiet,
             only=only_names,
             retry_failed=retry_failed,
+            describe=TagSettings(captions=True) if auto_captions else tags,
         )
+        if describe:
+            _describe_and_print(col, quiet, auto_captions)
     _print_failures(report)
     typer.echo(report.summary())
     if optimize:
@@ -133,6 +164,14 @@ def index_command(
     if report.failed:
         _exit_skipped(len(report.failed))
     _refuse_empty_folder(report, directory)
+
+
+def _describe_and_print(col: Any, quiet: bool, auto_captions: bool) -> None:
+    """Tag the photos indexed without tags; one line saying what was done."""
+    report = col.describe_all(show_progress=not quiet, auto_captions=auto_captions)
+    for path, reason in report.failed:
+        typer.echo(f"{shown(path)}: {reason}", err=True)
+    typer.echo(report.summary())
 
 
 def _optimize_and_print(col: Any, quiet: bool) -> None:
