@@ -196,7 +196,8 @@ def described(tmp_path_factory: pytest.TempPathFactory, tiny: Encoder) -> Collec
     base = tmp_path_factory.mktemp("described")
     make_photos(base / "photos", 10)
     col = Collection.open(base / "col", model=tiny, create=True)
-    col.index(base / "photos", show_progress=False)
+    # no automatic tags: these tests count on the annotations being the only descriptions
+    col.index(base / "photos", show_progress=False, describe=False)
     return col
 
 

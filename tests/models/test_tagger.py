@@ -117,20 +117,29 @@ def test_real_photos_get_tags_in_both_languages(tiny: Encoder):
         assert d.kind == "tag" and d.by_person is False and 0.0 <= d.confidence <= 1.0
 
 
-def test_each_tag_text_is_embedded_once(tiny: Encoder, monkeypatch: pytest.MonkeyPatch):
-    import crossmodal.models.features as features_module
-
+def test_each_tag_text_is_embedded_once(
+    tiny: Encoder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    monkeypatch.setenv("CROSSMODAL_CACHE", str(tmp_path / "cache"))
     seen: list[str] = []
-    real = features_module.embed_texts
 
-    def counting(model, texts, *args, **kwargs):
-        seen.extend(texts)
-        return real(model, texts, None, show_progress=False)
+    class Counting:
+        """The model, counting the texts it embeds."""
 
-    monkeypatch.setattr(features_module, "embed_texts", counting)
-    describer = AutoDescriber(tiny)
+        image_tower = tiny.image_tower  # type: ignore[attr-defined]
+        fingerprint = tiny.fingerprint
+        dim = tiny.dim
+
+        def encode_texts(self, texts: list[str]) -> np.ndarray:
+            seen.extend(texts)
+            return tiny.encode_texts(texts)
+
+    describer = AutoDescriber(Counting())
     first = describer.encode_texts(["dog", "狗", "dog"])
     again = describer.encode_texts(["狗", "dog"])
     assert seen == ["dog", "狗"]
     np.testing.assert_allclose(first[1], again[0])
     np.testing.assert_allclose(first[0], tiny.encode_texts(["dog"])[0], atol=1e-5)
+    later = AutoDescriber(Counting()).encode_texts(["狗"])  # another run: from the disk cache
+    assert seen == ["dog", "狗"]
+    np.testing.assert_allclose(later[0], first[1])

@@ -177,22 +177,37 @@ class AutoDescriber:
             return self._fc(x).float().numpy()
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """The model's text vectors of descriptions, each distinct tag embedded once: tags come
+        """The model's text vectors of descriptions, each distinct text embedded once: tags come
         from a closed list of ~2,200 names, and embedding them (the Chinese ones through the
-        multilingual tower) costs more than tagging; misses go through the on-disk text
-        feature cache, so a second run embeds nothing."""
-        from crossmodal.models.features import default_cache_dir, embed_texts
-
+        multilingual tower and its gloss table, which takes half a minute to load) costs more
+        than tagging. Vectors are kept in memory and in the on-disk cache under the model's
+        fingerprint, so a later run embeds no tag again."""
         texts = list(texts)
         missing = list(dict.fromkeys(t for t in texts if t not in self._text_vectors))
         if missing:
-            vectors = embed_texts(self.model, missing, default_cache_dir(), show_progress=False)
             if len(self._text_vectors) > _MEMO_LIMIT:  # automatic captions are all different
                 self._text_vectors.clear()
-            self._text_vectors.update(zip(missing, np.asarray(vectors, np.float32), strict=True))
+            self._text_vectors.update(self._cached_vectors(missing))
         if not texts:
             return np.zeros((0, int(self.model.dim)), np.float32)
         return np.stack([self._text_vectors[t] for t in texts])
+
+    def _cached_vectors(self, texts: list[str]) -> dict[str, np.ndarray]:
+        from crossmodal.models.features import FeatureCache, default_cache_dir, text_digest
+
+        cache = FeatureCache(default_cache_dir(), f"description-vectors:{self.model.fingerprint}")
+        try:
+            keys = {t: text_digest(t) for t in texts}
+            found = cache.get_many(list(keys.values()))
+            out = {t: found[k] for t, k in keys.items() if k in found}
+            todo = [t for t in texts if t not in out]
+            if todo:
+                vectors = np.asarray(self.model.encode_texts(todo), np.float32)
+                out.update(zip(todo, vectors, strict=True))
+                cache.put_many((keys[t], v) for t, v in zip(todo, vectors, strict=True))
+            return out
+        finally:
+            cache.close()
 
     def describe(self, features: np.ndarray) -> list[list[Description]]:
         """Per image (row of `features`): its tags, breed tags and automatic caption."""
