@@ -58,4 +58,5 @@ def test_card_says_why_and_edits_annotations(page, live_server: LiveServer) -> N
     first.locator(".note-remove").click()
     wait_until(page, "![...document.querySelectorAll('.card-notes[open] .note-text')]"
                      ".some(e => e.textContent === \"Max at grandma's farm\")")  # fmt: skip
-    assert not page.problems  # type: ignore[attr-defined]
+    # the refused empty note is logged by the browser as a failed load; nothing else may be
+    assert [p for p in page.problems if "422" not in p] == []  # type: ignore[attr-defined]
