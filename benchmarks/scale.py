@@ -51,6 +51,7 @@ sys.path.insert(0, str(REPO / "src"))
 from benchmarks.docsection import update_section  # noqa: E402
 
 from crossmodal.index.ann import (  # noqa: E402
+    PQ_BYTES,
     THRESHOLDS_FILE,
     ApproximateStore,
     exact_top_k,
@@ -185,8 +186,10 @@ def write_base(gen: Generator, rows: int, folder: Path) -> tuple[np.memmap, np.m
 
 
 # ---- measuring ------------------------------------------------------------------------------
-def build(kind: str, base: np.memmap, half: np.memmap, tune: np.ndarray) -> VectorStore:
-    store = new_store(kind, base.shape[1])
+def build(
+    kind: str, base: np.memmap, half: np.memmap, tune: np.ndarray, pq_bytes: int = PQ_BYTES
+) -> VectorStore:
+    store = new_store(kind, base.shape[1], pq_bytes)
     ids = np.arange(len(base), dtype=np.int64)
     if isinstance(store, ApproximateStore):
         store.build(ids, base, queries=tune, rows16=half, show_progress=True)
@@ -260,7 +263,7 @@ def run(args: argparse.Namespace, keep: Any = None) -> dict[str, Any]:
         for kind in args.stores:
             print(f"{kind}: building…", flush=True)
             t = time.perf_counter()
-            store = build(kind, base, half, tune)
+            store = build(kind, base, half, tune, args.pq_bytes)
             built = time.perf_counter() - t
             result = measure(store, queries, truth)
             mem, disk = memory_per_row(store)
@@ -368,6 +371,12 @@ def main() -> None:
     parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "flickr8k"))
     parser.add_argument("--tmp", default=None, help="folder for the base files (disk space)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--pq-bytes",
+        type=int,
+        default=PQ_BYTES,
+        help="IVF-PQ code bytes a row (with its two 8-byte ids: the memory a row costs)",
+    )
     parser.add_argument(
         "--render-only", action="store_true", help="rewrite the docs from the saved runs"
     )

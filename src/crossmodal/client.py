@@ -98,13 +98,18 @@ def find_server(folder: Path) -> dict[str, Any] | None:
     return info if _alive(info.get("pid")) else None
 
 
-def server_text_search(folder: Path, text: str, mode: str, k: int) -> list[dict[str, Any]] | None:
+def server_text_search(
+    folder: Path, text: str, mode: str, k: int, descriptions: bool | None = None
+) -> list[dict[str, Any]] | None:
     """The server's hits (dicts, as `/api/search` gives them) for one text query, or None
     when there is no usable server (the caller then searches in-process)."""
     info = find_server(folder)
     if info is None:
         return None
-    query = urllib.parse.urlencode({"q": text, "mode": mode, "k": k})
+    params: dict[str, Any] = {"q": text, "mode": mode, "k": k}
+    if descriptions is False:
+        params["descriptions"] = "false"
+    query = urllib.parse.urlencode(params)
     request = urllib.request.Request(f"{info['url'].rstrip('/')}/api/search?{query}")
     if info.get("token"):
         request.add_header("Authorization", f"Bearer {info['token']}")

@@ -69,6 +69,9 @@ def _hits_from_server(col: Collection, results: list[dict]) -> list[SearchHit]:
                 kind=str(r.get("kind", "image")),
                 text_id=r.get("text_id"),
                 relpath=row["relpath"],
+                text_kind=r.get("text_kind"),
+                by_person=r.get("by_person"),
+                matched=r.get("matched"),
             )
         )
     return hits
@@ -108,12 +111,16 @@ def quick_search(
     mode: str,
     model: str | None,
     announce: Announce,
+    descriptions: bool | None = None,
 ) -> tuple[list[SearchHit], Collection]:
-    """Hits of the query, and the collection (open; the caller closes it)."""
+    """Hits of the query, and the collection (open; the caller closes it). `descriptions`:
+    as `Collection.search` takes it (False: t2i by the embedding alone)."""
     folder = _folder(collection)
     text = _one_text(terms, mode) if model is None else None
     if text is not None and k >= 1:
-        results = server_text_search(folder, text, "t2t" if mode == "t2t" else "t2i", k)
+        results = server_text_search(
+            folder, text, "t2t" if mode == "t2t" else "t2i", k, descriptions
+        )
         if results is not None:
             col = Collection.open(folder)
             return _hits_from_server(col, results), col
@@ -128,4 +135,4 @@ def quick_search(
         col = Collection.open(folder, model=model)
     else:
         col = Collection.open(folder, model=encoder)
-    return col.search(query=terms, k=k, mode=mode), col
+    return col.search(query=terms, k=k, mode=mode, descriptions=descriptions), col

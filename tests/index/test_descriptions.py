@@ -21,7 +21,6 @@ from crossmodal.index.descriptions import (
     fts_query,
     search_terms,
 )
-from crossmodal.index.hybrid import HybridWeights, hybrid_hits
 from crossmodal.index.schema import MIGRATIONS
 from crossmodal.models import load_model
 from crossmodal.models.base import Encoder
@@ -148,7 +147,7 @@ def test_migration_from_v1_keeps_texts_ids_and_counter(tmp_path: Path):
 def test_describe_replaces_by_kind_and_source_and_feeds_t2t(tmp_path: Path, tiny: Encoder):
     files = make_photos(tmp_path / "photos", 4)
     col = Collection.open(tmp_path / "col", model=tiny, create=True)
-    col.index(tmp_path / "photos", show_progress=False)
+    col.index(tmp_path / "photos", show_progress=False, describe=False)  # no automatic tags
     image_id = col.search(image=files[2], k=1)[0].id
     first = col.describe(image_id, [Description("tabby cat", "tag", "imagenet", "en", 0.7)])
     again = col.describe(
@@ -171,7 +170,7 @@ def test_describe_replaces_by_kind_and_source_and_feeds_t2t(tmp_path: Path, tiny
 def test_annotate_checks_and_remove_annotations(tmp_path: Path, tiny: Encoder):
     make_photos(tmp_path / "photos", 2)
     col = Collection.open(tmp_path / "col", model=tiny, create=True)
-    col.index(tmp_path / "photos", show_progress=False)
+    col.index(tmp_path / "photos", show_progress=False, describe=False)  # no automatic tags
     image_id = int(col.catalog.ids("images")[0])
     for bad, words in [("", "empty annotation"), ("x" * 100_000, "too long"),
                        ("a\x00b", "control character")]:  # fmt: skip
@@ -188,69 +187,3 @@ def test_annotate_checks_and_remove_annotations(tmp_path: Path, tiny: Encoder):
     assert col.catalog.texts_of([image_id])[image_id] == ["farm"]  # generated texts stay
     assert col.search(text="birthday", mode="t2t", k=5) == []
     col.close()
-
-
-# ---- hybrid text -> image search ------------------------------------------------------------
-@pytest.fixture(scope="module")
-def described(tmp_path_factory: pytest.TempPathFactory, tiny: Encoder) -> Collection:
-    base = tmp_path_factory.mktemp("described")
-    make_photos(base / "photos", 10)
-    col = Collection.open(base / "col", model=tiny, create=True)
-    # no automatic tags: these tests count on the annotations being the only descriptions
-    col.index(base / "photos", show_progress=False, describe=False)
-    return col
-
-
-def _plain_order(col: Collection, text: str) -> list[int]:
-    return [h.id for h in col.search(text=text, k=10, descriptions=False)]
-
-
-def test_annotation_lifts_its_image_and_says_why(described: Collection):
-    col = described
-    query = "Max at the farm"
-    plain = _plain_order(col, query)
-    target = plain[-1]  # the image the embedding ranks last
-    text_id = col.annotate(target, "Max at grandma's farm")
-    try:
-        strong = HybridWeights(lexical_person=5.0, dense_person=1.0, threshold=0.0)
-        hits = hybrid_hits(col.catalog, col.stores, col.dim, col.embed_query(query)[0], query, 3,
-                           weights=strong)  # fmt: skip
-        assert hits[0].id == target and hits[0].rank == 1
-        how = {r["how"]: r for r in hits[0].matched or []}
-        assert how["words"]["text_id"] == text_id and how["words"]["by_person"] is True
-        assert set(how["words"]["words"]) == {"max", "farm"}
-        assert how["words"]["text"] == "Max at grandma's farm" and how["words"]["added"] > 0
-        assert _plain_order(col, query) == plain  # descriptions=False: the embedding alone
-        default = col.search(text=query, k=10)  # packaged weights: on by default
-        assert {h.id for h in default} == set(plain) and all(h.matched is not None for h in default)
-    finally:
-        col.remove_annotations(target)
-    assert col.uses_descriptions() is False and col.search(text=query, k=10)[0].matched is None
-
-
-def test_hybrid_pages_agree_with_the_full_list_and_arithmetic_works(described: Collection):
-    col = described
-    first = col.search(text="a striped card", k=1)[0].id
-    col.annotate(first, "a red striped card on a table")
-    try:
-        full = col.search(text="red card", k=8)
-        assert [h.rank for h in full] == list(range(1, 9))
-        page = col.search(text="red card", k=3, offset=2)
-        assert [h.id for h in page] == [h.id for h in full[2:5]]
-        assert [h.rank for h in page] == [3, 4, 5]
-        mixed = col.search(query=[(1.0, "red card"), (-0.5, "snow")], k=4)
-        assert len(mixed) == 4
-        texts = col.search(text="red card", mode="t2t", k=2)
-        assert texts[0].text_kind == "annotation" and texts[0].by_person is True
-    finally:
-        col.remove_annotations(first)
-
-
-@pytest.mark.parametrize("query", ['"', "dog*", "NEAR(a b)", "-", "(", ":", 'a "b', "狗 *"])
-def test_search_with_fts_special_characters_never_raises(described: Collection, query: str):
-    image_id = int(described.catalog.ids("images")[0])
-    described.annotate(image_id, 'a "quoted" dog (NEAR) - the: end*')
-    try:
-        assert len(described.search(text=query, k=3)) == 3
-    finally:
-        described.remove_annotations(image_id)

@@ -251,7 +251,9 @@ A term that names an existing file is an image. A term that looks like a file (a
 suffix, a "/", or a leading ./ or ~) but is missing is an error, never searched as text:
 give --text, or quote it twice ('"AC/DC live"') to mean the words.
 Text output: score, then the image path and its first caption (t2i, i2i), or the caption
-and the image it belongs to (i2t, t2t); --json carries every field.
+and the image it belongs to (i2t, t2t); --json carries every field. A text->image hit
+that a description lifted says which, on the next line ("matched: ..."); an automatic
+caption or tag is marked "auto".
 """
 
 
@@ -282,6 +284,14 @@ def search_command(
         bool, typer.Option("--text", help="read every term as text, never as an image path")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="a JSON list of hits")] = False,
+    no_descriptions: Annotated[
+        bool,
+        typer.Option(
+            "--no-descriptions",
+            help="text->image by the embedding alone, not also by the photos' captions, "
+            "annotations and tags (to compare)",
+        ),
+    ] = False,
     paths_only: Annotated[
         bool,
         typer.Option(
@@ -305,8 +315,9 @@ def search_command(
     from crossmodal.quick_search import quick_search
 
     hits, col = quick_search(
-        collection, terms, k, mode, model, lambda line: typer.echo(line, err=True)
-    )
+        collection, terms, k, mode, model, lambda line: typer.echo(line, err=True),
+        descriptions=False if no_descriptions else None,
+    )  # fmt: skip
     _print_hits(hits, as_json=as_json, paths_only=paths_only, print0=print0)
     if not hits:
         what = "captions or annotations" if mode in ("i2t", "t2t") else "images"
@@ -338,11 +349,26 @@ def _print_hits(hits: list[SearchHit], *, as_json: bool, paths_only: bool, print
 
 
 def hit_line(hit: SearchHit) -> str:
-    """score, caption, its image for a caption hit; score, image, its first caption for an image."""
+    """score, caption, its image for a caption hit; score, image, its first caption for an
+    image, then (hybrid t2i) an indented line per description that lifted it."""
     if hit.kind == "text":
-        return f"{hit.score:.4f}\t{_one_line(hit.text)}\t{shown(hit.path)}"
+        auto = "" if hit.by_person is not False else " (auto)"
+        return f"{hit.score:.4f}\t{_one_line(hit.text)}{auto}\t{shown(hit.path)}"
     caption = f"\t{_one_line(hit.caption)}" if hit.caption else ""
-    return f"{hit.score:.4f}\t{shown(hit.path)}{caption}"
+    return f"{hit.score:.4f}\t{shown(hit.path)}{caption}" + "".join(
+        "\n\t" + matched_line(m) for m in hit.matched or []
+    )
+
+
+def matched_line(matched: dict[str, Any]) -> str:
+    """Why a description lifted a hit: `matched: "text" (annotation; words: max, farm)`."""
+    kind = matched["kind"] + ("" if matched["by_person"] else ", auto")
+    how = (
+        "words: " + ", ".join(matched.get("words") or [])
+        if matched["how"] == "words"
+        else f"similar {matched['similarity']:.2f}"
+    )
+    return f'matched: "{_one_line(matched["text"])}" ({kind}; {how}; +{matched["added"]:.3f})'
 
 
 def _one_line(text: str | None) -> str:

@@ -6,6 +6,7 @@ model and the writer lock), kept apart so each module reads in one sitting.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -36,6 +37,16 @@ class DescriptionMethods:
 
     def _writing(self) -> AbstractContextManager[None]:
         raise NotImplementedError  # Collection's
+
+    def image_id_of(self, path: Path) -> int | None:
+        """The id of the indexed photo at `path` (as given, made absolute), or None."""
+        target = Path(os.path.abspath(Path(path).expanduser()))
+        for root_id, root in self.catalog.roots().items():
+            if target.is_relative_to(root) and target != Path(root):
+                row = self.catalog.image_at(root_id, target.relative_to(root).as_posix())
+                if row is not None:
+                    return row["id"]
+        return None
 
     def uses_descriptions(self, wanted: bool | None = None) -> bool:
         """Whether a t2i search scores descriptions: asked (`wanted`: None = by default) and

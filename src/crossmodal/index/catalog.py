@@ -297,6 +297,15 @@ class Catalog(TextTable):
             row = self._con.execute("SELECT vector FROM images WHERE id=?", (image_id,)).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
 
+    def image_at(self, root_id: int, relpath: str) -> ImageRow | None:
+        with self._lock:
+            r = self._con.execute(
+                f"SELECT {self._IMAGE_COLS} FROM images WHERE root_id=? AND "
+                "relpath=CAST(? AS TEXT)",
+                (root_id, fs_bytes(relpath)),
+            ).fetchone()
+        return None if r is None else ImageRow(**dict(r))  # type: ignore[typeddict-item]  # sqlite3.Row keys are the columns
+
     def image_vectors(self, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids found, their vectors) of these images, in the order of `ids`."""
         found: dict[int, bytes] = {}

@@ -31,6 +31,7 @@ from crossmodal.data import load_image
 from crossmodal.errors import CollectionError, ImageLoadError
 from crossmodal.fsnames import shown
 from crossmodal.index.query import LRU, direction
+from crossmodal.web.annotating import AnnotationMethods
 from crossmodal.web.errors import Rejected
 
 if TYPE_CHECKING:
@@ -84,6 +85,8 @@ class TextQuery(NamedTuple):
     mode: str
     k: int
     offset: int
+    #: t2i: score the images' descriptions too (index/hybrid.py); False: the embedding alone
+    descriptions: bool = True
 
 
 @dataclass
@@ -177,7 +180,7 @@ def hit_to_dict(hit: SearchHit) -> dict[str, Any]:
     return out
 
 
-class WebService:
+class WebService(AnnotationMethods):
     """One collection served over HTTP. Thread-safe: routes run on a thread pool."""
 
     def __init__(self, collection: Collection, settings: WebSettings) -> None:
@@ -188,7 +191,7 @@ class WebService:
         self.queries.cache.size = settings.query_cache_size
         self._thumbs: LRU[tuple[int, str, int], bytes] = LRU(settings.thumbnail_cache_size)
         # whole answers of text searches, as JSON, valid while the catalogue is unchanged
-        self._pages: LRU[tuple[str, str, int, int], tuple[int, bytes]] = LRU(
+        self._pages: LRU[tuple[str, str, int, int, bool], tuple[int, bytes]] = LRU(
             settings.page_cache_size
         )
         self._version = CatalogVersion(collection.catalog.path)
@@ -283,8 +286,10 @@ class WebService:
             }
         return out
 
-    def search_text(self, q: str, mode: TextMode, k: int, offset: int) -> Page:
-        query = TextQuery(_normalise_query(q), mode, k, offset)
+    def search_text(
+        self, q: str, mode: TextMode, k: int, offset: int, descriptions: bool = True
+    ) -> Page:
+        query = TextQuery(_normalise_query(q), mode, k, offset, descriptions)
         if self._batcher is not None:
             return self._batcher(query)
         result = self._search_texts([query])[0]
@@ -292,20 +297,22 @@ class WebService:
             raise result
         return result
 
-    async def search_text_json(self, q: str, mode: TextMode, k: int, offset: int) -> bytes:
+    async def search_text_json(
+        self, q: str, mode: TextMode, k: int, offset: int, descriptions: bool = True
+    ) -> bytes:
         """`search_text` as JSON bytes. A query asked before, of a catalogue nobody has changed
         since, is answered from memory on the event loop; anything else joins the next batch
         of searches (waiting without holding a thread)."""
         text = _normalise_query(q)
-        key = (text, mode, k, offset)
+        key = (text, mode, k, offset, descriptions)
         version = self._version()  # read first: a commit during the search makes it stale
         cached = self._pages.get(key)
         if cached is not None and cached[0] == version:
             return cached[1]
         if self._batcher is not None:
-            page = await self._batcher.run(TextQuery(text, mode, k, offset))
+            page = await self._batcher.run(TextQuery(text, mode, k, offset, descriptions))
         else:
-            page = await run_in_threadpool(self.search_text, text, mode, k, offset)
+            page = await run_in_threadpool(self.search_text, text, mode, k, offset, descriptions)
         data = page.to_json()
         self._pages.put(key, (version, data))
         return data
@@ -406,14 +413,6 @@ class WebService:
         out["failed"] = [f.message for f in report.failed]
         return out
 
-    def annotate(self, image_id: int, text: str) -> dict[str, Any]:
-        self._record(image_id)
-        if not text.strip():
-            raise Rejected(422, "empty annotation: give the text to attach")
-        with self._write() as writer:
-            text_id = writer.annotate(image_id, text)
-        return {"id": image_id, "text_id": text_id, "text": text.strip()}
-
     def delete(self, image_id: int) -> dict[str, Any]:
         """Forget the row with this id, and only it (never by its path, which a link shares
         with its target's once resolved); 404 when there is none."""
@@ -463,16 +462,17 @@ class WebService:
         texts = list(dict.fromkeys(q.text for q in queries))
         vectors = dict(zip(texts, self.queries.text_vectors(texts), strict=True))
         results: dict[int, Page | BaseException] = {}
-        groups: dict[tuple[str, int, int], list[int]] = {}
+        groups: dict[tuple[str, int, int, bool], list[int]] = {}
         for n, q in enumerate(queries):
-            groups.setdefault((q.mode, q.k, q.offset), []).append(n)
-        for (mode, k, offset), group in groups.items():
+            groups.setdefault((q.mode, q.k, q.offset, q.descriptions), []).append(n)
+        for (mode, k, offset, descriptions), group in groups.items():
             way = direction(mode)
             try:
                 matrix = np.stack([vectors[queries[n].text] for n in group])
                 found = self.collection.search_vectors(
-                    matrix, k, way.target, way.cross_modal, offset=offset
-                )
+                    matrix, k, way.target, way.cross_modal, offset,
+                    [queries[n].text for n in group], None if descriptions else False,
+                )  # fmt: skip
                 total = self._count(way.target)
             except Exception as exc:  # the index or catalogue failed: every query of it
                 for n in group:
