@@ -31,7 +31,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +41,7 @@ from crossmodal.data import read_captions_file
 from crossmodal.errors import CollectionEmpty, CollectionError, CrossmodalError
 from crossmodal.index.ann import ALL_KINDS, parse_memory
 from crossmodal.index.annotations import DescriptionMethods
-from crossmodal.index.autodescribe import (
-    DescribeReport,
-    advance_watermark,
-    all_described_before,
-    describe_all,
-    make_describer,
-    store_generated,
-)
+from crossmodal.index.autodescribe import AutoDescribeMethods, index_describing
 from crossmodal.index.catalog import Catalog, ImageRow, database_error
 from crossmodal.index.descriptions import Description
 from crossmodal.index.hybrid import hybrid_hits
@@ -81,7 +73,7 @@ from crossmodal.index.writer import (
 )
 from crossmodal.models.base import Encoder
 from crossmodal.models.hubness import query_columns
-from crossmodal.models.tagger import AutoDescriber, TagSettings
+from crossmodal.models.tagger import TagSettings
 
 # parse_query lives in a light module so the CLI can check a query without importing torch
 from crossmodal.search_options import parse_query
@@ -114,7 +106,7 @@ def default_collection_path() -> Path:
 
 
 # ---- the collection -----------------------------------------------------------------------
-class Collection(DescriptionMethods):
+class Collection(DescriptionMethods, AutoDescribeMethods):
     """A gallery folder: open, index, search. Thread-safe for one process's readers and writer.
 
     Use `Collection.open(path, model=None, create=False)`. `model` is a registry name, a model
@@ -394,18 +386,11 @@ class Collection(DescriptionMethods):
                 # the model is loaded only when there is something to embed: a run that finds
                 # nothing new (a nightly cron job) takes a second, not a model load
                 if plan.embed:
-                    describer = make_describer(self.model, describe)
-                    # every image described so far: the new ones will be too, so a later
-                    # `describe_all` may start after them
-                    in_step = describer is not None and all_described_before(self.catalog)
-                    hook = partial(store_generated, self.catalog, self.stores, describer)
-                    embed_files(
-                        self.catalog, self.stores, self.model, root_id, plan.embed,
-                        caption_map, batch_size, show_progress, report,
-                        hook if describer is not None else None,
-                    )  # fmt: skip
-                    if in_step:
-                        advance_watermark(self.catalog)
+                    with index_describing(self.catalog, self.stores, self.model, describe) as on:
+                        embed_files(
+                            self.catalog, self.stores, self.model, root_id, plan.embed,
+                            caption_map, batch_size, show_progress, report, on,
+                        )  # fmt: skip
                 if caption_map is not None:
                     rows = self.catalog.images_under(root_id, prefix)
                     sync_captions(
@@ -454,23 +439,6 @@ class Collection(DescriptionMethods):
                 forget_images(self.catalog, self.stores, found)
                 self.stores.save()
         return len(found)
-
-    def describe_all(
-        self,
-        batch_size: int = 64,
-        redo: bool = False,
-        auto_captions: bool = False,
-        show_progress: bool = True,
-    ) -> DescribeReport:
-        """Store automatic tags (and with `auto_captions` captions) for the images not yet
-        described, e.g. indexed before tags existed; resumable, `redo` starts over."""
-        describer = AutoDescriber(self.model, TagSettings(captions=auto_captions))
-        with self._writing():
-            report = describe_all(
-                self.catalog, self.stores, describer, batch_size, redo, show_progress
-            )
-            self.stores.save()
-        return report
 
     # ---- reading ----------------------------------------------------------------------------
     def _row(self, image_id: int) -> ImageRow:

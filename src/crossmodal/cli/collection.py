@@ -67,6 +67,28 @@ RebuildOpt = Annotated[
 ]
 
 
+TagsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tags/--no-tags",
+        help="automatic tags of new photos (ImageNet classes, dog breeds; en + zh) from the "
+        "image tower's classifier, found by text search",
+    ),
+]
+AutoCaptionsOpt = Annotated[
+    bool,
+    typer.Option("--auto-captions", help="also an automatic caption per new photo (slow)"),
+]
+DescribeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--describe",
+        help="tag (and with --auto-captions caption) the photos indexed without them; "
+        "resumable; alone, without a folder, it only does that",
+    ),
+]
+
+
 @friendly_errors
 def index_command(
     directory: Annotated[
@@ -94,28 +116,9 @@ def index_command(
     optimize: OptimizeOpt = False,
     rebuild: RebuildOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
-    tags: Annotated[
-        bool,
-        typer.Option(
-            "--tags/--no-tags",
-            help="automatic tags of new photos (ImageNet classes, dog breeds; en + zh) from "
-            "the image tower's classifier, found by text search",
-        ),
-    ] = True,
-    auto_captions: Annotated[
-        bool,
-        typer.Option(
-            "--auto-captions", help="also an automatic caption per new photo (slow: opt-in)"
-        ),
-    ] = False,
-    describe: Annotated[
-        bool,
-        typer.Option(
-            "--describe",
-            help="tag (and with --auto-captions caption) the photos indexed without them; "
-            "resumable; alone, without a folder, it only does that",
-        ),
-    ] = False,
+    tags: TagsOpt = True,
+    auto_captions: AutoCaptionsOpt = False,
+    describe: DescribeOpt = False,
 ) -> None:
     """Index a folder of photos incrementally: new, changed, moved and deleted files.
 

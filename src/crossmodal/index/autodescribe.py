@@ -13,8 +13,10 @@ The writer lock is held by the caller.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from tqdm.auto import tqdm
 
 from crossmodal.index.catalog import Catalog
 from crossmodal.index.descriptions import Description
-from crossmodal.index.ingest import describe_images
+from crossmodal.index.ingest import DescribeHook, describe_images
 from crossmodal.index.writer import StoreCache, VectorChanges
 from crossmodal.models.base import Encoder
 from crossmodal.models.tagger import AutoDescriber, TagSettings, supports_tags
@@ -30,9 +32,11 @@ from crossmodal.models.tagger import AutoDescriber, TagSettings, supports_tags
 __all__ = [
     "GENERATED_SOURCES",
     "WATERMARK_KEY",
+    "AutoDescribeMethods",
     "DescribeReport",
     "clear_generated",
     "describe_all",
+    "index_describing",
     "make_describer",
     "store_generated",
 ]
@@ -174,3 +178,52 @@ def make_describer(model: Encoder, describe: bool | TagSettings) -> AutoDescribe
     if describe is True:
         return AutoDescriber(model) if supports_tags(model) else None
     return AutoDescriber(model, describe)
+
+
+@contextmanager
+def index_describing(
+    catalog: Catalog, stores: StoreCache, model: Encoder, describe: bool | TagSettings
+) -> Iterator[DescribeHook | None]:
+    """The hook an index run hands `ingest.embed_files` (None: no descriptions). When every
+    image so far had been described, a run that completes moves the watermark past its new
+    images, so `describe_all` does not look at them again."""
+    describer = make_describer(model, describe)
+    if describer is None:
+        yield None
+        return
+    in_step = all_described_before(catalog)
+    yield partial(store_generated, catalog, stores, describer)
+    if in_step:
+        advance_watermark(catalog)
+
+
+class AutoDescribeMethods:
+    """`Collection.describe_all`: a mixin (Collection provides the catalogue, the stores, the
+    model and the writer lock)."""
+
+    catalog: Catalog
+    stores: StoreCache
+
+    @property
+    def model(self) -> Encoder:
+        raise NotImplementedError  # Collection's
+
+    def _writing(self) -> AbstractContextManager[None]:
+        raise NotImplementedError  # Collection's
+
+    def describe_all(
+        self,
+        batch_size: int = 64,
+        redo: bool = False,
+        auto_captions: bool = False,
+        show_progress: bool = True,
+    ) -> DescribeReport:
+        """Store automatic tags (and with `auto_captions` captions) for the images not yet
+        described, e.g. indexed before tags existed; resumable, `redo` starts over."""
+        describer = AutoDescriber(self.model, TagSettings(captions=auto_captions))
+        with self._writing():
+            report = describe_all(
+                self.catalog, self.stores, describer, batch_size, redo, show_progress
+            )
+            self.stores.save()
+        return report

@@ -251,9 +251,3 @@ def _knowledge_base() -> Any:
 
     return KnowledgeBase.load()
 
-
-def describe_features(
-    model: Any, features: Sequence[np.ndarray] | np.ndarray, settings: TagSettings = TagSettings()
-) -> list[list[Description]]:
-    """One-shot `AutoDescriber(model, settings).describe(features)`."""
-    return AutoDescriber(model, settings).describe(np.asarray(features, np.float32))
