@@ -250,4 +250,3 @@ def _knowledge_base() -> Any:
     from crossmodal.dogs.knowledge import KnowledgeBase
 
     return KnowledgeBase.load()
-
