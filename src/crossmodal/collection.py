@@ -105,6 +105,14 @@ def default_collection_path() -> Path:
     return Path(data_home).expanduser() / "crossmodal" / "default"
 
 
+def first_line(damage: list[str]) -> str:
+    """One line of what SQLite's integrity check found (its report spans lines, under a
+    "*** in database main ***" header): the first finding and how many more there are."""
+    found = [line for text in damage for line in text.splitlines() if not line.startswith("***")]
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    return (found[0] if found else "integrity check failed") + more
+
+
 # ---- the collection -----------------------------------------------------------------------
 class Collection(DescriptionMethods, AutoDescribeMethods):
     """A gallery folder: open, index, search. Thread-safe for one process's readers and writer.
@@ -364,7 +372,7 @@ class Collection(DescriptionMethods, AutoDescribeMethods):
             # every page first (~0.1 s per 100 MB)
             damage = self.catalog.quick_check()
             if damage:
-                raise database_error(self.catalog.path, sqlite3.DatabaseError(damage[0]))
+                raise database_error(self.catalog.path, sqlite3.DatabaseError(first_line(damage)))
             root_id, prefix = root_for(self.catalog, folder)
             root_path = Path(self.catalog.roots()[root_id])
             files, skipped = scan_folder(folder, root_path, only_set, show_progress)
