@@ -17,6 +17,7 @@ Stanford Dogs was drawn from, so these photos may have been its training images.
 
     .venv/bin/python benchmarks/breed_search.py [--split test|val+test|all] [--no-write]
     .venv/bin/python benchmarks/breed_search.py --thresholds   # the tag threshold table
+    .venv/bin/python benchmarks/breed_search.py --cost 64      # tagging's share of indexing
 
 Writes the `breed-search` section of docs/benchmarks.md (between its markers).
 """
@@ -268,6 +269,41 @@ def thresholds(root: Path, flickr: Path) -> None:
     )
 
 
+def cost(root: Path, count: int, env: str) -> str:
+    """Index the first `count` val photos twice (fresh collections): the second run finds the
+    tag names' vectors cached, as every run after a machine's first does."""
+    from crossmodal.collection import Collection
+
+    paths = split_images(root, "val").image_paths[:count]
+    lines = []
+    for run_no in (1, 2):
+        with (
+            tempfile.TemporaryDirectory(prefix="breed-cost-") as tmp,
+            Collection.open(Path(tmp) / "col", model="default", create=True) as col,
+        ):
+            r = col.index(paths[0].parent, only=[p.name for p in paths], show_progress=False)
+        share = r.describe_seconds / r.embed_seconds
+        lines.append(
+            f"- run {run_no}: embedding phase {r.embed_seconds:.1f} s for {r.embedded} photos, "
+            f"{r.described} tags stored in {r.describe_seconds:.1f} s ({share:.0%} of it)"
+        )
+        print(lines[-1], flush=True)
+    return "\n".join(
+        [
+            "<!-- breed-search-cost:start -->",
+            f"Tagging's cost, `python benchmarks/breed_search.py --cost {count}` (two fresh "
+            "collections of the same photos; the first run of a process also loads the breed "
+            "table, and the first on a machine embeds the tag names, Chinese ones with the "
+            "gloss table):",
+            "",
+            *lines,
+            "",
+            f"Machine: {env}.",
+            "<!-- breed-search-cost:end -->",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dogs", default=str(DATA / "stanford_dogs"))
@@ -277,6 +313,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the collections in this folder")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--thresholds", action="store_true")
+    parser.add_argument("--cost", type=int, metavar="N", help="tagging's cost on N photos")
     args = parser.parse_args()
     if args.thresholds:
         thresholds(Path(args.dogs), Path(args.flickr))
@@ -286,6 +323,11 @@ def main() -> None:
     prepare_torch(os.cpu_count() or 1)
     env = machine()
     print(env, flush=True)
+    if args.cost:
+        body = cost(Path(args.dogs), args.cost, env)
+        if not args.no_write:
+            update_section(DOC, "breed-search-cost", body)
+        return
     selected, log = select_weights(Path(args.dogs), args.keep) if args.select else (None, [])
     out = run(Path(args.dogs), args.split, args.keep, selected)
     command = "python benchmarks/breed_search.py" + (
