@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crossmodal.index.descriptions import fts_query
+from crossmodal.index.query import LRU
 from crossmodal.index.results import SearchHit, hits_of
 from crossmodal.models.hubness import query_columns
 
@@ -102,7 +103,7 @@ def candidates(
     depth: int,
 ) -> Candidates:
     """The features of the images a hybrid query ranks: the embedding's top `depth`, the
-    owners of the `depth` nearest descriptions and of the `4 * depth` best FTS matches."""
+    owners of the `depth` nearest descriptions and of the `depth` best FTS matches."""
     query = np.asarray(vector, np.float32).reshape(-1)
     images = stores.get("images")
     cross = query_columns(query[None], True) if images.dim != dim else query[None]
@@ -117,13 +118,13 @@ def candidates(
         found = catalog.get_texts([int(i) for i in near[0] if i >= 0])
         owners.update(row["image_id"] for row in found.values())
     expression = fts_query(text)
-    matches = catalog.match_terms(expression, 4 * depth) if expression else []
+    matches = catalog.match_terms(expression, depth) if expression else []
     owners.update(m.image_id for m in matches)
 
     missing = [i for i in owners if i not in embedding]
     if missing:
         found_ids, vectors = catalog.image_vectors(missing, dim)
-        rows = stores.rows("images", vectors)  # with the hubness offset, as the store has them
+        rows = _stored_rows(stores, vectors)
         embedding.update(zip(found_ids.tolist(), (rows @ cross[0]).tolist(), strict=True))
     image_ids = np.array(sorted(embedding), np.int64)
     position = {int(i): n for n, i in enumerate(image_ids)}
@@ -139,6 +140,25 @@ def candidates(
     _dense_features(out, catalog, dim, query, position)
     _lexical_features(out, matches, position)
     return out
+
+
+#: image vector bytes -> its row as the store keeps it: the hubness offset of a row costs a
+#: product with the whole bank of training queries, and the same described images come back
+#: as candidates query after query
+_ROWS: LRU[tuple[int, bytes], np.ndarray] = LRU(65536)
+
+
+def _stored_rows(stores: StoreCache, vectors: np.ndarray) -> np.ndarray:
+    """Catalogue vectors with their hubness offset, as the image store has them."""
+    keys = [(id(stores), v.tobytes()) for v in vectors]
+    rows = [_ROWS.get(key) for key in keys]
+    todo = [n for n, row in enumerate(rows) if row is None]
+    if todo:
+        made = stores.rows("images", vectors[todo])
+        for n, row in zip(todo, made, strict=True):
+            rows[n] = row
+            _ROWS.put(keys[n], row)
+    return np.stack(rows)  # type: ignore[arg-type]  # every row set above
 
 
 def _dense_features(
