@@ -91,7 +91,7 @@ class Candidates:
     dense_text: np.ndarray  # (n, 2) that description's text id; -1: none
     lexical: np.ndarray  # (n, 2) best BM25 / the query's best BM25, in [0, 1]; 0: none
     lexical_text: np.ndarray  # (n, 2)
-    words: dict[int, list[str]]  # text id -> its words that matched the query
+    words: dict[int, list[str]]  # text id -> its words that matched the query (FTS5)
 
 
 def candidates(
@@ -178,6 +178,7 @@ def _dense_features(
 def _lexical_features(out: Candidates, matches: list[Any], position: dict[int, int]) -> None:
     if not matches:
         return
+    out.words.update((m.text_id, m.words) for m in matches)
     best = max(m.score for m in matches)
     if best <= 0:
         return
@@ -190,7 +191,6 @@ def _lexical_features(out: Candidates, matches: list[Any], position: dict[int, i
         if value > out.lexical[row, col]:
             out.lexical[row, col] = value
             out.lexical_text[row, col] = m.text_id
-            out.words[m.text_id] = m.words
 
 
 def contributions(c: Candidates, w: HybridWeights) -> tuple[np.ndarray, np.ndarray]:
@@ -209,17 +209,20 @@ def fuse(c: Candidates, w: HybridWeights) -> np.ndarray:
 
 
 def reasons(c: Candidates, w: HybridWeights, row: int) -> list[dict[str, Any]]:
-    """Why candidate `row` scored above its embedding: (text id, how, similarity or words,
-    the score it added), largest first. The caller fills in the texts."""
+    """Why candidate `row` scored above its embedding: (text id, how, its similarity, the
+    query's words it holds, the score it added), largest first. The caller fills in the
+    texts."""
     dense, lexical = contributions(c, w)
     out: list[dict[str, Any]] = []
     for col in (PERSON, GENERATED):
         if dense[row, col] > 0:
+            text_id = int(c.dense_text[row, col])
             out.append(
                 {
-                    "text_id": int(c.dense_text[row, col]),
+                    "text_id": text_id,
                     "how": "meaning",
                     "similarity": round(float(c.dense[row, col]), 4),
+                    "words": c.words.get(text_id, []),
                     "added": round(float(dense[row, col]), 4),
                 }
             )
