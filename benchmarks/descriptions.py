@@ -42,8 +42,8 @@ GENERATED_SHARE = 0.5
 #: the most R@1 (points) the unannotated half may lose on val for a setting to be chosen
 SELECT_MAX_LOSS = 0.5
 GRID = {
-    "threshold": [0.3, 0.4, 0.5, 0.6, 0.7],
-    "dense_person": [0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0],
+    "threshold": [0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9],
+    "dense_person": [0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0],
     "lexical_person": [0.0, 0.01, 0.02, 0.05, 0.1, 0.2],
 }
 

@@ -36,19 +36,18 @@ def test_annotations_added_listed_matched_and_removed(
     writable: tuple[TestClient, Collection],
 ) -> None:
     c, col = writable
-    made = c.post("/api/images/5/annotations", json={"text": "Max at grandma's farm"}, headers=AUTH)
+    made = c.post("/api/images/5/annotations", json={"text": "Max at the farm"}, headers=AUTH)
     assert made.status_code == 200, made.text
     text_id = made.json()["text_id"]
     col.describe(5, [Description("tractor", "tag", "imagenet", "en", 0.7)])
     listed = c.get("/api/images/5/descriptions").json()["descriptions"]
     kinds = {(d["text"], d["kind"], d["by_person"]) for d in listed}
-    assert ("Max at grandma's farm", "annotation", True) in kinds
+    assert ("Max at the farm", "annotation", True) in kinds
     assert ("tractor", "tag", False) in kinds
     page = c.get("/api/search", params={"q": "Max at the farm", "k": 12}).json()
     hit = next(h for h in page["results"] if h["id"] == 5)
     assert any(m["text_id"] == text_id and m["by_person"] for m in hit["matched"])
-    words = [m for m in hit["matched"] if m["how"] == "words"]
-    assert words and {"max", "farm"} <= set(words[0]["words"])
+    assert any({"max", "farm"} <= set(m["words"] or []) for m in hit["matched"])
     plain = c.get("/api/search", params={"q": "Max at the farm", "k": 12, "descriptions": "false"})
     assert all(h["matched"] is None for h in plain.json()["results"])
     gone = c.delete(f"/api/images/5/annotations/{text_id}", headers=AUTH)

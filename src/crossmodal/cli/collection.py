@@ -364,14 +364,15 @@ def hit_line(hit: SearchHit) -> str:
 
 
 def matched_line(matched: dict[str, Any]) -> str:
-    """Why a description lifted a hit: `matched: "text" (annotation; words: max, farm)`."""
-    kind = matched["kind"] + ("" if matched["by_person"] else ", auto")
-    how = (
-        "words: " + ", ".join(matched.get("words") or [])
-        if matched["how"] == "words"
-        else f"similar {matched['similarity']:.2f}"
-    )
-    return f'matched: "{_one_line(matched["text"])}" ({kind}; {how}; +{matched["added"]:.3f})'
+    """Why a description lifted a hit:
+    `matched: "Max at the farm" (annotation; similar 0.93; words: max, farm; +0.130)`."""
+    parts = [matched["kind"] + ("" if matched["by_person"] else ", auto")]
+    if matched.get("similarity") is not None:
+        parts.append(f"similar {matched['similarity']:.2f}")
+    if matched.get("words"):
+        parts.append("words: " + ", ".join(matched["words"]))
+    parts.append(f"+{matched['added']:.3f}")
+    return f'matched: "{_one_line(matched["text"])}" ({"; ".join(parts)})'
 
 
 def _one_line(text: str | None) -> str:

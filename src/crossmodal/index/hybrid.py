@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crossmodal.index.descriptions import fts_query
+from crossmodal.index.query import LRU
 from crossmodal.index.results import SearchHit, hits_of
 from crossmodal.models.hubness import query_columns
 
@@ -90,7 +91,7 @@ class Candidates:
     dense_text: np.ndarray  # (n, 2) that description's text id; -1: none
     lexical: np.ndarray  # (n, 2) best BM25 / the query's best BM25, in [0, 1]; 0: none
     lexical_text: np.ndarray  # (n, 2)
-    words: dict[int, list[str]]  # text id -> its words that matched the query
+    words: dict[int, list[str]]  # text id -> its words that matched the query (FTS5)
 
 
 def candidates(
@@ -102,7 +103,7 @@ def candidates(
     depth: int,
 ) -> Candidates:
     """The features of the images a hybrid query ranks: the embedding's top `depth`, the
-    owners of the `depth` nearest descriptions and of the `4 * depth` best FTS matches."""
+    owners of the `depth` nearest descriptions and of the `depth` best FTS matches."""
     query = np.asarray(vector, np.float32).reshape(-1)
     images = stores.get("images")
     cross = query_columns(query[None], True) if images.dim != dim else query[None]
@@ -117,13 +118,13 @@ def candidates(
         found = catalog.get_texts([int(i) for i in near[0] if i >= 0])
         owners.update(row["image_id"] for row in found.values())
     expression = fts_query(text)
-    matches = catalog.match_terms(expression, 4 * depth) if expression else []
+    matches = catalog.match_terms(expression, depth) if expression else []
     owners.update(m.image_id for m in matches)
 
     missing = [i for i in owners if i not in embedding]
     if missing:
         found_ids, vectors = catalog.image_vectors(missing, dim)
-        rows = stores.rows("images", vectors)  # with the hubness offset, as the store has them
+        rows = _stored_rows(stores, vectors)
         embedding.update(zip(found_ids.tolist(), (rows @ cross[0]).tolist(), strict=True))
     image_ids = np.array(sorted(embedding), np.int64)
     position = {int(i): n for n, i in enumerate(image_ids)}
@@ -139,6 +140,25 @@ def candidates(
     _dense_features(out, catalog, dim, query, position)
     _lexical_features(out, matches, position)
     return out
+
+
+#: image vector bytes -> its row as the store keeps it: the hubness offset of a row costs a
+#: product with the whole bank of training queries, and the same described images come back
+#: as candidates query after query
+_ROWS: LRU[tuple[int, bytes], np.ndarray] = LRU(65536)
+
+
+def _stored_rows(stores: StoreCache, vectors: np.ndarray) -> np.ndarray:
+    """Catalogue vectors with their hubness offset, as the image store has them."""
+    keys = [(id(stores), v.tobytes()) for v in vectors]
+    rows = [_ROWS.get(key) for key in keys]
+    todo = [n for n, row in enumerate(rows) if row is None]
+    if todo:
+        made = stores.rows("images", vectors[todo])
+        for n, row in zip(todo, made, strict=True):
+            rows[n] = row
+            _ROWS.put(keys[n], row)
+    return np.stack(rows)  # type: ignore[arg-type]  # every row set above
 
 
 def _dense_features(
@@ -158,6 +178,7 @@ def _dense_features(
 def _lexical_features(out: Candidates, matches: list[Any], position: dict[int, int]) -> None:
     if not matches:
         return
+    out.words.update((m.text_id, m.words) for m in matches)
     best = max(m.score for m in matches)
     if best <= 0:
         return
@@ -170,7 +191,6 @@ def _lexical_features(out: Candidates, matches: list[Any], position: dict[int, i
         if value > out.lexical[row, col]:
             out.lexical[row, col] = value
             out.lexical_text[row, col] = m.text_id
-            out.words[m.text_id] = m.words
 
 
 def contributions(c: Candidates, w: HybridWeights) -> tuple[np.ndarray, np.ndarray]:
@@ -189,17 +209,20 @@ def fuse(c: Candidates, w: HybridWeights) -> np.ndarray:
 
 
 def reasons(c: Candidates, w: HybridWeights, row: int) -> list[dict[str, Any]]:
-    """Why candidate `row` scored above its embedding: (text id, how, similarity or words,
-    the score it added), largest first. The caller fills in the texts."""
+    """Why candidate `row` scored above its embedding: (text id, how, its similarity, the
+    query's words it holds, the score it added), largest first. The caller fills in the
+    texts."""
     dense, lexical = contributions(c, w)
     out: list[dict[str, Any]] = []
     for col in (PERSON, GENERATED):
         if dense[row, col] > 0:
+            text_id = int(c.dense_text[row, col])
             out.append(
                 {
-                    "text_id": int(c.dense_text[row, col]),
+                    "text_id": text_id,
                     "how": "meaning",
                     "similarity": round(float(c.dense[row, col]), 4),
+                    "words": c.words.get(text_id, []),
                     "added": round(float(dense[row, col]), 4),
                 }
             )

@@ -262,6 +262,8 @@ def collection_stats(catalog: Catalog, folder: Path) -> dict[str, Any]:
         "images": catalog.count("images"),
         "captions": texts["caption"],
         "annotations": texts["annotation"],
+        "tags": texts["tag"],
+        "auto_captions": texts["auto_caption"],
         "failed": catalog.count("failures"),
         "roots": sorted(catalog.roots().values()),
         "disk_bytes": disk,

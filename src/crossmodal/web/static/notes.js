@@ -49,7 +49,7 @@ function matchedLines(hit) {
     line.append(labelSpan("matched-label", "notes.matched"), noteSpan("matched-text", m.text, true));
     line.append(labelSpan("note-kind", `notes.kind.${m.kind}`));
     if (!m.by_person) line.append(labelSpan("note-auto", "notes.auto"));
-    if (m.how === "words" && m.words && m.words.length) {
+    if (m.words && m.words.length) {
       line.append(labelSpan("matched-how", "notes.words"), noteSpan("matched-words", m.words.join(", "), true));
     }
     box.append(line);
