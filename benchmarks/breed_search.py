@@ -126,7 +126,8 @@ def select_weights(root: Path, keep: Path | None) -> tuple[HybridWeights, list[s
     best: tuple[float, HybridWeights] | None = None
     with dogs_collection(root, "val", keep) as (col, labels_of, relevant, ds, _):
         texts = queries(ds.class_ids)
-        for dense, lexical in GRID:
+        packaged = (base.dense_generated, base.lexical_generated)
+        for dense, lexical in [packaged, *(g for g in GRID if g != packaged)]:
             w = replace(base, dense_generated=dense, lexical_generated=lexical)
             with hybrid_weights(w):
                 got = [score(col, texts[lang], labels_of, relevant, True)[2] for lang in texts]
@@ -139,7 +140,7 @@ def select_weights(root: Path, keep: Path | None) -> tuple[HybridWeights, list[s
     return best[1], log
 
 
-#: (dense_generated, lexical_generated) tried on val; the packaged values are the first
+#: (dense_generated, lexical_generated) tried on val, after the packaged values
 GRID = [(0.05, 0.025), (0.05, 0.1), (0.1, 0.2), (0.1, 0.4), (0.2, 0.4), (0.2, 0.8)]
 
 
