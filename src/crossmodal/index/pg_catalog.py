@@ -75,6 +75,8 @@ class PgCatalog:
 
     #: no photo-fact columns yet (index/facts.py): facts are not stored, filters refuse
     KEEPS_FACTS = False
+    #: nor description columns / FTS (index/schema.py v3): no tags, t2i by the embedding alone
+    KEEPS_DESCRIPTIONS = False
 
     def __init__(self, url: str, connect_timeout: float = 10) -> None:
         self.url = url
