@@ -64,7 +64,8 @@ def _in_process(col: Path, *query: str, mode: str = "auto") -> list[str]:
 
     with Collection.open(col, model=str(tiny_model_dir(0))) as collection:
         hits = collection.search(query=parse_query(list(query)), k=4, mode=mode)
-    return [hit_line(h) for h in hits]
+    # a hit that descriptions lifted prints its `matched:` lines under it
+    return "\n".join(hit_line(h) for h in hits).splitlines()
 
 
 def _in_process_json(col: Path, query: str) -> list[dict]:

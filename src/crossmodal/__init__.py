@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> object:
     # lazy: `import crossmodal` stays light (no numpy/faiss/PIL) for the CLI's --help
-    if name in ("Collection", "SearchHit", "IndexReport"):
+    if name in ("Collection", "Description", "SearchHit", "IndexReport"):
         from crossmodal import collection
 
         return getattr(collection, name)
@@ -31,6 +31,7 @@ __all__ = [
     "ConfigError",
     "CrossmodalError",
     "DatasetError",
+    "Description",
     "ImageLoadError",
     "IndexReport",
     "ModelNotAvailable",

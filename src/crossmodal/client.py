@@ -129,7 +129,12 @@ def one_text(terms: Sequence[tuple[float, object]], mode: str) -> str | None:
 
 
 def server_text_search(
-    folder: Path, text: str, mode: str, k: int, absolute: bool = False
+    folder: Path,
+    text: str,
+    mode: str,
+    k: int,
+    absolute: bool = False,
+    descriptions: bool | None = None,
 ) -> list[dict[str, Any]] | None:
     """The server's hits (dicts, as `/api/search` gives them) for one text query, or None
     when there is no usable server (the caller then searches in-process). `absolute`: each

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -41,25 +41,28 @@ from crossmodal.data import read_captions_file
 from crossmodal.defaults import DEFAULT_MODEL, default_collection_path, normalise_model_name
 from crossmodal.errors import CollectionEmpty, CollectionError, CrossmodalError
 from crossmodal.index.ann import ALL_KINDS, parse_memory
-from crossmodal.index.catalog import Catalog, ImageRow, database_error
+from crossmodal.index.annotations import DescriptionMethods
+from crossmodal.index.autodescribe import AutoDescribeMethods, index_describing
+from crossmodal.index.catalog import Catalog, ImageRow, database_error, integrity_line
+from crossmodal.index.descriptions import Description
 from crossmodal.index.facts import fill_missing_facts
-from crossmodal.index.filters import filtered_search
+from crossmodal.index.filters import filtered_hits
+from crossmodal.index.hybrid import hybrid_hits
 from crossmodal.index.ingest import (
-    add_annotation,
     apply_moves,
     embed_files,
     forget_images,
     sync_captions,
 )
-from crossmodal.index.query import MODES, QueryEncoder, direction
+from crossmodal.index.query import MODES, QueryEncoder, QueryItem, direction, query_terms
 from crossmodal.index.ray_index import batch_source, check_ray_settings
 from crossmodal.index.results import (
     ImageRecord,
     IndexFailure,
     IndexReport,
     SearchHit,
+    check_page,
     collection_stats,
-    hits_of,
     image_record,
 )
 from crossmodal.index.scan import check_index_folder, hash_files, scan_folder
@@ -74,14 +77,16 @@ from crossmodal.index.writer import (
 )
 from crossmodal.models.base import Encoder
 from crossmodal.models.hubness import query_columns
+from crossmodal.models.tagger import TagSettings
 
 # parse_query and Filter live in light modules: the CLI checks a query without importing torch
 from crossmodal.search_filter import Filter
-from crossmodal.search_options import is_file, parse_query
+from crossmodal.search_options import parse_query
 
 __all__ = [
     "MODES",
     "Collection",
+    "Description",
     "ImageRecord",
     "IndexFailure",
     "IndexReport",
@@ -94,12 +99,9 @@ __all__ = [
 
 CATALOG_FILE = "catalog.sqlite"
 
-#: One query term: a text, a PIL image, or the path of an image file.
-QueryItem: TypeAlias = str | Path | Image.Image
-
 
 # ---- the collection -----------------------------------------------------------------------
-class Collection:
+class Collection(DescriptionMethods, AutoDescribeMethods):
     """A gallery folder: open, index, search. Thread-safe for one process's readers and writer.
 
     Use `Collection.open(path, model=None, create=False)`. `model` is a registry name, a model
@@ -338,6 +340,7 @@ class Collection:
         retry_failed: bool = False,
         ray: str | None = None,
         ray_workers: int | None = None,
+        describe: bool | TagSettings = True,
     ) -> IndexReport:
         """Bring the collection up to date with `directory` (recursively); returns what changed.
 
@@ -349,6 +352,9 @@ class Collection:
         A folder with no image file gives a report whose `no_photos` is true.
         `ray`: decode and embed on a Ray cluster ("local", "auto", HOST:PORT; see
         `crossmodal.index.ray_index`) with `ray_workers` actors; committed here all the same.
+        `describe`: automatic tags for the embedded images (False: none;
+        `TagSettings(captions=True)`: automatic captions too), from the features the tower
+        computed anyway (not on the Ray path yet).
         """
         if batch_size < 1:
             raise CrossmodalError(f"batch size must be at least 1 (got {batch_size})")
@@ -367,7 +373,9 @@ class Collection:
             # every page first (~0.1 s per 100 MB)
             damage = self.catalog.quick_check()
             if damage:
-                raise database_error(self.catalog.path, sqlite3.DatabaseError(damage[0]))
+                raise database_error(
+                    self.catalog.path, sqlite3.DatabaseError(integrity_line(damage))
+                )
             root_id, prefix = root_for(self.catalog, folder)
             root_path = Path(self.catalog.roots()[root_id])
             files, skipped = scan_folder(folder, root_path, only_set, show_progress)
@@ -389,11 +397,14 @@ class Collection:
                 # the model is loaded only when there is something to embed: a run that finds
                 # nothing new (a nightly cron job) takes a second, not a model load
                 if plan.embed:
-                    embed_files(
-                        self.catalog, self.stores, self.model, root_id, plan.embed,
-                        caption_map, batch_size, show_progress, report,
-                        batch_source(on_ray),
-                    )  # fmt: skip
+                    if not getattr(self.catalog, "KEEPS_DESCRIPTIONS", True):
+                        describe = False  # PostgreSQL: no description columns yet
+                    with index_describing(self.catalog, self.stores, self.model, describe) as on:
+                        embed_files(
+                            self.catalog, self.stores, self.model, root_id, plan.embed,
+                            caption_map, batch_size, show_progress, report,
+                            batch_source(on_ray), on,
+                        )  # fmt: skip
                 if caption_map is not None:
                     rows = self.catalog.images_under(root_id, prefix)
                     sync_captions(
@@ -444,18 +455,6 @@ class Collection:
                 self.stores.save()
         return len(found)
 
-    def annotate(self, image_id: int, text: str) -> int:
-        """Attach a text to an image (found by t2t / i2t search); returns the text's id."""
-        text = (text or "").strip()
-        if not text:
-            raise CrossmodalError("empty annotation: give the text to attach")
-        self._row(image_id)
-        vector = self.model.encode_texts([text])[0]
-        with self._writing():
-            text_id = add_annotation(self.catalog, self.stores, image_id, text, vector)
-            self.stores.save()
-        return text_id
-
     # ---- reading ----------------------------------------------------------------------------
     def _row(self, image_id: int) -> ImageRow:
         row = self.catalog.get_images([int(image_id)]).get(int(image_id))
@@ -480,24 +479,7 @@ class Collection:
         query: Sequence[tuple[float, QueryItem]] | None = None,
     ) -> tuple[np.ndarray, bool, bool]:
         """(unit query vector, has a text term, has an image term)."""
-        texts: list[tuple[float, str]] = []
-        images: list[tuple[float, Image.Image | Path]] = []
-        if text is not None and text.strip():
-            texts.append((1.0, text.strip()))  # `text=` is text even if a file has that name
-        terms: list[tuple[float, QueryItem]] = []
-        if image is not None:
-            terms.append((1.0, image if isinstance(image, Image.Image) else Path(image)))
-        terms += [(float(w), item) for w, item in (query or [])]
-        for weight, item in terms:
-            if isinstance(item, Image.Image | Path):
-                images.append((weight, item))
-            elif isinstance(item, str) and is_file(item):
-                images.append((weight, Path(item)))
-            elif isinstance(item, str):
-                if item.strip():
-                    texts.append((weight, item.strip()))
-            else:
-                raise CrossmodalError(f"cannot search with a {type(item).__name__}")
+        texts, images = query_terms(text, image, query)
         vector = self.queries.embed(texts, images)
         return vector, bool(texts), bool(images)
 
@@ -510,25 +492,32 @@ class Collection:
         query: Sequence[tuple[float, QueryItem]] | None = None,
         offset: int = 0,
         filter: Filter = None,
+        descriptions: bool | None = None,
     ) -> list[SearchHit]:
         """Nearest images (t2i, i2i) or texts (i2t, t2t) to the combined query, best first:
         the `k` from rank `offset + 1` on (a page; ranks count from the first result).
 
         `mode="auto"` searches images: t2i for text-only queries, i2i when an image is in it.
         `filter` (a `SearchFilter`): only photos, or texts of photos, with these facts.
+        t2i also scores the images' descriptions (index/hybrid.py; each hit's `matched` says
+        which) where the collection has some; `descriptions=False` ranks by the embedding only.
         """
-        _check_page(k, offset)
+        check_page(k, offset)
         direction(mode)  # an unknown mode is refused before any model work
         self._check_not_empty()
-        vector, has_text, has_image = self.embed_query(text, image, query)
-        way = direction(mode, has_text, has_image)
-        return self.search_vector(vector, k, way.target, way.cross_modal, offset, filter)
+        texts, images = query_terms(text, image, query)
+        vector = self.queries.embed(texts, images)
+        way = direction(mode, bool(texts), bool(images))
+        words = " ".join(t for w, t in texts if w > 0)
+        return self.search_vectors(
+            vector[None], k, way.target, way.cross_modal, offset, filter, [words], descriptions
+        )[0]
 
     def search_by_id(
         self, image_id: int, k: int = 10, mode: str = "i2i", offset: int = 0, filter: Filter = None
     ) -> list[SearchHit]:
         """Images like an indexed image (i2i, the image itself left out) or texts for it (i2t)."""
-        _check_page(k, offset)
+        check_page(k, offset)
         if mode not in ("i2i", "i2t"):
             raise CrossmodalError(f"search by id takes mode i2i or i2t, not {mode!r}")
         self._row(image_id)
@@ -565,21 +554,31 @@ class Collection:
         cross_modal: bool = False,
         offset: int = 0,
         filter: Filter = None,
+        texts: Sequence[str] | None = None,
+        descriptions: bool | None = None,
     ) -> list[list[SearchHit]]:
         """`search_vector` for each row of `vectors`, with one index search and one
         catalogue lookup for them all (what a server answering concurrent queries needs:
-        per query, the catalogue's lock and queries cost more than the search itself)."""
-        _check_page(k, offset)
+        per query, the catalogue's lock and queries cost more than the search itself).
+        `texts`: the query text of each row, for t2i over descriptions (see `search`)."""
+        check_page(k, offset)
         store = self.stores.get(target)
         queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
+        plain = filter is None or filter.empty  # hybrid search does not take filters yet
+        if (
+            target == "images"
+            and cross_modal
+            and texts
+            and plain
+            and self.uses_descriptions(descriptions)
+        ):
+            return [
+                hybrid_hits(self.catalog, self.stores, self.dim, row, text, k, offset)
+                for row, text in zip(queries, texts, strict=True)
+            ]
         if store.dim != self.dim:  # rows carry their hubness offset
             queries = query_columns(queries, cross_modal)
-        scores, ids = filtered_search(self.catalog, store, filter, target, queries, offset + k)
-        per_query = [
-            [(float(s), int(i)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]
-            for row_scores, row_ids in zip(scores, ids, strict=True)
-        ]
-        return [hits[offset : offset + k] for hits in hits_of(self.catalog, per_query, target)]
+        return filtered_hits(self.catalog, store, filter, target, queries, k, offset)
 
     def _check_not_empty(self) -> None:
         if not len(self):
@@ -587,10 +586,3 @@ class Collection:
                 f"no results: collection {self.path} holds no images yet; add some with "
                 f"`crossmodal index DIR --collection {self.path}`"
             )
-
-
-def _check_page(k: int, offset: int = 0) -> None:
-    if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
-        raise CrossmodalError(f"k must be a positive number of results (got {k})")
-    if not isinstance(offset, int | np.integer) or isinstance(offset, bool) or offset < 0:
-        raise CrossmodalError(f"offset must be 0 or a positive number of results (got {offset})")

@@ -55,6 +55,9 @@ def _hits_from_server(col: Collection, results: list[dict]) -> list[SearchHit]:
                 kind=str(r.get("kind", "image")),
                 text_id=r.get("text_id"),
                 relpath=row["relpath"],
+                text_kind=r.get("text_kind"),
+                by_person=r.get("by_person"),
+                matched=r.get("matched"),
             )
         )
     return hits
@@ -96,15 +99,19 @@ def quick_search(
     announce: Announce,
     db: str | None = None,
     filter: SearchFilter | None = None,
+    descriptions: bool | None = None,
 ) -> tuple[list[SearchHit], Collection]:
     """Hits of the query, and the collection (open; the caller closes it). `db`: the
     collection in that PostgreSQL database instead of a folder. A filtered query is answered
-    here (the server's quick path takes plain text searches only)."""
+    here (the server's quick path takes plain text searches only). `descriptions`: as
+    `Collection.search` takes it (False: t2i by the embedding alone)."""
     folder = _folder(collection) if db is None else None
     plain = filter is None or filter.empty
     text = one_text(terms, mode) if model is None and plain else None
     if text is not None and k >= 1 and folder is not None:
-        results = server_text_search(folder, text, "t2t" if mode == "t2t" else "t2i", k)
+        results = server_text_search(
+            folder, text, "t2t" if mode == "t2t" else "t2i", k, descriptions=descriptions
+        )
         if results is not None:
             col = Collection.open(folder)
             return _hits_from_server(col, results), col
@@ -119,4 +126,4 @@ def quick_search(
         col = Collection.open(folder, model=model, db=db)
     else:
         col = Collection.open(folder, model=encoder, db=db)
-    return col.search(query=terms, k=k, mode=mode, filter=filter), col
+    return col.search(query=terms, k=k, mode=mode, filter=filter, descriptions=descriptions), col

@@ -15,6 +15,7 @@ import crossmodal.index.store as store_mod
 from crossmodal import Collection
 from crossmodal.index.facts import FACT_COLUMNS, facts_of, rows_without_facts
 from crossmodal.index.filters import allowed_ids
+from crossmodal.index.schema import SCHEMA_VERSION
 from crossmodal.models import load_model
 from crossmodal.models.base import Encoder
 from crossmodal.search_filter import SearchFilter, parse_filter
@@ -56,7 +57,8 @@ def _rel(col: Collection, hits: list) -> list[str]:
 
 def _expect(col: Collection, flt: SearchFilter, expected: set[str]) -> None:
     """t2i with the filter: exactly the expected photos, in the unfiltered ranking's order."""
-    every = _rel(col, col.search("a photo", k=100, mode="t2i"))
+    # a filtered search ranks by the embedding alone (hybrid search takes no filter yet)
+    every = _rel(col, col.search("a photo", k=100, mode="t2i", descriptions=False))
     got = _rel(col, col.search("a photo", k=100, mode="t2i", filter=flt))
     assert set(got) == expected
     assert got == [r for r in every if r in expected]
@@ -137,7 +139,7 @@ def test_a_filter_letting_all_through_gives_the_unfiltered_scores(
     library: Collection, monkeypatch: pytest.MonkeyPatch
 ):
     """Same scores (hubness column and all) by direct scoring and by the FAISS selector."""
-    plain = library.search("a photo", k=8, mode="t2i")
+    plain = library.search("a photo", k=8, mode="t2i", descriptions=False)
     for direct in (4096, 0):
         monkeypatch.setattr(store_mod, "DIRECT_ROWS", direct)
         every = library.search("a photo", k=8, mode="t2i", filter=SearchFilter(min_size=1))
@@ -166,7 +168,7 @@ def test_an_old_catalogue_gains_the_facts_on_the_next_index(tmp_path: Path, tiny
     assert "taken" not in [r[1] for r in con.execute("PRAGMA table_info(images)")]
     con.close()
     col = Collection.open(tmp_path / "col", model=tiny)
-    assert col.catalog.schema_version() == 2
+    assert col.catalog.schema_version() == SCHEMA_VERSION
     assert len(rows_without_facts(col.catalog)) == len(SHOTS)
     assert col.search("a photo", k=10, filter=parse_filter(camera="pixel")) == []
     report = col.index(photos, show_progress=False)
@@ -179,8 +181,26 @@ def test_an_old_catalogue_gains_the_facts_on_the_next_index(tmp_path: Path, tiny
 
 
 def _back_to_v1(path: Path) -> None:
-    """The catalogue as a version before photo facts wrote it: schema 1, no fact columns."""
+    """The catalogue as a version before photo facts wrote it: schema 1, no fact columns
+    (and `texts` as schema 1 had it, before descriptions)."""
     con = sqlite3.connect(path, isolation_level=None)
+    for trigger in ("texts_fts_insert", "texts_fts_delete", "texts_fts_update"):
+        con.execute(f"DROP TRIGGER {trigger}")
+    con.execute("DROP TABLE texts_fts")
+    con.execute("DROP INDEX texts_kind")
+    con.execute(
+        "CREATE TABLE texts_v1 (id INTEGER PRIMARY KEY AUTOINCREMENT, image_id INTEGER NOT NULL "
+        "REFERENCES images(id) ON DELETE CASCADE, kind TEXT NOT NULL CHECK (kind IN "
+        "('caption', 'annotation')), text TEXT NOT NULL, created_at REAL NOT NULL, "
+        "vector BLOB NOT NULL)"
+    )
+    con.execute(
+        "INSERT INTO texts_v1 SELECT id, image_id, kind, text, created_at, vector FROM texts "
+        "WHERE kind IN ('caption', 'annotation')"
+    )
+    con.execute("DROP TABLE texts")
+    con.execute("ALTER TABLE texts_v1 RENAME TO texts")
+    con.execute("CREATE INDEX texts_image ON texts(image_id)")
     con.execute("DROP INDEX images_taken")
     for column in FACT_COLUMNS:
         con.execute(f"ALTER TABLE images DROP COLUMN {column}")

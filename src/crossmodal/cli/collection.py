@@ -112,6 +112,28 @@ def with_ray_address(args: list[str]) -> list[str]:
     return out
 
 
+TagsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tags/--no-tags",
+        help="automatic tags of new photos (ImageNet classes, dog breeds; en + zh) from the "
+        "image tower's classifier, found by text search",
+    ),
+]
+AutoCaptionsOpt = Annotated[
+    bool,
+    typer.Option("--auto-captions", help="also an automatic caption per new photo (slow)"),
+]
+DescribeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--describe",
+        help="tag (and with --auto-captions caption) the photos indexed without them; "
+        "resumable; alone, without a folder, it only does that",
+    ),
+]
+
+
 @friendly_errors
 def index_command(
     directory: Annotated[
@@ -142,6 +164,9 @@ def index_command(
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
     db: DbOpt = None,
+    tags: TagsOpt = True,
+    auto_captions: AutoCaptionsOpt = False,
+    describe: DescribeOpt = False,
 ) -> None:
     """Index a folder of photos incrementally: new, changed, moved and deleted files.
 
@@ -150,9 +175,12 @@ def index_command(
     that cannot be read), 2 on an error that stopped the run."""
     from crossmodal.collection import Collection
     from crossmodal.index.ray_index import check_ray_settings
+    from crossmodal.models.tagger import TagSettings
 
-    if directory is None and not optimize:
-        raise CrossmodalError("give the folder of photos to index (or --optimize alone)")
+    if directory is None and not (optimize or describe):
+        raise CrossmodalError(
+            "give the folder of photos to index (or --optimize / --describe alone)"
+        )
     only_names = _read_only_list(only) if only is not None else None
     check_ray_settings(ray, ray_workers)  # the API's own check, before any model loads
     setup_torch()
@@ -166,7 +194,10 @@ def index_command(
         db=db,
     ) as col:
         if directory is None:
-            _optimize_and_print(col, quiet)
+            if describe:
+                _describe_and_print(col, quiet, auto_captions)
+            if optimize:
+                _optimize_and_print(col, quiet)
             return
         report = col.index(
             directory,
@@ -177,7 +208,10 @@ def index_command(
             retry_failed=retry_failed,
             ray=ray,
             ray_workers=ray_workers,
+            describe=TagSettings(captions=True) if auto_captions else tags,
         )
+        if describe:
+            _describe_and_print(col, quiet, auto_captions)
     _print_failures(report)
     typer.echo(report.summary())
     if optimize:
@@ -186,6 +220,14 @@ def index_command(
     if report.failed:
         _exit_skipped(len(report.failed))
     _refuse_empty_folder(report, directory)
+
+
+def _describe_and_print(col: Any, quiet: bool, auto_captions: bool) -> None:
+    """Tag the photos indexed without tags; one line saying what was done."""
+    report = col.describe_all(show_progress=not quiet, auto_captions=auto_captions)
+    for path, reason in report.failed:
+        typer.echo(f"{shown(path)}: {reason}", err=True)
+    typer.echo(report.summary())
 
 
 def _optimize_and_print(col: Any, quiet: bool) -> None:
@@ -265,7 +307,9 @@ A term that names an existing file is an image. A term that looks like a file (a
 suffix, a "/", or a leading ./ or ~) but is missing is an error, never searched as text:
 give --text, or quote it twice ('"AC/DC live"') to mean the words.
 Text output: score, then the image path and its first caption (t2i, i2i), or the caption
-and the image it belongs to (i2t, t2t); --json carries every field.
+and the image it belongs to (i2t, t2t); --json carries every field. A text->image hit
+that a description lifted says which, on the next line ("matched: ..."); an automatic
+caption or tag is marked "auto".
 
 \b
 Filters (photo facts read at indexing; any search direction; combine freely):
@@ -303,6 +347,14 @@ def search_command(
         bool, typer.Option("--text", help="read every term as text, never as an image path")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="a JSON list of hits")] = False,
+    no_descriptions: Annotated[
+        bool,
+        typer.Option(
+            "--no-descriptions",
+            help="text->image by the embedding alone, not also by the photos' captions, "
+            "annotations and tags (to compare)",
+        ),
+    ] = False,
     paths_only: Annotated[
         bool,
         typer.Option(
@@ -338,7 +390,17 @@ def search_command(
     # A running server, else the model's torch-free query bundle (crossmodal/quick_search.py).
     from crossmodal.quick_search import quick_search
 
-    hits, col = quick_search(collection, terms, k, mode, model, _to_stderr, db=db, filter=found_by)
+    hits, col = quick_search(
+        collection,
+        terms,
+        k,
+        mode,
+        model,
+        _to_stderr,
+        db=db,
+        filter=found_by,
+        descriptions=False if no_descriptions else None,
+    )
     _print_hits(hits, as_json=as_json, paths_only=paths_only, print0=print0)
     if not hits and not found_by.empty:
         raise CollectionError(f"no results: no photo in {col.path} matches the filters")

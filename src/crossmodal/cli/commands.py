@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from crossmodal.cli import captioner, collection, dogs, eval, providers, serve, train
+from crossmodal.cli import annotate, captioner, collection, dogs, eval, providers, serve, train
 from crossmodal.cli.common import (
     EXIT_DAMAGED,
     EXIT_SKIPPED,
@@ -46,6 +46,7 @@ app = typer.Typer(
 # --help lists them in common.HELP_SECTIONS' order, whatever the order here
 app.command("index")(collection.index_command)
 app.command("search")(collection.search_command)
+app.command("annotate")(annotate.annotate_command)
 app.command("serve")(serve.serve_command)
 app.command("stats")(collection.stats_command)
 app.command("check")(collection.check_command)

@@ -52,7 +52,7 @@ EXIT_DAMAGED = 4
 
 #: `crossmodal --help`'s sections, in the order a newcomer needs them
 HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Collections", ("index", "search", "serve", "stats", "check")),
+    ("Collections", ("index", "search", "annotate", "serve", "stats", "check")),
     ("Dog edition", ("dogs",)),
     (
         "Evaluation and training",

@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 
 from crossmodal.errors import CatalogBusy, CollectionError
+from crossmodal.index.catalog_texts import TextTable, vector_blob
+from crossmodal.index.catalog_texts import chunks as _chunks
 from crossmodal.index.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
-    TEXT_KINDS,
     FailureRow,
     ImageRow,
     TextRow,
@@ -105,18 +106,9 @@ def _valid_ids(ids: Sequence[int]) -> list[int]:
     return [int(i) for i in ids if -MAX_ID <= int(i) <= MAX_ID]
 
 
-def vector_blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-
-
-def _chunks(items: Sequence[Any], size: int = 900) -> Iterator[Sequence[Any]]:
-    # SQLite limits the number of bound parameters per statement (999 in old builds)
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-class Catalog:
-    """One SQLite file; every method is safe to call from several threads (one lock)."""
+class Catalog(TextTable):
+    """One SQLite file; every method is safe to call from several threads (one lock). The
+    methods of its texts are in catalog_texts.py."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -305,6 +297,30 @@ class Catalog:
             row = self._con.execute("SELECT vector FROM images WHERE id=?", (image_id,)).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
 
+    def image_at(self, root_id: int, relpath: str) -> ImageRow | None:
+        with self._lock:
+            r = self._con.execute(
+                f"SELECT {self._IMAGE_COLS} FROM images WHERE root_id=? AND "
+                "relpath=CAST(? AS TEXT)",
+                (root_id, fs_bytes(relpath)),
+            ).fetchone()
+        return None if r is None else ImageRow(**dict(r))  # type: ignore[typeddict-item]  # sqlite3.Row keys are the columns
+
+    def image_vectors(self, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids found, their vectors) of these images, in the order of `ids`."""
+        found: dict[int, bytes] = {}
+        with self._lock:
+            for chunk in _chunks(_valid_ids(ids)):
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    self._con.execute(
+                        f"SELECT id, vector FROM images WHERE id IN ({marks})", tuple(chunk)
+                    ).fetchall()
+                )
+        order = [int(i) for i in ids if int(i) in found]
+        blob = b"".join(found[i] for i in order)
+        return np.array(order, np.int64), np.frombuffer(blob, np.float32).reshape(-1, dim)
+
     def insert_image(
         self,
         root_id: int,
@@ -432,82 +448,6 @@ class Catalog:
             out[i] = np.frombuffer(blob, dtype=np.float32)
         return out
 
-    # ---- texts ----------------------------------------------------------------------------
-    def add_texts(
-        self, image_id: int, kind: str, texts: Sequence[str], vectors: np.ndarray
-    ) -> list[int]:
-        assert kind in TEXT_KINDS
-        ids: list[int] = []
-        now = time.time()
-        with self.transaction():
-            for text, vec in zip(texts, vectors, strict=True):
-                cur = self._con.execute(
-                    "INSERT INTO texts(image_id, kind, text, created_at, vector) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (image_id, kind, text, now, vector_blob(vec)),
-                )
-                ids.append(int(cur.lastrowid))  # type: ignore[arg-type]  # set after an INSERT
-        return ids
-
-    def delete_texts(self, image_id: int, kind: str) -> list[int]:
-        with self.transaction():
-            ids = [
-                r[0]
-                for r in self._con.execute(
-                    "SELECT id FROM texts WHERE image_id=? AND kind=?", (image_id, kind)
-                )
-            ]
-            self._con.execute("DELETE FROM texts WHERE image_id=? AND kind=?", (image_id, kind))
-        return ids
-
-    def texts_of(self, image_ids: Sequence[int], kind: str | None = None) -> dict[int, list[str]]:
-        """image id -> its texts (of one kind, or all), in insertion order."""
-        out: dict[int, list[str]] = {}
-        with self._lock:
-            for chunk in _chunks(list(image_ids)):
-                marks = ",".join("?" * len(chunk))
-                sql = f"SELECT image_id, text FROM texts WHERE image_id IN ({marks})"
-                args: tuple[Any, ...] = tuple(chunk)
-                if kind is not None:
-                    sql += " AND kind=?"
-                    args += (kind,)
-                for image_id, text in self._con.execute(sql + " ORDER BY id", args):
-                    out.setdefault(image_id, []).append(text)
-        return out
-
-    def first_texts(self, image_ids: Sequence[int]) -> dict[int, str]:
-        """image id -> its first caption, else its first annotation (images with neither are
-        left out): what a search result shows. One query for the first of each kind, rather
-        than every text of every image (a search page needs 10-160 of them)."""
-        firsts: dict[int, dict[str, str]] = {}
-        with self._lock:
-            for chunk in _chunks(list(image_ids)):
-                marks = ",".join("?" * len(chunk))
-                sql = (
-                    "SELECT image_id, kind, text FROM texts WHERE id IN (SELECT MIN(id) FROM "
-                    f"texts WHERE image_id IN ({marks}) GROUP BY image_id, kind)"
-                )
-                for image_id, kind, text in self._con.execute(sql, tuple(chunk)):
-                    firsts.setdefault(image_id, {})[kind] = text
-        return {i: kinds.get("caption", kinds.get("annotation", "")) for i, kinds in firsts.items()}
-
-    def get_texts(self, ids: Sequence[int]) -> dict[int, TextRow]:
-        out: dict[int, TextRow] = {}
-        with self._lock:
-            for chunk in _chunks(list(ids)):
-                marks = ",".join("?" * len(chunk))
-                for r in self._con.execute(
-                    f"SELECT id, image_id, kind, text, created_at FROM texts WHERE id IN ({marks})",
-                    tuple(chunk),
-                ):
-                    out[r["id"]] = TextRow(**dict(r))  # type: ignore[typeddict-item]  # sqlite3.Row keys are the columns
-        return out
-
-    def count_texts(self) -> dict[str, int]:
-        with self._lock:
-            found = dict(self._con.execute("SELECT kind, count(*) FROM texts GROUP BY kind"))
-        return {kind: int(found.get(kind, 0)) for kind in TEXT_KINDS}
-
     # ---- failures -------------------------------------------------------------------------
     def failures_under(self, root_id: int, prefix: str = "") -> dict[str, FailureRow]:
         sql, args = _under_root("SELECT * FROM failures", root_id, prefix)
@@ -533,7 +473,7 @@ class Catalog:
 
 
 # every public method turns a damaged or busy file into one line (`database_error`)
-for _name, _method in list(vars(Catalog).items()):
+for _name, _method in [*vars(TextTable).items(), *vars(Catalog).items()]:
     if (
         callable(_method)
         and not _name.startswith("_")
@@ -557,3 +497,11 @@ def _under_root(select: str, root_id: int, prefix: str) -> tuple[str, tuple[Any,
         sql += " AND substr(CAST(relpath AS BLOB), 1, ?) = ?"
         args += (len(head), head)
     return sql, args
+
+
+def integrity_line(damage: list[str]) -> str:
+    """One line of what SQLite's integrity check found (its report spans lines, under a
+    "*** in database main ***" header): the first finding and how many more there are."""
+    found = [line for text in damage for line in text.splitlines() if not line.startswith("***")]
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    return (found[0] if found else "integrity check failed") + more

@@ -19,13 +19,21 @@ from crossmodal.errors import CollectionError
 from crossmodal.index import store as store_module
 from crossmodal.index.catalog import Catalog, fs_bytes
 from crossmodal.index.facts import keeps_facts
+from crossmodal.index.results import SearchHit, hits_of
 from crossmodal.index.store import as_ids, as_vectors, top_k_of
 from crossmodal.search_filter import SearchFilter
 
 if TYPE_CHECKING:
     from crossmodal.index.ann import ApproximateStore
 
-__all__ = ["DIRECT_SHARE", "allowed_ids", "approximate_subset", "filter_sql", "filtered_search"]
+__all__ = [
+    "DIRECT_SHARE",
+    "allowed_ids",
+    "approximate_subset",
+    "filter_sql",
+    "filtered_hits",
+    "filtered_search",
+]
 
 #: a filter keeping less than this share of an approximate store's rows is scored exactly
 #: (its rows gathered from the store) rather than searched in the graph / cells
@@ -167,3 +175,28 @@ def approximate_subset(
     del bits  # kept alive until here: the selector points into it
     ids = np.where(found >= 0, store._ids[np.maximum(found, 0)], -1)
     return np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids
+
+
+def filtered_hits(
+    catalog: Catalog,
+    store: Any,
+    filter: SearchFilter | None,
+    target: str,
+    queries: np.ndarray,
+    k: int,
+    offset: int,
+) -> list[list[SearchHit]]:
+    """The page [offset, offset + k) of hits of each query row among the rows `filter` allows."""
+    # i2t / t2t leave tags out (class names, not sentences): ask for more while some are
+    hidden = catalog.count_generated() if target == "texts" else 0
+    fetch = offset + k
+    while True:
+        scores, ids = filtered_search(catalog, store, filter, target, queries, fetch)
+        per_query = [
+            [(float(s), int(i)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]
+            for row_scores, row_ids in zip(scores, ids, strict=True)
+        ]
+        pages = hits_of(catalog, per_query, target)
+        if not hidden or fetch >= len(store) or min(map(len, pages)) >= offset + k:
+            return [hits[offset : offset + k] for hits in pages]
+        fetch = min(len(store), fetch + max(fetch, hidden // 8))

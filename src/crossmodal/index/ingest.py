@@ -7,12 +7,14 @@ The writer lock is held by the caller (`Collection.index`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from crossmodal.index.catalog import Catalog
+from crossmodal.index.descriptions import Description
 from crossmodal.index.facts import facts_or_file_time, set_facts
 from crossmodal.index.pipeline import LoadedImage, iter_embedded_batches
 from crossmodal.index.results import IndexFailure, IndexReport
@@ -20,7 +22,18 @@ from crossmodal.index.sync import FileJob, SyncPlan
 from crossmodal.index.writer import StoreCache, VectorChanges
 from crossmodal.models.base import Encoder
 
-__all__ = ["add_annotation", "apply_moves", "embed_files", "forget_images", "sync_captions"]
+#: (image ids, their pooled features, the ids among them that replaced a file) -> stored
+DescribeHook = Callable[[list[int], np.ndarray, list[int]], int]
+
+__all__ = [
+    "add_annotation",
+    "apply_moves",
+    "describe_images",
+    "embed_files",
+    "forget_images",
+    "remove_texts",
+    "sync_captions",
+]
 
 #: `iter_embedded_batches`, or its Ray twin (`ray_index.ray_embedded_batches`, settings bound)
 BatchSource = Callable[..., Iterator[tuple[list[LoadedImage], np.ndarray, np.ndarray]]]
@@ -60,9 +73,12 @@ def embed_files(
     show_progress: bool,
     report: IndexReport,
     batches_of: BatchSource = iter_embedded_batches,
+    describe: DescribeHook | None = None,
 ) -> None:
     """Embed `jobs` (new files, and changed ones replacing `image_id`) with their captions,
-    by `batches_of` (in this process, or on Ray actors); committed here, batch by batch."""
+    by `batches_of` (in this process, or on Ray actors); committed here, batch by batch.
+    `describe(image_ids, features, replacing)`, when given, stores each committed batch's
+    automatic descriptions from the tower's pooled features (`index/autodescribe.py`)."""
     if not jobs:
         return
     stores.load("images", "texts")
@@ -78,6 +94,7 @@ def embed_files(
             batch_size=batch_size,
             on_progress=bar.update,
             texts_for=captions_of if caption_map is not None else None,
+            keep_features=describe is not None,
         )
         for loaded, vectors, text_vecs in batches:
             ok = [x for x in loaded if x.error is None]
@@ -97,6 +114,15 @@ def embed_files(
                 _record_failures(catalog, root_id, jobs, loaded, changes, report)
                 changes.bump(catalog)
             stores.apply(changes)
+            kept = [n for n, x in enumerate(ok) if x.features is not None]
+            if describe is not None and kept:
+                started = time.perf_counter()
+                report.described += describe(
+                    [owner[n] for n in kept],
+                    np.stack([ok[n].features for n in kept]),  # type: ignore[misc]  # kept: not None
+                    [owner[n] for n in kept if jobs[ok[n].index].image_id is not None],
+                )
+                report.describe_seconds += time.perf_counter() - started
     finally:
         bar.close()
 
@@ -229,3 +255,53 @@ def add_annotation(
         changes.bump(catalog)
     stores.apply(changes)
     return text_id
+
+
+def describe_images(
+    catalog: Catalog,
+    stores: StoreCache,
+    encode: Callable[[list[str]], np.ndarray],
+    items: Mapping[int, Sequence[Description]],
+    replace: bool = True,
+) -> dict[int, list[int]]:
+    """Store descriptions of images (lock held), their texts embedded by `encode` in one
+    batch; returns image id -> the new texts' ids. `replace`: an image's earlier texts of the
+    same (kind, source) go first, so running a tagger again leaves one set of its tags.
+
+    What an index-time generator (tags, breeds, the captioner) calls, inside
+    `Collection.index`; outside it, `Collection.describe`."""
+    todo = {int(i): list(found) for i, found in items.items() if found}
+    if not todo:
+        return {}
+    texts = [d.text for found in todo.values() for d in found]
+    vectors = np.asarray(encode(texts), np.float32)
+    stores.load("texts")
+    changes = VectorChanges()
+    out: dict[int, list[int]] = {}
+    with catalog.transaction():
+        offset = 0
+        for image_id, found in todo.items():
+            if replace:
+                for kind, source in dict.fromkeys((d.kind, d.source) for d in found):
+                    changes.removed["texts"] += catalog.delete_texts(image_id, kind, source)
+            part = vectors[offset : offset + len(found)]
+            offset += len(found)
+            out[image_id] = catalog.add_descriptions(image_id, found, part)
+            for text_id, vec in zip(out[image_id], part, strict=True):
+                changes.add("texts", text_id, vec)
+        changes.bump(catalog)
+    stores.apply(changes)
+    return out
+
+
+def remove_texts(
+    catalog: Catalog, stores: StoreCache, image_id: int, text_ids: Sequence[int]
+) -> list[int]:
+    """Delete these texts of one image and their vectors (lock held); returns those deleted."""
+    stores.load("texts")
+    changes = VectorChanges()
+    with catalog.transaction():
+        changes.removed["texts"] += catalog.delete_text_ids(image_id, text_ids)
+        changes.bump(catalog)
+    stores.apply(changes)
+    return changes.removed["texts"]

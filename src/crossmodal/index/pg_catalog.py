@@ -75,6 +75,8 @@ class PgCatalog:
 
     #: no photo-fact columns yet (index/facts.py): facts are not stored, filters refuse
     KEEPS_FACTS = False
+    #: nor description columns / FTS (index/schema.py v3): no tags, t2i by the embedding alone
+    KEEPS_DESCRIPTIONS = False
 
     def __init__(self, url: str, connect_timeout: float = 10) -> None:
         self.url = url
@@ -372,6 +374,10 @@ class PgCatalog:
         assert table in ("images", "texts", "failures", "roots")
         return int(self._one(f"SELECT count(*) FROM {table}"))
 
+    def count_generated(self) -> int:
+        """Tags are not kept in PostgreSQL yet (KEEPS_DESCRIPTIONS): no text is hidden."""
+        return 0
+
     def ids(self, table: str) -> np.ndarray:
         assert table in ("images", "texts")
         rows = self._exec(f"SELECT id FROM {table} ORDER BY id").fetchall()
@@ -453,7 +459,9 @@ class PgCatalog:
 
     def get_texts(self, ids: Sequence[int]) -> dict[int, TextRow]:
         rows = self._dicts(
-            "SELECT id, image_id, kind, text, created_at FROM texts WHERE id = ANY(%s)",
+            # captions and annotations only, all written by people (no description columns yet)
+            "SELECT id, image_id, kind, text, created_at, kind AS source, 1 AS by_person, "
+            "NULL AS lang, NULL AS confidence FROM texts WHERE id = ANY(%s)",
             (_valid_ids(ids),),
         )
         return {int(r["id"]): TextRow(**r) for r in rows}  # type: ignore[typeddict-item]  # the columns of TextRow

@@ -73,6 +73,9 @@ class LoadedImage:
     error: str | None = None
     facts: PhotoFacts | None = None
     item: Any = None  # the preprocessed tensor / PIL image, dropped after embedding
+    #: the image tower's pooled features, kept when asked (`keep_features`): automatic tags
+    #: and captions read them instead of running the tower again
+    features: np.ndarray | None = None
 
 
 def _model_input(model: Encoder) -> tuple[Callable[[Image.Image], Any] | None, int | None]:
@@ -92,15 +95,20 @@ def _model_input(model: Encoder) -> tuple[Callable[[Image.Image], Any] | None, i
     return None, None
 
 
-def _embed(model: Encoder, items: list[Any]) -> np.ndarray:
+def _embed(
+    model: Encoder, items: list[Any], keep_features: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(projected vectors, the tower's pooled features when kept and the model has them)."""
     from crossmodal.models.dual import DualEncoder
 
     if isinstance(model, DualEncoder):
         import torch
 
         with torch.inference_mode():
-            return model.project_images(model.image_features(torch.stack(items))).numpy()
-    return model.encode_images(items, batch_size=len(items))
+            features = model.image_features(torch.stack(items))
+            vectors = model.project_images(features).numpy()
+        return vectors, features.float().numpy() if keep_features else None
+    return model.encode_images(items, batch_size=len(items)), None
 
 
 def load_file(
@@ -129,15 +137,18 @@ def load_file(
 
 
 def embed_loaded(
-    model: Encoder, loaded: Sequence[LoadedImage], texts: Sequence[str]
+    model: Encoder, loaded: Sequence[LoadedImage], texts: Sequence[str], keep_features: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """(vectors of the ok files of `loaded`, in order; vectors of `texts`); drops the
-    decoded pixels."""
+    decoded pixels. `keep_features`: each ok file's pooled tower features in `.features`."""
     good = [x for x in loaded if x.error is None]
     empty = np.zeros((0, model.dim), np.float32)
     vectors = empty
     if good:
-        vectors = np.asarray(_embed(model, [x.item for x in good]), dtype=np.float32)
+        found, features = _embed(model, [x.item for x in good], keep_features)
+        vectors = np.asarray(found, dtype=np.float32)
+        for n, x in enumerate(good):
+            x.features = features[n] if features is not None else None
     for x in good:
         x.item = None  # the decoded pixels are not needed any more
     text_vectors = np.asarray(model.encode_texts(list(texts)), np.float32) if texts else empty
@@ -151,11 +162,13 @@ def iter_embedded_batches(
     on_progress: Callable[[int], None] | None = None,
     workers: int | None = None,
     texts_for: Callable[[int], Sequence[str]] | None = None,
+    keep_features: bool = False,
 ) -> Iterator[tuple[list[LoadedImage], np.ndarray, np.ndarray]]:
     """Yield `(loaded, vectors, text_vectors)` per batch of `paths`: `loaded[i]` for every file
     of the batch (failed ones carry `error`), `vectors` rows for the ok ones, in order, and
     `text_vectors` rows for `texts_for(index)` of each ok file, concatenated in the same order
-    (captions are embedded by the same workers as their images).
+    (captions are embedded by the same workers as their images). `keep_features`: each ok
+    file's `features` holds the image tower's pooled features (our dual encoders only).
 
     Never raises for a bad file: unreadable, empty, truncated or non-image files come back with
     a one-line reason.
@@ -176,7 +189,7 @@ def iter_embedded_batches(
         texts = (
             [t for x in loaded if x.error is None for t in texts_for(x.index)] if texts_for else []
         )
-        return loaded, *embed_loaded(model, loaded, texts)
+        return loaded, *embed_loaded(model, loaded, texts, keep_features)
 
     for loaded, vectors, text_vectors in overlapped_batches(chunks, load, embed, n_decode):
         if on_progress is not None:

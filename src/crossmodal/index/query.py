@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -25,6 +25,7 @@ from PIL import Image
 from crossmodal.data import load_image
 from crossmodal.errors import CrossmodalError, ImageLoadError
 from crossmodal.models.base import Encoder
+from crossmodal.search_options import is_file
 
 __all__ = [
     "CROSS_MODAL",
@@ -35,6 +36,7 @@ __all__ = [
     "QueryEncoder",
     "direction",
     "load_query_image",
+    "query_terms",
 ]
 
 MODES = ("auto", "t2i", "i2i", "i2t", "t2t")
@@ -42,6 +44,9 @@ MODES = ("auto", "t2i", "i2i", "i2t", "t2t")
 CROSS_MODAL = ("t2i", "i2t")
 #: query vectors a collection keeps (the web service asks for more: `WebSettings`)
 QUERY_CACHE_SIZE = 256
+
+#: One query term: a text, a PIL image, or the path of an image file.
+QueryItem: TypeAlias = str | Path | Image.Image
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -70,6 +75,33 @@ def direction(mode: str, has_text: bool = True, has_image: bool = True) -> Direc
         raise CrossmodalError(f"mode {mode} searches from an image: the query has no image")
     target = "images" if mode.endswith("i") else "texts"
     return Direction(mode, target, mode in CROSS_MODAL)
+
+
+def query_terms(
+    text: str | None,
+    image: Image.Image | str | Path | None,
+    query: Sequence[tuple[float, QueryItem]] | None,
+) -> tuple[list[tuple[float, str]], list[tuple[float, Image.Image | Path]]]:
+    """The weighted text and image terms of a query (a string naming a file is an image)."""
+    texts: list[tuple[float, str]] = []
+    images: list[tuple[float, Image.Image | Path]] = []
+    if text is not None and text.strip():
+        texts.append((1.0, text.strip()))  # `text=` is text even if a file has that name
+    terms: list[tuple[float, QueryItem]] = []
+    if image is not None:
+        terms.append((1.0, image if isinstance(image, Image.Image) else Path(image)))
+    terms += [(float(w), item) for w, item in (query or [])]
+    for weight, item in terms:
+        if isinstance(item, Image.Image | Path):
+            images.append((weight, item))
+        elif isinstance(item, str) and is_file(item):
+            images.append((weight, Path(item)))
+        elif isinstance(item, str):
+            if item.strip():
+                texts.append((weight, item.strip()))
+        else:
+            raise CrossmodalError(f"cannot search with a {type(item).__name__}")
+    return texts, images
 
 
 class LRU(Generic[K, V]):

@@ -205,8 +205,11 @@ def ray_embedded_batches(
     batch_size: int = 32,
     on_progress: Callable[[int], None] | None = None,
     texts_for: Callable[[int], Sequence[str]] | None = None,
+    keep_features: bool = False,
 ) -> Iterator[tuple[list[LoadedImage], np.ndarray, np.ndarray]]:
-    """`pipeline.iter_embedded_batches` on Ray actors (`settings`), batches in order."""
+    """`pipeline.iter_embedded_batches` on Ray actors (`settings`), batches in order.
+    `keep_features` is not honoured yet: the actors send back vectors only, so a Ray run
+    stores no automatic tags (`crossmodal index --describe` adds them after)."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     chunks = [

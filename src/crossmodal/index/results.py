@@ -7,8 +7,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from crossmodal.data.images import IMAGE_EXTENSIONS
+from crossmodal.errors import CrossmodalError
 from crossmodal.fsnames import shown
+from crossmodal.index.catalog_texts import HIDDEN_FROM_TEXT_SEARCH
 
 if TYPE_CHECKING:
     from crossmodal.index.catalog import Catalog, ImageRow
@@ -18,6 +22,7 @@ __all__ = [
     "IndexFailure",
     "IndexReport",
     "SearchHit",
+    "check_page",
     "collection_stats",
     "hits_of",
     "image_record",
@@ -42,6 +47,12 @@ class SearchHit:
     text_id: int | None = None
     #: the path inside the indexed folder it was found in
     relpath: str | None = None
+    #: i2t / t2t: the found text's kind (caption, annotation, auto_caption) and whether a
+    #: person wrote it (an automatic caption is shown marked "auto")
+    text_kind: str | None = None
+    by_person: bool | None = None
+    #: hybrid t2i: the descriptions that lifted the image (index/hybrid.py `hybrid_hits`)
+    matched: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # field by field: `asdict` deep-copies each value, ~10x the time, and a server shapes
@@ -56,6 +67,9 @@ class SearchHit:
             "kind": self.kind,
             "text_id": self.text_id,
             "relpath": shown(self.relpath) if self.relpath is not None else None,
+            "text_kind": self.text_kind,
+            "by_person": self.by_person,
+            "matched": self.matched,
         }
 
 
@@ -123,6 +137,10 @@ class IndexReport:
     moved: int = 0
     unchanged: int = 0
     captions: int = 0
+    #: automatic descriptions (tags, breeds, captions) stored for the embedded images
+    described: int = 0
+    #: seconds of the embedding phase spent on them (classifier, captioner, text vectors)
+    describe_seconds: float = 0.0
     failed: list[IndexFailure] = field(default_factory=list)
     seconds: float = 0.0
     embed_seconds: float = 0.0
@@ -157,6 +175,8 @@ class IndexReport:
         ]
         if self.captions:
             parts.append(f"{self.captions} captions")
+        if self.described:
+            parts.append(f"{self.described} automatic tags/captions")
         speed = f", {self.images_per_second:.1f} images/s" if self.embedded else ""
         return f"{shown(self.root)}: " + ", ".join(parts) + f" in {self.seconds:.1f} s{speed}"
 
@@ -190,6 +210,8 @@ def hits_of(
             image_id = text_row["image_id"] if text_row is not None else row_id
             if (target == "texts" and text_row is None) or image_id not in rows:
                 continue
+            if text_row is not None and text_row["kind"] in HIDDEN_FROM_TEXT_SEARCH:
+                continue
             hits.append(
                 SearchHit(
                     rank=len(hits) + 1,
@@ -201,6 +223,8 @@ def hits_of(
                     kind="text" if text_row is not None else "image",
                     text_id=row_id if text_row is not None else None,
                     relpath=rows[image_id]["relpath"],
+                    text_kind=text_row["kind"] if text_row is not None else None,
+                    by_person=bool(text_row["by_person"]) if text_row is not None else None,
                 )
             )
         out.append(hits)
@@ -250,7 +274,17 @@ def collection_stats(catalog: Catalog, folder: Path) -> dict[str, Any]:
         "images": catalog.count("images"),
         "captions": texts["caption"],
         "annotations": texts["annotation"],
+        "tags": texts["tag"],
+        "auto_captions": texts["auto_caption"],
         "failed": catalog.count("failures"),
         "roots": sorted(catalog.roots().values()),
         "disk_bytes": disk,
     }
+
+
+def check_page(k: int, offset: int = 0) -> None:
+    """A page of results: k >= 1 rows after `offset` >= 0 (plain integers, not bools)."""
+    if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
+        raise CrossmodalError(f"k must be a positive number of results (got {k})")
+    if not isinstance(offset, int | np.integer) or isinstance(offset, bool) or offset < 0:
+        raise CrossmodalError(f"offset must be 0 or a positive number of results (got {offset})")

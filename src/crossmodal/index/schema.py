@@ -11,6 +11,8 @@ import sqlite3
 from collections.abc import Callable
 from typing import TypedDict
 
+from crossmodal.index.descriptions import DESCRIPTION_KINDS, search_terms
+
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
@@ -21,9 +23,9 @@ __all__ = [
 ]
 
 #: Bump with every schema change, and append the migration that gets there to MIGRATIONS.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-TEXT_KINDS = ("caption", "annotation")
+TEXT_KINDS = DESCRIPTION_KINDS
 
 
 class ImageRow(TypedDict):
@@ -44,6 +46,10 @@ class TextRow(TypedDict):
     kind: str
     text: str
     created_at: float
+    source: str
+    by_person: int
+    lang: str | None
+    confidence: float | None
 
 
 class FailureRow(TypedDict):
@@ -141,6 +147,74 @@ def _add_photo_facts(con: sqlite3.Connection) -> None:
     )
 
 
+_TEXTS_V2 = """
+    CREATE TABLE texts_v2 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL
+            CHECK (kind IN ('caption', 'annotation', 'tag', 'auto_caption')),
+        text TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        vector BLOB NOT NULL,
+        -- where it came from: a captions file's name, "user", "imagenet", "breed", "captioner"
+        source TEXT NOT NULL DEFAULT '',
+        -- 1: a person wrote it (captions, annotations); 0: generated (tags, auto captions)
+        by_person INTEGER NOT NULL DEFAULT 1 CHECK (by_person IN (0, 1)),
+        lang TEXT,
+        -- the generator's probability, for generated texts
+        confidence REAL,
+        -- the text as the FTS index tokenises it (CJK runs as bigrams: descriptions.py)
+        terms TEXT NOT NULL DEFAULT ''
+    )
+"""
+
+#: the FTS index follows `texts` through triggers, so every writer (salvage included) keeps
+#: it in step in the same transaction
+_FTS_TRIGGERS = (
+    "CREATE TRIGGER texts_fts_insert AFTER INSERT ON texts BEGIN "
+    "INSERT INTO texts_fts(rowid, terms) VALUES (new.id, new.terms); END",
+    "CREATE TRIGGER texts_fts_delete AFTER DELETE ON texts BEGIN "
+    "INSERT INTO texts_fts(texts_fts, rowid, terms) VALUES ('delete', old.id, old.terms); END",
+    "CREATE TRIGGER texts_fts_update AFTER UPDATE ON texts BEGIN "
+    "INSERT INTO texts_fts(texts_fts, rowid, terms) VALUES ('delete', old.id, old.terms); "
+    "INSERT INTO texts_fts(rowid, terms) VALUES (new.id, new.terms); END",
+)
+
+
+def _add_descriptions(con: sqlite3.Connection) -> None:
+    """Texts become descriptions: kinds tag and auto_caption, source, by_person, lang,
+    confidence, and an FTS5 index of their words. `texts` is rebuilt (copy, drop, rename) for
+    its new CHECK; ids and the AUTOINCREMENT counter are kept, so FAISS caches stay valid."""
+    row = con.execute("SELECT seq FROM sqlite_sequence WHERE name='texts'").fetchone()
+    _run_script(con, _TEXTS_V2)
+    con.execute(
+        "INSERT INTO texts_v2(id, image_id, kind, text, created_at, vector, source, by_person) "
+        "SELECT id, image_id, kind, text, created_at, vector, "
+        "CASE kind WHEN 'caption' THEN 'captions' ELSE 'user' END, 1 FROM texts"
+    )
+    con.execute("DROP TABLE texts")
+    con.execute("ALTER TABLE texts_v2 RENAME TO texts")
+    if row is not None:
+        con.execute("UPDATE sqlite_sequence SET seq=max(seq, ?) WHERE name='texts'", (row[0],))
+        if con.execute("SELECT changes()").fetchone()[0] == 0:
+            con.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('texts', ?)", (row[0],))
+    con.execute("CREATE INDEX texts_image ON texts(image_id)")
+    con.execute("CREATE INDEX texts_kind ON texts(kind, image_id)")
+    updates = [(search_terms(text), i) for i, text in con.execute("SELECT id, text FROM texts")]
+    con.executemany("UPDATE texts SET terms=? WHERE id=?", updates)
+    con.execute(
+        "CREATE VIRTUAL TABLE texts_fts USING fts5(terms, content='texts', content_rowid='id', "
+        "tokenize='porter unicode61 remove_diacritics 2')"
+    )
+    con.execute("INSERT INTO texts_fts(texts_fts) VALUES ('rebuild')")
+    for trigger in _FTS_TRIGGERS:
+        con.execute(trigger)
+
+
 #: MIGRATIONS[i] takes a catalogue from schema version i to i + 1 (0 = empty file).
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1, _add_photo_facts]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _to_v1,
+    _add_photo_facts,
+    _add_descriptions,
+]
 assert len(MIGRATIONS) == SCHEMA_VERSION

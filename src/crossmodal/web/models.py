@@ -43,6 +43,17 @@ class Health(BaseModel):
     status: str = "ok"
 
 
+class Matched(BaseModel):
+    text_id: int
+    text: str
+    kind: str = Field(description="caption | annotation | tag | auto_caption")
+    by_person: bool
+    how: str = Field(description="'meaning' (text-text similarity) or 'words' (FTS5 BM25)")
+    similarity: float | None = None
+    words: list[str] | None = Field(None, description="the description's words that matched")
+    added: float = Field(description="what it added to the score")
+
+
 class Hit(BaseModel):
     rank: int = Field(description="1-based rank over all pages")
     score: float = Field(description="cosine similarity to the query")
@@ -57,6 +68,13 @@ class Hit(BaseModel):
     text_id: int | None = None
     relpath: str | None = Field(
         None, description="with ?absolute=true only: the path inside its indexed folder"
+    )
+    text_kind: str | None = Field(
+        None, description="i2t, t2t: 'caption', 'annotation' or 'auto_caption'"
+    )
+    by_person: bool | None = Field(None, description="i2t, t2t: the text was written by a person")
+    matched: list[Matched] | None = Field(
+        None, description="t2i over descriptions: the ones that lifted this image, largest first"
     )
     thumbnail: str = Field(description="URL of a JPEG thumbnail")
 
@@ -118,7 +136,23 @@ class IndexRequest(BaseModel):
 
 
 class AnnotationRequest(BaseModel):
-    text: str = Field(min_length=1, max_length=2000, pattern=NOT_BLANK)
+    # checked by the service (check_description_text): the same words as `crossmodal annotate`
+    text: str = Field(description="1-2,000 characters, no control characters but newline/tab")
+
+
+class Description(BaseModel):
+    id: int
+    text: str
+    kind: str = Field(description="caption | annotation | tag | auto_caption")
+    source: str = Field(description="captions file, 'user', 'imagenet', 'breed', 'captioner'")
+    by_person: bool
+    lang: str | None = None
+    confidence: float | None = None
+
+
+class DescriptionsOut(BaseModel):
+    id: int
+    descriptions: list[Description]
 
 
 class AnnotationOut(BaseModel):

@@ -36,6 +36,7 @@ from crossmodal.web.models import (
     AnswerOut,
     AskRequest,
     Capabilities,
+    DescriptionsOut,
     FactLabels,
     Health,
     IndexRequest,
@@ -154,15 +155,24 @@ async def search_text(
     offset: Offset = 0,
     absolute: Absolute = False,
     flt: FilterParams = None,
+    descriptions: Annotated[
+        bool,
+        Query(
+            description="t2i: score the photos' captions, annotations and tags too (each "
+            "hit's `matched` says which); false: the embedding alone"
+        ),
+    ] = True,
 ) -> Response:
     """Text -> images (t2i) or text -> captions and annotations (t2t); the filter parameters
     keep only photos (or the texts of photos) taken in a period, by a camera, with GPS, in a
     folder, of a type or size."""
     if absolute:
         _absolute_allowed(request, absolute)
-        page = await run_in_threadpool(service.search_text, q, mode, k, offset, flt)
+        page = await run_in_threadpool(service.search_text, q, mode, k, offset, flt, descriptions)
         return _page(service.absolute_paths(page))
-    return Response(await service.search_text_json(q, mode, k, offset, flt), media_type=JSON)
+    return Response(
+        await service.search_text_json(q, mode, k, offset, flt, descriptions), media_type=JSON
+    )
 
 
 def _page(page: Page, service: WebService | None = None, absolute: bool = False) -> JSONResponse:
@@ -215,6 +225,17 @@ def search_by_id(
     """Images like an indexed image (itself left out), or texts for it."""
     _absolute_allowed(request, absolute)
     return _page(service.search_by_id(image_id, mode, k, offset, flt), service, absolute)
+
+
+@api_router.get(
+    "/images/{image_id}/descriptions",
+    response_model=DescriptionsOut,
+    responses=error_responses(404),
+)
+def descriptions(service: Service, image_id: ImageId) -> dict[str, Any]:
+    """An image's texts: captions and annotations (written by a person), tags and
+    automatic captions (generated: `by_person` false, shown "auto" on the page)."""
+    return service.descriptions(image_id)
 
 
 @api_router.get(
@@ -522,8 +543,27 @@ def index_folder(service: Service, body: IndexRequest) -> dict[str, Any]:
     "/images/{image_id}/annotations", response_model=AnnotationOut, responses=error_responses(404)
 )
 def annotate(service: Service, image_id: ImageId, body: AnnotationRequest) -> dict[str, Any]:
-    """Attach a text to an image: found by t2t and i2t search from now on."""
+    """Attach a person's text to an image: t2i scores it from now on, t2t and i2t find it.
+    Empty text, more than 2,000 characters or control characters: 422 with the reason."""
     return service.annotate(image_id, body.text)
+
+
+@write_router.delete(
+    "/images/{image_id}/annotations", response_model=Removed, responses=error_responses(404)
+)
+def remove_annotations(service: Service, image_id: ImageId) -> dict[str, Any]:
+    """Remove every annotation of an image (its captions and generated texts stay)."""
+    return service.remove_annotations(image_id)
+
+
+@write_router.delete(
+    "/images/{image_id}/annotations/{text_id}",
+    response_model=Removed,
+    responses=error_responses(404),
+)
+def remove_annotation(service: Service, image_id: ImageId, text_id: ImageId) -> dict[str, Any]:
+    """Remove one annotation of an image."""
+    return service.remove_annotations(image_id, text_id)
 
 
 @write_router.delete("/images/{image_id}", response_model=Removed, responses=error_responses(404))

@@ -33,6 +33,7 @@ from crossmodal.fsnames import shown
 from crossmodal.index.filters import allowed_ids
 from crossmodal.index.query import LRU, direction
 from crossmodal.search_filter import SearchFilter
+from crossmodal.web.annotating import AnnotationMethods
 from crossmodal.web.errors import Rejected
 
 if TYPE_CHECKING:
@@ -88,6 +89,8 @@ class TextQuery(NamedTuple):
     k: int
     offset: int
     filter: SearchFilter | None = None  # frozen: hashable, part of the batch's grouping
+    #: t2i: score the images' descriptions too (index/hybrid.py); False: the embedding alone
+    descriptions: bool = True
 
 
 @dataclass
@@ -137,7 +140,7 @@ def hit_to_dict(hit: SearchHit) -> dict[str, Any]:
     return out
 
 
-class WebService:
+class WebService(AnnotationMethods):
     """One collection served over HTTP. Thread-safe: routes run on a thread pool."""
 
     def __init__(self, collection: Collection, settings: WebSettings) -> None:
@@ -148,9 +151,9 @@ class WebService:
         self.queries.cache.size = settings.query_cache_size
         self._thumbs: LRU[tuple[int, str, int], bytes] = LRU(settings.thumbnail_cache_size)
         # whole answers of text searches, as JSON, valid while the catalogue is unchanged
-        self._pages: LRU[tuple[str, str, int, int, SearchFilter | None], tuple[int, bytes]] = LRU(
-            settings.page_cache_size
-        )
+        self._pages: LRU[
+            tuple[str, str, int, int, SearchFilter | None, bool], tuple[int, bytes]
+        ] = LRU(settings.page_cache_size)
         # a collection in PostgreSQL counts its commits itself (index/pg_catalog.py)
         probe = getattr(collection.catalog, "version_probe", None)
         self._version = probe() if probe is not None else CatalogVersion(collection.catalog.path)
@@ -246,9 +249,15 @@ class WebService:
         return out
 
     def search_text(
-        self, q: str, mode: TextMode, k: int, offset: int, flt: SearchFilter | None = None
+        self,
+        q: str,
+        mode: TextMode,
+        k: int,
+        offset: int,
+        flt: SearchFilter | None = None,
+        descriptions: bool = True,
     ) -> Page:
-        query = TextQuery(_normalise_query(q), mode, k, offset, flt)
+        query = TextQuery(_normalise_query(q), mode, k, offset, flt, descriptions)
         if self._batcher is not None:
             return self._batcher(query)
         result = self._search_texts([query])[0]
@@ -257,21 +266,29 @@ class WebService:
         return result
 
     async def search_text_json(
-        self, q: str, mode: TextMode, k: int, offset: int, flt: SearchFilter | None = None
+        self,
+        q: str,
+        mode: TextMode,
+        k: int,
+        offset: int,
+        flt: SearchFilter | None = None,
+        descriptions: bool = True,
     ) -> bytes:
         """`search_text` as JSON bytes. A query asked before, of a catalogue nobody has changed
         since, is answered from memory on the event loop; anything else joins the next batch
         of searches (waiting without holding a thread)."""
         text = _normalise_query(q)
-        key = (text, mode, k, offset, flt)
+        key = (text, mode, k, offset, flt, descriptions)
         version = self._version()  # read first: a commit during the search makes it stale
         cached = self._pages.get(key)
         if cached is not None and cached[0] == version:
             return cached[1]
         if self._batcher is not None:
-            page = await self._batcher.run(TextQuery(text, mode, k, offset, flt))
+            page = await self._batcher.run(TextQuery(text, mode, k, offset, flt, descriptions))
         else:
-            page = await run_in_threadpool(self.search_text, text, mode, k, offset, flt)
+            page = await run_in_threadpool(
+                self.search_text, text, mode, k, offset, flt, descriptions
+            )
         data = page.to_json()
         self._pages.put(key, (version, data))
         return data
@@ -379,14 +396,6 @@ class WebService:
         out["failed"] = [f.message for f in report.failed]
         return out
 
-    def annotate(self, image_id: int, text: str) -> dict[str, Any]:
-        self._record(image_id)
-        if not text.strip():
-            raise Rejected(422, "empty annotation: give the text to attach")
-        with self._write() as writer:
-            text_id = writer.annotate(image_id, text)
-        return {"id": image_id, "text_id": text_id, "text": text.strip()}
-
     def delete(self, image_id: int) -> dict[str, Any]:
         """Forget the row with this id, and only it (never by its path, which a link shares
         with its target's once resolved); 404 when there is none."""
@@ -436,15 +445,22 @@ class WebService:
         texts = list(dict.fromkeys(q.text for q in queries))
         vectors = dict(zip(texts, self.queries.text_vectors(texts), strict=True))
         results: dict[int, Page | BaseException] = {}
-        groups: dict[tuple[str, int, int, SearchFilter | None], list[int]] = {}
+        groups: dict[tuple[str, int, int, SearchFilter | None, bool], list[int]] = {}
         for n, q in enumerate(queries):
-            groups.setdefault((q.mode, q.k, q.offset, q.filter), []).append(n)
-        for (mode, k, offset, flt), group in groups.items():
+            groups.setdefault((q.mode, q.k, q.offset, q.filter, q.descriptions), []).append(n)
+        for (mode, k, offset, flt, descriptions), group in groups.items():
             way = direction(mode)
             try:
                 matrix = np.stack([vectors[queries[n].text] for n in group])
                 found = self.collection.search_vectors(
-                    matrix, k, way.target, way.cross_modal, offset=offset, filter=flt
+                    matrix,
+                    k,
+                    way.target,
+                    way.cross_modal,
+                    offset=offset,
+                    filter=flt,
+                    texts=[queries[n].text for n in group],
+                    descriptions=None if descriptions else False,
                 )
                 total = self._count(way.target, flt)
             except Exception as exc:  # the index or catalogue failed: every query of it

@@ -265,21 +265,28 @@ function span(className, text) {
   return el;
 }
 
+// A card: its photo (a button: search by it; a click anywhere but the notes panel does too),
+// then what the result says, then its descriptions panel (notes.js)
 function cardShell(hit, label) {
-  const el = document.createElement("button");
-  el.type = "button";
+  const el = document.createElement("div");
   el.className = "card";
   el.dataset.id = String(hit.id);
-  el.dataset.i18nTitle = "card.title";
-  el.title = t("card.title");
+  const photo = document.createElement("button");
+  photo.type = "button";
+  photo.className = "card-photo";
+  photo.dataset.i18nTitle = "card.title";
+  photo.title = t("card.title");
   const img = document.createElement("img");
   img.loading = "lazy";
   img.decoding = "async";
   img.src = `${hit.thumbnail}?size=${THUMB}`;
   img.alt = label;
   img.translate = false; // its caption or file name: data
-  el.append(img);
-  el.addEventListener("click", () => {
+  photo.append(img);
+  el.append(photo);
+  el.addEventListener("click", (event) => {
+    if (event.target.closest(".card-notes")) return; // the notes panel is not a search
+
     setById(hit.id, `${hit.thumbnail}?size=${THUMB}`, label);
     searchById(hit.id);
     window.scrollTo({ top: 0, behavior: "smooth" });
@@ -298,7 +305,9 @@ function card(hit) {
   const words = span(main ? "card-text" : "card-caption", main || name);
   words.translate = false; // data: shown as it is in either language
   body.append(words);
-  el.append(body);
+  if (hit.by_person === false) body.append(labelSpan("note-auto", "notes.auto"));
+  if (hit.matched && hit.matched.length) body.append(matchedLines(hit));
+  el.append(body, notesPanel(hit.id));
   return el;
 }
 
@@ -310,13 +319,14 @@ function addToGroup(grid, hit) {
     el.classList.add("group");
     const body = document.createElement("div");
     body.className = "card-body";
-    el.append(body);
+    el.append(body, notesPanel(hit.id));
     grid.append(el);
   }
   const row = span("caption-row", "");
   const words = span("card-text", hit.text || "");
   words.translate = false;
   row.append(span("card-score", Number(hit.score).toFixed(3)), words);
+  if (hit.by_person === false) row.append(labelSpan("note-auto", "notes.auto"));
   el.querySelector(".card-body").append(row);
 }
 
@@ -433,6 +443,7 @@ async function loadStats() {
     const stats = await api("/api/stats");
     const caps = stats.capabilities || {};
     state.maxUpload = caps.max_upload_bytes || state.maxUpload;
+    notes.canWrite = Boolean(caps.write);
     state.stats = stats;
     drawStats();
     showChat(Boolean(caps.dogs), caps.providers);
