@@ -197,28 +197,28 @@ class TextTable:
     def description_vectors(
         self, image_ids: Sequence[int], dim: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(text ids, their image ids, by_person flags, vectors) of these images' texts."""
+        """(text ids, their image ids, their kinds, vectors) of these images' texts."""
         text_ids: list[int] = []
         owners: list[int] = []
-        person: list[bool] = []
+        kinds: list[str] = []
         blobs: list[bytes] = []
         with self._lock:
             for chunk in chunks(list(image_ids)):
                 marks = ",".join("?" * len(chunk))
-                for row_id, image_id, by_person, blob in self._con.execute(
-                    "SELECT id, image_id, by_person, vector FROM texts "
+                for row_id, image_id, kind, blob in self._con.execute(
+                    "SELECT id, image_id, kind, vector FROM texts "
                     f"WHERE image_id IN ({marks}) ORDER BY id",
                     tuple(chunk),
                 ):
                     text_ids.append(row_id)
                     owners.append(image_id)
-                    person.append(bool(by_person))
+                    kinds.append(kind)
                     blobs.append(blob)
         vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, dim)
         return (
             np.array(text_ids, np.int64),
             np.array(owners, np.int64),
-            np.array(person, bool),
+            np.array(kinds, object),
             vectors,
         )
 
@@ -227,21 +227,21 @@ class TextTable:
         with its BM25 score (higher is better) and the words that matched."""
         with self._lock:
             rows = self._con.execute(
-                "SELECT t.id, t.image_id, t.by_person, -bm25(texts_fts) AS score, "
+                "SELECT t.id, t.image_id, t.kind, -bm25(texts_fts) AS score, "
                 "highlight(texts_fts, 0, char(2), char(3)) "
                 "FROM texts_fts JOIN texts t ON t.id = texts_fts.rowid "
                 "WHERE texts_fts MATCH ? ORDER BY score DESC LIMIT ?",
                 (expression, int(limit)),
             ).fetchall()
         return [
-            TermMatch(int(a), int(b), bool(c), float(d), marked_words(e)) for a, b, c, d, e in rows
+            TermMatch(int(a), int(b), str(c), float(d), marked_words(e)) for a, b, c, d, e in rows
         ]
 
 
 class TermMatch(NamedTuple):
     text_id: int
     image_id: int
-    by_person: bool
+    kind: str
     score: float
     words: list[str]
 
