@@ -26,11 +26,15 @@ from crossmodal.cli import app
 from crossmodal.errors import CollectionError
 from crossmodal.index import pg_store
 from crossmodal.index.catalog import Catalog
+from crossmodal.index.facts import FACT_COLUMNS, facts_of, rows_without_facts
+from crossmodal.index.filters import allowed_ids
 from crossmodal.index.hybrid import HybridWeights, hybrid_hits
 from crossmodal.index.pg_catalog import PgCatalog
 from crossmodal.index.pg_schema import PG_SCHEMA_VERSION
 from crossmodal.models import load_model
 from crossmodal.models.base import Encoder
+from crossmodal.search_filter import parse_filter
+from tests.index.exif_helpers import SHOTS, write_library
 from tests.index.helpers import make_photos, one_torch_thread, tiny_model_dir
 
 runner = CliRunner()
@@ -426,3 +430,82 @@ def test_web_app_over_the_database(photos: Path, tiny: Encoder, db: str, tmp_pat
             other.remove_ids([first["results"][0]["id"]])
         again = client.get("/api/search", params=plain).json()
         assert again["results"][0]["id"] == first["results"][1]["id"]
+
+
+#: every filter, alone and combined (test_filters.py checks what each lets through)
+FILTERS = [
+    {"after": "2024"}, {"before": "2023-12-31"}, {"after": "2024-01-01", "before": "2024-05"},
+    {"camera": "pixel"}, {"camera": "nikon z"}, {"gps": True}, {"gps": False},
+    {"within": "35,-10,60,30"}, {"folder": "b"}, {"folder": "b/c"}, {"types": "webp,png"},
+    {"min_size": "5000"}, {"max_size": "5000"}, {"camera": "google", "after": "2024"},
+    {"camera": "sony"},
+]  # fmt: skip
+
+
+def _back_to_v1(catalog: PgCatalog) -> None:
+    """The database as crossmodal wrote it at schema 1: no fact columns, texts of two
+    kinds without description columns or full-text index."""
+    with catalog.transaction():
+        for sql in (
+            "DELETE FROM texts WHERE kind NOT IN ('caption', 'annotation')",
+            "ALTER TABLE texts DROP COLUMN words, DROP COLUMN terms, DROP COLUMN source, "
+            "DROP COLUMN by_person, DROP COLUMN lang, DROP COLUMN confidence",
+            "DROP INDEX texts_kind",
+            "ALTER TABLE texts DROP CONSTRAINT texts_kind_check",
+            "ALTER TABLE texts ADD CONSTRAINT texts_kind_check "
+            "CHECK (kind IN ('caption', 'annotation'))",
+            "DROP INDEX images_taken",
+            "ALTER TABLE images " + ", ".join(f"DROP COLUMN {c}" for c in FACT_COLUMNS),
+            "UPDATE meta SET value='1' WHERE key='schema_version'",
+        ):
+            catalog._exec(sql)
+
+
+def test_v1_database_migrates_in_place_then_filters_match_the_embedded_store(
+    tiny: Encoder, db: str, tmp_path: Path
+) -> None:
+    photos = tmp_path / "photos"
+    write_library(photos)
+    captions = tmp_path / "c.tsv"
+    captions.write_text(
+        "image\tcaption\n" + "".join(f"{Path(s.relpath).name}\tphoto {s.relpath}\n" for s in SHOTS)
+    )
+    embedded = Collection.open(tmp_path / "col", model=tiny, create=True)
+    in_pg = Collection.open(model=tiny, create=True, db=db)
+    for col in (embedded, in_pg):
+        col.index(photos, captions=captions, show_progress=False, describe=False)
+        col.annotate(2, "Max at grandma's farm")
+    texts = _descriptions(in_pg)
+    in_pg.close()
+    _back_to_v1(PgCatalog(db))
+
+    in_pg = Collection.open(db=db, model=tiny)  # migrated on open: nothing lost
+    assert in_pg.catalog.schema_version() == PG_SCHEMA_VERSION
+    assert _descriptions(in_pg) == texts  # ids, kinds, sources ('captions', 'user') kept
+    assert [m.image_id for m in in_pg.catalog.lexical_matches("Max at the farm", 3)] == [2]
+    assert len(rows_without_facts(in_pg.catalog)) == len(SHOTS)
+    report = in_pg.index(photos, show_progress=False)  # the files' headers fill the facts
+    assert report.unchanged == len(SHOTS) and not rows_without_facts(in_pg.catalog)
+    ids = [int(i) for i in in_pg.catalog.ids("images")]
+    assert facts_of(in_pg.catalog, ids) == facts_of(embedded.catalog, ids)
+
+    image = photos / "b" / "c" / "tokyo.webp"
+    for kwargs in FILTERS:
+        flt = parse_filter(**kwargs)
+        for target in ("images", "texts"):
+            allowed = allowed_ids(in_pg.catalog, flt, target)
+            assert list(allowed) == list(allowed_ids(embedded.catalog, flt, target)), kwargs
+        ways: list[dict[str, Any]] = [{"text": "a photo", "mode": "t2i"},
+            {"text": "photo", "mode": "t2t"}, {"image": image, "mode": "i2i"},
+            {"image": image, "mode": "i2t"}]  # fmt: skip
+        for query in ways:
+            _same_hits(
+                embedded.search(**query, k=10, filter=flt), in_pg.search(**query, k=10, filter=flt)
+            )
+        _same_hits(
+            embedded.search("a photo", k=2, offset=2, filter=flt),
+            in_pg.search("a photo", k=2, offset=2, filter=flt),
+        )
+    assert {h.relpath for h in in_pg.search("a photo", filter=parse_filter(camera="pixel"))} == {
+        "a/paris.jpg", "b/nyc.png"
+    }  # fmt: skip
