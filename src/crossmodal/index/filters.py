@@ -17,7 +17,7 @@ import numpy as np
 
 from crossmodal.index import store as store_module
 from crossmodal.index.catalog import Catalog, fs_bytes
-from crossmodal.index.catalog_sql import SQLITE, Dialect, dialect_of, fetch_dicts
+from crossmodal.index.catalog_sql import SQLITE, Dialect, dialect_of, fetch_values
 from crossmodal.index.results import SearchHit, hits_of
 from crossmodal.index.store import as_ids, as_vectors, top_k_of
 from crossmodal.search_filter import SearchFilter
@@ -118,7 +118,7 @@ def allowed_ids(catalog: Catalog, flt: SearchFilter, target: str) -> np.ndarray:
         sql = f"SELECT i.id FROM images i WHERE {where}"
     else:
         sql = f"SELECT t.id FROM texts t JOIN images i ON i.id = t.image_id WHERE {where}"
-    found = [r["id"] for r in fetch_dicts(catalog, sql, args)]
+    found = fetch_values(catalog, sql, args)
     return np.array(sorted(found), np.int64)
 
 

@@ -38,7 +38,7 @@ from crossmodal.index.pg_connection import (
     vector_text,
 )
 from crossmodal.index.pg_schema import PG_MIGRATIONS, PG_SCHEMA_VERSION
-from crossmodal.index.pg_texts import PgTextTable
+from crossmodal.index.pg_texts import PgTextTable, valid_ids
 from crossmodal.index.schema import FailureRow, ImageRow
 
 __all__ = ["PgCatalog"]
@@ -135,6 +135,11 @@ class PgCatalog(PgTextTable):
                 if row[name] is not None:
                     row[name] = _path(row[name])
         return rows
+
+    def fetch_values(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """The first column of the rows of SQL shared with SQLite, in one snapshot."""
+        with self.snapshot():
+            return [r[0] for r in self._exec(sql, args).fetchall()]
 
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """`sql` once per row of arguments, in one transaction."""
@@ -308,12 +313,12 @@ class PgCatalog(PgTextTable):
 
     def get_images(self, ids: Sequence[int]) -> dict[int, ImageRow]:
         rows = self._dicts(
-            f"SELECT {_IMAGE_COLS} FROM images WHERE id = ANY(%s)", (_valid_ids(ids),)
+            f"SELECT {_IMAGE_COLS} FROM images WHERE id = ANY(%s)", (valid_ids(ids),)
         )
         return {int(r["id"]): _image_row(r) for r in rows}
 
     def image_vector(self, image_id: int) -> np.ndarray | None:
-        if not _valid_ids([image_id]):
+        if not valid_ids([image_id]):
             return None
         blob = self._one("SELECT vector FROM images WHERE id=%s", (int(image_id),))
         return None if blob is None else np.frombuffer(bytes(blob), dtype=np.float32).copy()
@@ -330,7 +335,7 @@ class PgCatalog(PgTextTable):
         found = {
             int(i): bytes(blob)
             for i, blob in self._exec(
-                "SELECT id, vector FROM images WHERE id = ANY(%s)", (_valid_ids(ids),)
+                "SELECT id, vector FROM images WHERE id = ANY(%s)", (valid_ids(ids),)
             ).fetchall()
         }
         order = [int(i) for i in ids if int(i) in found]
@@ -397,7 +402,7 @@ class PgCatalog(PgTextTable):
 
     def delete_images(self, ids: Sequence[int]) -> list[int]:
         """Delete images and their texts; returns the ids of the texts that went with them."""
-        wanted = _valid_ids(ids)
+        wanted = valid_ids(ids)
         with self.transaction():
             text_ids = [
                 int(r[0])
@@ -490,12 +495,6 @@ for _name, _method in [*vars(PgTextTable).items(), *vars(PgCatalog).items()]:
         "transaction", "snapshot", "close",
     ):  # fmt: skip
         setattr(PgCatalog, _name, _translating(_method))
-
-
-def _valid_ids(ids: Sequence[int]) -> list[int]:
-    """The ids a row can have (a bigint): larger ones name no row."""
-    limit = 2**63 - 1
-    return [int(i) for i in ids if -limit <= int(i) <= limit]
 
 
 def _under_root(select: str, root_id: int, prefix: str) -> tuple[str, tuple[Any, ...]]:

@@ -46,7 +46,7 @@ from crossmodal.index.descriptions import (
 from crossmodal.index.pg_schema import TS_CONFIG
 from crossmodal.index.schema import TextRow
 
-__all__ = ["MAX_QUERY_TERMS", "PgTextTable", "query_terms"]
+__all__ = ["MAX_QUERY_TERMS", "PgTextTable", "query_terms", "valid_ids"]
 
 #: terms of a search text matched at most (a pasted paragraph still makes one statement)
 MAX_QUERY_TERMS = 64
@@ -61,7 +61,7 @@ def query_terms(text: str) -> list[str]:
     return terms[:MAX_QUERY_TERMS]
 
 
-def _valid_ids(ids: Sequence[int]) -> list[int]:
+def valid_ids(ids: Sequence[int]) -> list[int]:
     """The ids a row can have (a bigint): larger ones name no row."""
     limit = 2**63 - 1
     return [int(i) for i in ids if -limit <= int(i) <= limit]
@@ -134,7 +134,7 @@ class PgTextTable:
         """Delete these texts of one image (others' ids are ignored); returns those deleted."""
         rows = self._exec(
             "DELETE FROM texts WHERE image_id=%s AND id = ANY(%s) RETURNING id",
-            (image_id, _valid_ids(text_ids)),
+            (image_id, valid_ids(text_ids)),
         ).fetchall()
         return sorted(int(r[0]) for r in rows)
 
@@ -151,7 +151,7 @@ class PgTextTable:
     ) -> dict[int, list[TextRow]]:
         """image id -> its text rows (of one kind, or all), in insertion order."""
         sql = f"SELECT {TEXT_COLS} FROM texts WHERE image_id = ANY(%s)"
-        args: tuple[Any, ...] = (_valid_ids(image_ids),)
+        args: tuple[Any, ...] = (valid_ids(image_ids),)
         if kind is not None:
             sql += " AND kind=%s"
             args += (kind,)
@@ -166,13 +166,13 @@ class PgTextTable:
         for image_id, kind, text in self._exec(
             "SELECT image_id, kind, text FROM texts WHERE id IN (SELECT MIN(id) FROM texts "
             "WHERE image_id = ANY(%s) GROUP BY image_id, kind)",
-            (_valid_ids(image_ids),),
+            (valid_ids(image_ids),),
         ).fetchall():
             firsts.setdefault(int(image_id), {})[kind] = text
         return shown_texts(firsts)
 
     def get_texts(self, ids: Sequence[int]) -> dict[int, TextRow]:
-        rows = self._dicts(f"SELECT {TEXT_COLS} FROM texts WHERE id = ANY(%s)", (_valid_ids(ids),))
+        rows = self._dicts(f"SELECT {TEXT_COLS} FROM texts WHERE id = ANY(%s)", (valid_ids(ids),))
         return {int(r["id"]): TextRow(**r) for r in rows}  # type: ignore[typeddict-item]  # the columns of TextRow
 
     def count_texts(self) -> dict[str, int]:
@@ -194,7 +194,7 @@ class PgTextTable:
         rows = self._exec(
             "SELECT id, image_id, by_person, vector FROM texts WHERE image_id = ANY(%s) "
             "ORDER BY id",
-            (_valid_ids(image_ids),),
+            (valid_ids(image_ids),),
         ).fetchall()
         return description_arrays(rows, dim)
 
