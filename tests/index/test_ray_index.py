@@ -237,3 +237,24 @@ def test_every_worker_dead_is_one_clear_error():
     fake = _FakeRay(dead=0)
     with pytest.raises(CrossmodalError, match="every Ray worker died"):
         list(_run_in_order(fake, [0], [[0], [1]], fake.submit))
+
+
+def test_a_worker_sends_back_the_features_tags_are_made_from(tmp_path: Path) -> None:
+    """`keep_features` reaches the actor's body (called here without Ray): the pooled tower
+    features an in-process run hands the tagger come back with each good file."""
+    from crossmodal.index.pipeline import iter_embedded_batches
+    from crossmodal.index.ray_index import _Embedder
+
+    photos = _photos(tmp_path / "photos", 3)
+    paths = sorted(p for p in photos.rglob("*") if p.is_file())
+    worker = _Embedder(str(tiny_model_dir(0)))
+    names, indices, texts = [str(p) for p in paths], list(range(len(paths))), [[]] * len(paths)
+    loaded, vectors, _ = worker.embed(names, indices, texts, keep_features=True)
+    good = [x for x in loaded if x.error is None]
+    assert len(good) == 3 == len(vectors) and all(x.features is not None for x in good)
+    local = next(iter_embedded_batches(worker.model, paths, len(paths), keep_features=True))
+    for remote, here in zip(good, [x for x in local[0] if x.error is None], strict=True):
+        assert np.allclose(remote.features, here.features, atol=1e-5)
+    first = good[0].index
+    plain, _, _ = worker.embed([str(paths[first])], [first], [[]])
+    assert plain[0].error is None and plain[0].features is None  # not asked: not sent

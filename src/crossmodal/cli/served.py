@@ -67,13 +67,29 @@ def parse_search_args(args: list[str]) -> dict[str, Any] | None:
 
 def hit_line(hit: Any) -> str:
     """score, caption, its image for a caption hit; score, image, its first caption for an
-    image (a `SearchHit`, or the server's hit with the same attributes)."""
+    image (a `SearchHit`, or the server's hit with the same attributes), then (hybrid t2i)
+    an indented line per description that lifted it."""
     from crossmodal.fsnames import shown
 
     if hit.kind == "text":
-        return f"{hit.score:.4f}\t{_one_line(hit.text)}\t{shown(hit.path)}"
+        auto = "" if hit.by_person is not False else " (auto)"
+        return f"{hit.score:.4f}\t{_one_line(hit.text)}{auto}\t{shown(hit.path)}"
     caption = f"\t{_one_line(hit.caption)}" if hit.caption else ""
-    return f"{hit.score:.4f}\t{shown(hit.path)}{caption}"
+    return f"{hit.score:.4f}\t{shown(hit.path)}{caption}" + "".join(
+        "\n\t" + matched_line(m) for m in hit.matched or []
+    )
+
+
+def matched_line(matched: dict[str, Any]) -> str:
+    """Why a description lifted a hit:
+    `matched: "Max at the farm" (annotation; similar 0.93; words: max, farm; +0.130)`."""
+    parts = [matched["kind"] + ("" if matched["by_person"] else ", auto")]
+    if matched.get("similarity") is not None:
+        parts.append(f"similar {matched['similarity']:.2f}")
+    if matched.get("words"):
+        parts.append("words: " + ", ".join(matched["words"]))
+    parts.append(f"+{matched['added']:.3f}")
+    return f'matched: "{_one_line(matched["text"])}" ({"; ".join(parts)})'
 
 
 def _one_line(text: str | None) -> str:
@@ -83,6 +99,8 @@ def _one_line(text: str | None) -> str:
 
 #: the keys of `SearchHit.to_dict()`, in its order: `--json` prints them so
 _HIT_KEYS = ("rank", "score", "id", "path", "text", "caption", "kind", "text_id", "relpath")
+#: keys after them that a server of an older version may leave out (None then)
+_LATER_KEYS = ("text_kind", "by_person", "matched")
 
 
 def _printable(results: list[Any], print0: bool) -> list[dict[str, Any]] | None:
@@ -94,8 +112,9 @@ def _printable(results: list[Any], print0: bool) -> list[dict[str, Any]] | None:
     for result in results:
         if not isinstance(result, dict) or not set(_HIT_KEYS) <= result.keys():
             return None
-        hit = {key: result[key] for key in _HIT_KEYS}
+        hit = {key: result[key] for key in _HIT_KEYS} | {k: result.get(k) for k in _LATER_KEYS}
         texts = [str(hit[key] or "") for key in ("path", "text", "caption")]
+        texts += [str(m.get("text") or "") for m in hit["matched"] or [] if isinstance(m, dict)]
         if any("\x1b" in text for text in texts) or (print0 and "\\" in hit["path"]):
             return None
         hits.append(hit)

@@ -187,14 +187,18 @@ class _Embedder:
         return self.model.fingerprint, os.getpid()
 
     def embed(
-        self, paths: list[str], indices: list[int], texts: list[list[str]]
+        self,
+        paths: list[str],
+        indices: list[int],
+        texts: list[list[str]],
+        keep_features: bool = False,
     ) -> tuple[list[LoadedImage], np.ndarray, np.ndarray]:
         loaded = [
             load_file(Path(p), i, self.preprocess, self.draft)
             for p, i in zip(paths, indices, strict=True)
         ]
         wanted = [t for x, ts in zip(loaded, texts, strict=True) if x.error is None for t in ts]
-        vectors, text_vectors = embed_loaded(self.model, loaded, wanted)
+        vectors, text_vectors = embed_loaded(self.model, loaded, wanted, keep_features)
         return loaded, vectors, text_vectors
 
 
@@ -208,8 +212,8 @@ def ray_embedded_batches(
     keep_features: bool = False,
 ) -> Iterator[tuple[list[LoadedImage], np.ndarray, np.ndarray]]:
     """`pipeline.iter_embedded_batches` on Ray actors (`settings`), batches in order.
-    `keep_features` is not honoured yet: the actors send back vectors only, so a Ray run
-    stores no automatic tags (`crossmodal index --describe` adds them after)."""
+    `keep_features`: the actors also send back each image's pooled tower features, from
+    which the driver stores the automatic tags as an in-process run does."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     chunks = [
@@ -231,7 +235,9 @@ def ray_embedded_batches(
 
             def submit(actor: Any, chunk: list[int]) -> Any:
                 texts = [list(texts_for(i)) if texts_for else [] for i in chunk]
-                return actor.embed.remote([str(paths[i]) for i in chunk], chunk, texts)
+                return actor.embed.remote(
+                    [str(paths[i]) for i in chunk], chunk, texts, keep_features
+                )
 
             for result in _run_in_order(ray, actors, chunks, submit):
                 if on_progress is not None:
