@@ -18,6 +18,7 @@ import numpy as np
 from crossmodal.index import store as store_module
 from crossmodal.index.catalog import Catalog, fs_bytes
 from crossmodal.index.catalog_sql import SQLITE, Dialect, dialect_of, fetch_values
+from crossmodal.index.catalog_texts import HIDDEN_FROM_TEXT_SEARCH
 from crossmodal.index.results import SearchHit, hits_of
 from crossmodal.index.store import as_ids, as_vectors, top_k_of
 from crossmodal.search_filter import SearchFilter
@@ -112,12 +113,17 @@ def _folder_sql(folder: str, roots: dict[int, str], dialect: Dialect) -> tuple[s
 
 
 def allowed_ids(catalog: Catalog, flt: SearchFilter, target: str) -> np.ndarray:
-    """Ids of the rows of `target` ("images" or "texts") that pass, ascending."""
+    """Ids of the rows of `target` ("images" or "texts") that pass, ascending (texts: those
+    a text search shows, so no tags)."""
     where, args = filter_sql(flt, catalog.roots(), dialect_of(catalog))
     if target == "images":
         sql = f"SELECT i.id FROM images i WHERE {where}"
     else:
-        sql = f"SELECT t.id FROM texts t JOIN images i ON i.id = t.image_id WHERE {where}"
+        hidden = ", ".join(f"'{kind}'" for kind in HIDDEN_FROM_TEXT_SEARCH)  # our constants
+        sql = (
+            "SELECT t.id FROM texts t JOIN images i ON i.id = t.image_id "
+            f"WHERE t.kind NOT IN ({hidden}) AND {where}"
+        )
     found = fetch_values(catalog, sql, args)
     return np.array(sorted(found), np.int64)
 
