@@ -63,7 +63,7 @@ def test_index_again_is_quiet_and_remembers_failures(indexed: tuple[Path, Path])
 
 def test_search_text_lines(indexed: tuple[Path, Path]):
     col, _ = indexed
-    lines = search(col, "a red card", "-k", "4")
+    lines = search(col, "a red card", "-k", "4", "--no-descriptions")  # no "matched:" lines
     assert len(lines) == 4
     scores = []
     captions = {}

@@ -352,10 +352,8 @@ class Collection(DescriptionMethods, AutoDescribeMethods):
         A folder with no image file gives a report whose `no_photos` is true.
         `ray`: decode and embed on a Ray cluster ("local", "auto", HOST:PORT; see
         `crossmodal.index.ray_index`) with `ray_workers` actors; committed here all the same.
-        `describe`: automatic tags for the embedded images (False: none;
-        `TagSettings(captions=True)`: automatic captions too), from the features the tower
-        computed anyway (not on the Ray path yet).
-        """
+        `describe`: automatic tags for the embedded images from the tower's features (False:
+        none; `TagSettings(captions=True)`: automatic captions too)."""
         if batch_size < 1:
             raise CrossmodalError(f"batch size must be at least 1 (got {batch_size})")
         on_ray = check_ray_settings(ray, ray_workers)
@@ -369,13 +367,7 @@ class Collection(DescriptionMethods, AutoDescribeMethods):
         only_set = {str(o).strip() for o in only if str(o).strip()} if only is not None else None
         report = IndexReport(root=str(folder))
         with self._writing():
-            # a run must not add to (and report success on) a damaged file: one read of
-            # every page first (~0.1 s per 100 MB)
-            damage = self.catalog.quick_check()
-            if damage:
-                raise database_error(
-                    self.catalog.path, sqlite3.DatabaseError(integrity_line(damage))
-                )
+            self._refuse_damaged()
             root_id, prefix = root_for(self.catalog, folder)
             root_path = Path(self.catalog.roots()[root_id])
             files, skipped = scan_folder(folder, root_path, only_set, show_progress)
@@ -405,11 +397,9 @@ class Collection(DescriptionMethods, AutoDescribeMethods):
                         )  # fmt: skip
                 if caption_map is not None:
                     rows = self.catalog.images_under(root_id, prefix)
-                    sync_captions(
-                        self.catalog, self.stores, lambda: self.model,
-                        {rel: row["id"] for rel, row in rows.items()},
-                        caption_map, batch_size, report, show_progress,
-                    )  # fmt: skip
+                    ids = {rel: row["id"] for rel, row in rows.items()}
+                    sync_captions(self.catalog, self.stores, lambda: self.model, ids,
+                                  caption_map, batch_size, report, show_progress)  # fmt: skip
             finally:
                 report.embed_seconds = time.perf_counter() - embed_started
                 self.stores.save()
@@ -417,6 +407,13 @@ class Collection(DescriptionMethods, AutoDescribeMethods):
             self.stores.refresh(show_progress=show_progress)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _refuse_damaged(self) -> None:
+        """A run must not add to (and report success on) a damaged file: one read of every
+        page first (~0.1 s per 100 MB)."""
+        damage = self.catalog.quick_check()
+        if damage:
+            raise database_error(self.catalog.path, sqlite3.DatabaseError(integrity_line(damage)))
 
     # ---- other changes ----------------------------------------------------------------------
     def remove(self, paths: Iterable[str | Path]) -> int:

@@ -515,3 +515,12 @@ def test_a_catalogue_locked_too_long_is_a_503_to_retry(
     reply = c.get("/api/stats")
     assert_rejected(reply, 503, "is busy")
     assert reply.headers["Retry-After"] == "5"
+
+
+def test_a_wrong_method_names_every_method_of_the_path(client: TestClient) -> None:
+    """405's Allow lists the methods of all the routes at a path, wherever they are defined
+    (POST and DELETE of annotations sit in the token-guarded router)."""
+    answer = client.request("OPTIONS", "/api/images/1/annotations")
+    assert answer.status_code == 405 and answer.json()["detail"] == "Method Not Allowed"
+    assert answer.headers["allow"] == "DELETE, POST"
+    assert client.request("PUT", "/api/stats").headers["allow"] == "GET"

@@ -212,6 +212,20 @@ def index_command(
         )
         if describe:
             _describe_and_print(col, quiet, auto_captions)
+    _after_index(report, directory, optimize, collection, db, quiet)
+
+
+def _after_index(
+    report: Any,
+    directory: Path,
+    optimize: bool,
+    collection: Path | None,
+    db: str | None,
+    quiet: bool,
+) -> None:
+    """What was skipped and why, the summary, --optimize; exit 3 when files were skipped."""
+    from crossmodal.collection import Collection
+
     _print_failures(report)
     typer.echo(report.summary())
     if optimize:
@@ -320,6 +334,28 @@ A photo without an EXIF date is dated by its file's time (`--json` says which: t
 """
 
 
+#: search's output and ranking switches (module aliases keep search_command readable)
+NoDescriptionsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-descriptions",
+        help="text->image by the embedding alone, not also by the photos' captions, "
+        "annotations and tags (to compare)",
+    ),
+]
+PathsOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--paths-only",
+        help="image paths only, one a line (odd characters escaped: use --print0 for xargs)",
+    ),
+]
+Print0Opt = Annotated[
+    bool,
+    typer.Option("--print0", "-0", help="image paths as raw bytes, each ended by NUL (xargs -0)"),
+]
+
+
 @friendly_errors
 def search_command(
     query: Annotated[
@@ -347,27 +383,9 @@ def search_command(
         bool, typer.Option("--text", help="read every term as text, never as an image path")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="a JSON list of hits")] = False,
-    no_descriptions: Annotated[
-        bool,
-        typer.Option(
-            "--no-descriptions",
-            help="text->image by the embedding alone, not also by the photos' captions, "
-            "annotations and tags (to compare)",
-        ),
-    ] = False,
-    paths_only: Annotated[
-        bool,
-        typer.Option(
-            "--paths-only",
-            help="image paths only, one a line (odd characters escaped: use --print0 for xargs)",
-        ),
-    ] = False,
-    print0: Annotated[
-        bool,
-        typer.Option(
-            "--print0", "-0", help="image paths as raw bytes, each ended by NUL (xargs -0)"
-        ),
-    ] = False,
+    no_descriptions: NoDescriptionsOpt = False,
+    paths_only: PathsOnlyOpt = False,
+    print0: Print0Opt = False,
     db: DbOpt = None,
     after: AfterOpt = None,
     before: BeforeOpt = None,

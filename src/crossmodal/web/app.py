@@ -191,7 +191,23 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return _error(exc.status_code, detail, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names the first matching route's methods only
+            headers = dict(headers or {}) | {"Allow": _allowed_methods(request)}
+        return _error(exc.status_code, detail, headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (GET and DELETE of one resource can sit
+    in two routers: the read-only and the token-guarded one), asked of the routes themselves."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"):
+        scope = dict(request.scope) | {"method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 def _add_docs(app: FastAPI) -> None:

@@ -30,6 +30,7 @@ from crossmodal.collection import Collection, SearchHit
 from crossmodal.data import load_image
 from crossmodal.errors import CollectionError, ImageLoadError
 from crossmodal.fsnames import shown
+from crossmodal.index.catalog_texts import HIDDEN_FROM_TEXT_SEARCH
 from crossmodal.index.filters import allowed_ids
 from crossmodal.index.query import LRU, direction
 from crossmodal.search_filter import SearchFilter
@@ -527,6 +528,9 @@ class WebService(AnnotationMethods):
     def _count(self, table: str, flt: SearchFilter | None = None) -> int:
         """Rows of `table` a search can rank (those passing the filter, when there is one)."""
         if flt is None or flt.empty:
+            if table == "texts":  # tags are not shown by text searches
+                counts = self.collection.catalog.count_texts()
+                return sum(n for kind, n in counts.items() if kind not in HIDDEN_FROM_TEXT_SEARCH)
             return self.collection.catalog.count(table)
         return len(allowed_ids(self.collection.catalog, flt, table))
 
