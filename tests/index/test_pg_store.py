@@ -362,6 +362,12 @@ def test_cli_index_search_stats(photos: Path, db: str) -> None:
     found = runner.invoke(app, ["search", "a red striped card", "--mode", "t2t", *args])
     assert found.exit_code == 0, found.output
     assert found.stdout.splitlines()[0].split("\t")[1] in ("a red striped card",)
+    # a person's text, by the photo's path, found by plain search (hybrid on PostgreSQL)
+    farm = photos / "photos" / "d2" / "p008.jpg"
+    noted = runner.invoke(app, ["annotate", str(farm), "Max at grandma's farm", *args])
+    assert noted.exit_code == 0 and "annotated image" in noted.stdout, noted.output
+    found = runner.invoke(app, ["search", "Max at the farm", "-k", "1", *args])
+    assert found.exit_code == 0 and found.stdout.split("\t")[1].strip() == str(farm)
     stats = runner.invoke(app, ["stats", *args])
     assert stats.exit_code == 0 and "images: 12" in stats.stdout
     assert "images index: pgvector-hnsw, 12 rows" in stats.stdout
