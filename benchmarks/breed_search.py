@@ -161,14 +161,15 @@ def render(split: str, out: dict, env: str, command: str) -> str:
         f"{min(1.0, out['per_breed'] / 10):.0%}; R-precision and the last column are the "
         "figures a perfect search brings to 100 %.",
     ]
-    weights = HybridWeights.packaged()
+    from descriptions import weights_line
+
     lines += [
         "",
         "Weights as packaged (`index/hybrid_weights.json`), chosen on val by "
-        "`python benchmarks/descriptions.py --select`: generated descriptions dense "
-        f"{weights.dense_generated:g}, lexical {weights.lexical_generated:g} (the best breed "
-        "search on the Stanford Dogs **val** split among the weights that keep Flickr8k "
-        "val's text->image R@1 with generated descriptions only at or above the embedding).",
+        f"`python benchmarks/descriptions.py --select`: {weights_line(HybridWeights.packaged())}"
+        ". The tags' are the best breed search on the Stanford Dogs **val** split among the "
+        "weights that keep Flickr8k val's text->image R@1 with generated descriptions only at "
+        "or above the embedding's.",
     ]
     if "embed_s" in out:
         share = out["describe_s"] / out["embed_s"] if out["embed_s"] else float("nan")

@@ -69,10 +69,11 @@ def test_rows_written_and_read_back() -> None:
         (7, "user", 1, None, "max at grandma s farm"),
         (8, "breed", 0, "zh", "金毛 毛寻 寻回 回犬"),
     ]
-    ids, owners, person, found = description_arrays(
-        con.execute("SELECT id, image_id, by_person, vector FROM texts ORDER BY id"), 3
+    ids, owners, kinds, found = description_arrays(
+        con.execute("SELECT id, image_id, kind, vector FROM texts ORDER BY id"), 3
     )
-    assert ids.tolist() == [1, 2] and owners.tolist() == [7, 8] and person.tolist() == [1, 0]
+    assert ids.tolist() == [1, 2] and owners.tolist() == [7, 8]
+    assert kinds.tolist() == ["annotation", "tag"]
     assert np.array_equal(found, vectors[:2])
     assert description_arrays([], 3)[3].shape == (0, 3)
 

@@ -30,8 +30,10 @@ def test_packaged_weights_were_chosen_on_val_with_person_above_generated():
     shipped = json.loads(WEIGHTS_FILE.read_text())
     assert "--select" in shipped["chosen_by"] and "val" in shipped["chosen_by"]
     w = HybridWeights.packaged()
-    assert w.dense_generated <= w.dense_person and w.lexical_generated <= w.lexical_person
-    assert 0 <= w.threshold < 1 and w.candidates >= 10
+    for kind in ("tag", "auto_caption"):
+        assert getattr(w, f"dense_{kind}") <= w.dense_person
+        assert getattr(w, f"lexical_{kind}") <= w.lexical_person
+    assert all(0 <= t < 1 for t in w.thresholds()) and w.candidates >= 10
 
 
 @pytest.fixture(scope="module")

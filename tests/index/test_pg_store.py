@@ -151,8 +151,8 @@ def _same_hits(a: list[Any], b: list[Any]) -> None:
 
 #: hybrid search by the text-text cosine alone: PostgreSQL's must equal SQLite's exactly
 #: (the lexical scores differ by design: ts_rank_cd is not BM25)
-DENSE_ONLY = HybridWeights(dense_person=2.0, dense_generated=1.0, threshold=0.5)
-LEXICAL_ONLY = HybridWeights(lexical_person=1.0, lexical_generated=0.5)
+DENSE_ONLY = HybridWeights(dense_person=2.0, dense_tag=1.0, threshold=0.5)
+LEXICAL_ONLY = HybridWeights(lexical_person=1.0, lexical_tag=0.5)
 
 
 def _four_ways(embedded: Collection, in_pg: Collection, photos: Path) -> None:

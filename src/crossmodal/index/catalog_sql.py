@@ -180,23 +180,23 @@ def shown_texts(firsts: dict[int, dict[str, str]]) -> dict[int, str]:
 
 
 def description_arrays(
-    rows: Iterable[tuple[int, int, int, bytes]], dim: int
+    rows: Iterable[tuple[int, int, str, bytes]], dim: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(text ids, image ids, by_person flags, vectors) of (id, image id, by_person, vector
-    blob) rows, as `description_vectors` returns them."""
+    """(text ids, image ids, kinds, vectors) of (id, image id, kind, vector blob) rows, as
+    `description_vectors` returns them."""
     text_ids: list[int] = []
     owners: list[int] = []
-    person: list[bool] = []
+    kinds: list[str] = []
     blobs: list[bytes] = []
-    for row_id, image_id, by_person, blob in rows:
+    for row_id, image_id, kind, blob in rows:
         text_ids.append(int(row_id))
         owners.append(int(image_id))
-        person.append(bool(by_person))
+        kinds.append(str(kind))
         blobs.append(bytes(blob))
     vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, dim)
     return (
         np.array(text_ids, np.int64),
         np.array(owners, np.int64),
-        np.array(person, bool),
+        np.array(kinds, object),
         vectors,
     )

@@ -179,13 +179,13 @@ class TextTable:
     def description_vectors(
         self, image_ids: Sequence[int], dim: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(text ids, their image ids, by_person flags, vectors) of these images' texts."""
-        rows: list[tuple[int, int, int, bytes]] = []
+        """(text ids, their image ids, their kinds, vectors) of these images' texts."""
+        rows: list[tuple[int, int, str, bytes]] = []
         with self._lock:
             for chunk in chunks(list(image_ids)):
                 marks = ",".join("?" * len(chunk))
                 rows += self._con.execute(
-                    "SELECT id, image_id, by_person, vector FROM texts "
+                    "SELECT id, image_id, kind, vector FROM texts "
                     f"WHERE image_id IN ({marks}) ORDER BY id",
                     tuple(chunk),
                 ).fetchall()
@@ -202,21 +202,21 @@ class TextTable:
         with its BM25 score (higher is better) and the words that matched."""
         with self._lock:
             rows = self._con.execute(
-                "SELECT t.id, t.image_id, t.by_person, -bm25(texts_fts) AS score, "
+                "SELECT t.id, t.image_id, t.kind, -bm25(texts_fts) AS score, "
                 "highlight(texts_fts, 0, char(2), char(3)) "
                 "FROM texts_fts JOIN texts t ON t.id = texts_fts.rowid "
                 "WHERE texts_fts MATCH ? ORDER BY score DESC LIMIT ?",
                 (expression, int(limit)),
             ).fetchall()
         return [
-            TermMatch(int(a), int(b), bool(c), float(d), marked_words(e)) for a, b, c, d, e in rows
+            TermMatch(int(a), int(b), str(c), float(d), marked_words(e)) for a, b, c, d, e in rows
         ]
 
 
 class TermMatch(NamedTuple):
     text_id: int
     image_id: int
-    by_person: bool
+    kind: str
     score: float
     words: list[str]
 

@@ -50,8 +50,16 @@ __all__ = [
 ]
 
 WEIGHTS_FILE = Path(__file__).with_name("hybrid_weights.json")
-#: columns of the per-candidate feature arrays
-PERSON, GENERATED = 0, 1
+#: columns of the per-candidate feature arrays: a person's text (caption, annotation), an
+#: automatic tag, an automatic caption
+PERSON, TAG, AUTO_CAPTION = 0, 1, 2
+COLUMNS = 3
+_COLUMN_OF_KIND = {"tag": TAG, "auto_caption": AUTO_CAPTION}
+
+
+def column_of(kind: str) -> int:
+    """The feature column of a description kind (captions and annotations: PERSON)."""
+    return _COLUMN_OF_KIND.get(kind, PERSON)
 
 
 @dataclass(frozen=True)
@@ -59,14 +67,38 @@ class HybridWeights:
     """How much the descriptions add to the embedding score (see the module's text)."""
 
     dense_person: float = 0.0
-    dense_generated: float = 0.0
+    dense_tag: float = 0.0
+    dense_auto_caption: float = 0.0
     lexical_person: float = 0.0
-    lexical_generated: float = 0.0
+    lexical_tag: float = 0.0
+    lexical_auto_caption: float = 0.0
     threshold: float = 0.5
-    #: a generated description's threshold (None: `threshold`): a tag is a class name, close
-    #: in meaning to many queries that do not ask for it
-    threshold_generated: float | None = None
+    #: each generated kind has its own threshold (None: `threshold`): a tag is a class name,
+    #: close in meaning to many queries that do not ask for it, and an automatic caption is
+    #: a generic sentence many photos share
+    threshold_tag: float | None = None
+    threshold_auto_caption: float | None = None
     candidates: int = 100
+
+    def thresholds(self) -> np.ndarray:
+        """The dense threshold of each column (PERSON, TAG, AUTO_CAPTION)."""
+        tag, auto = self.threshold_tag, self.threshold_auto_caption
+        return np.array(
+            [
+                self.threshold,
+                self.threshold if tag is None else tag,
+                self.threshold if auto is None else auto,
+            ],
+            np.float32,
+        )
+
+    def dense_weights(self) -> np.ndarray:
+        return np.array([self.dense_person, self.dense_tag, self.dense_auto_caption], np.float32)
+
+    def lexical_weights(self) -> np.ndarray:
+        return np.array(
+            [self.lexical_person, self.lexical_tag, self.lexical_auto_caption], np.float32
+        )
 
     @classmethod
     def packaged(cls) -> HybridWeights:
@@ -92,10 +124,10 @@ class Candidates:
 
     image_ids: np.ndarray  # (n,)
     embedding: np.ndarray  # (n,) the embedding score (hubness-corrected like t2i search)
-    dense: np.ndarray  # (n, 2) best cosine to a [person's, generated] description; -1: none
-    dense_text: np.ndarray  # (n, 2) that description's text id; -1: none
-    lexical: np.ndarray  # (n, 2) best BM25 / the query's best BM25, in [0, 1]; 0: none
-    lexical_text: np.ndarray  # (n, 2)
+    dense: np.ndarray  # (n, 3) best cosine to a description of each column; -1: none
+    dense_text: np.ndarray  # (n, 3) that description's text id; -1: none
+    lexical: np.ndarray  # (n, 3) best BM25 / the query's best BM25, in [0, 1]; 0: none
+    lexical_text: np.ndarray  # (n, 3)
     words: dict[int, list[str]]  # text id -> its words that matched the query (FTS5)
 
 
@@ -135,10 +167,10 @@ def candidates(
     out = Candidates(
         image_ids=image_ids,
         embedding=np.array([embedding[int(i)] for i in image_ids], np.float32),
-        dense=np.full((len(image_ids), 2), -1.0, np.float32),
-        dense_text=np.full((len(image_ids), 2), -1, np.int64),
-        lexical=np.zeros((len(image_ids), 2), np.float32),
-        lexical_text=np.full((len(image_ids), 2), -1, np.int64),
+        dense=np.full((len(image_ids), COLUMNS), -1.0, np.float32),
+        dense_text=np.full((len(image_ids), COLUMNS), -1, np.int64),
+        lexical=np.zeros((len(image_ids), COLUMNS), np.float32),
+        lexical_text=np.full((len(image_ids), COLUMNS), -1, np.int64),
         words={},
     )
     _dense_features(out, catalog, dim, query, position)
@@ -168,12 +200,12 @@ def _stored_rows(stores: StoreCache, vectors: np.ndarray) -> np.ndarray:
 def _dense_features(
     out: Candidates, catalog: Catalog, dim: int, query: np.ndarray, position: dict[int, int]
 ) -> None:
-    text_ids, owners, person, vectors = catalog.description_vectors(out.image_ids.tolist(), dim)
+    text_ids, owners, kinds, vectors = catalog.description_vectors(out.image_ids.tolist(), dim)
     if not len(text_ids):
         return
     cosines = vectors @ query
-    for text_id, owner, by_person, cosine in zip(text_ids, owners, person, cosines, strict=True):
-        row, col = position[int(owner)], PERSON if by_person else GENERATED
+    for text_id, owner, kind, cosine in zip(text_ids, owners, kinds, cosines, strict=True):
+        row, col = position[int(owner)], column_of(str(kind))
         if cosine > out.dense[row, col]:
             out.dense[row, col] = cosine
             out.dense_text[row, col] = text_id
@@ -190,7 +222,7 @@ def _lexical_features(out: Candidates, matches: list[Any], position: dict[int, i
         row = position.get(m.image_id)
         if row is None:
             continue
-        col = PERSON if m.by_person else GENERATED
+        col = column_of(m.kind)
         value = m.score / best
         if value > out.lexical[row, col]:
             out.lexical[row, col] = value
@@ -198,13 +230,12 @@ def _lexical_features(out: Candidates, matches: list[Any], position: dict[int, i
 
 
 def contributions(c: Candidates, w: HybridWeights) -> tuple[np.ndarray, np.ndarray]:
-    """(dense, lexical) parts of each candidate's score, each (n, 2): [person, generated]."""
-    generated = w.threshold if w.threshold_generated is None else w.threshold_generated
-    thresholds = np.array([w.threshold, generated], np.float32)
+    """(dense, lexical) parts of each candidate's score, each (n, 3): one column per kind of
+    description (PERSON, TAG, AUTO_CAPTION)."""
+    thresholds = w.thresholds()
     span = np.maximum(1e-6, 1.0 - thresholds)
-    dense = np.clip(c.dense - thresholds, 0.0, None) / span
-    dense *= np.array([w.dense_person, w.dense_generated], np.float32)
-    lexical = c.lexical * np.array([w.lexical_person, w.lexical_generated], np.float32)
+    dense = np.clip(c.dense - thresholds, 0.0, None) / span * w.dense_weights()
+    lexical = c.lexical * w.lexical_weights()
     return dense, lexical
 
 
@@ -221,7 +252,7 @@ def reasons(c: Candidates, w: HybridWeights, row: int) -> list[dict[str, Any]]:
     texts."""
     dense, lexical = contributions(c, w)
     out: list[dict[str, Any]] = []
-    for col in (PERSON, GENERATED):
+    for col in range(COLUMNS):
         if dense[row, col] > 0:
             text_id = int(c.dense_text[row, col])
             out.append(

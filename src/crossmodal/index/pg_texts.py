@@ -190,10 +190,9 @@ class PgTextTable:
     def description_vectors(
         self, image_ids: Sequence[int], dim: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(text ids, their image ids, by_person flags, vectors) of these images' texts."""
+        """(text ids, their image ids, their kinds, vectors) of these images' texts."""
         rows = self._exec(
-            "SELECT id, image_id, by_person, vector FROM texts WHERE image_id = ANY(%s) "
-            "ORDER BY id",
+            "SELECT id, image_id, kind, vector FROM texts WHERE image_id = ANY(%s) ORDER BY id",
             (valid_ids(image_ids),),
         ).fetchall()
         return description_arrays(rows, dim)
@@ -207,14 +206,14 @@ class PgTextTable:
         query = " || ".join([f"plainto_tsquery({TS_CONFIG}, %s)"] * len(terms))
         rows = self._exec(
             f"WITH q AS (SELECT {query} AS query), "
-            "best AS (SELECT t.id, t.image_id, t.by_person, t.terms, "
+            "best AS (SELECT t.id, t.image_id, t.kind, t.terms, "
             "ts_rank_cd(t.words, q.query, 1) AS score FROM texts t, q "
             "WHERE t.words @@ q.query ORDER BY score DESC, t.id LIMIT %s) "
-            f"SELECT b.id, b.image_id, b.by_person, b.score, "
+            f"SELECT b.id, b.image_id, b.kind, b.score, "
             f"ts_headline({TS_CONFIG}, b.terms, q.query, %s) "
             "FROM best b, q ORDER BY b.score DESC, b.id",
             (*terms, int(limit), _HEADLINE),
         ).fetchall()
         return [
-            TermMatch(int(a), int(b), bool(c), float(d), marked_words(e)) for a, b, c, d, e in rows
+            TermMatch(int(a), int(b), str(c), float(d), marked_words(e)) for a, b, c, d, e in rows
         ]
