@@ -392,19 +392,22 @@ def select(col, names, queries, truth, vectors, dogs: Path | None):  # type: ign
 
 
 #: thresholds and weights tried for a generated kind of description (tags, automatic
-#: captions), each weight at most a person's (a person's text counts above a generated one)
+#: captions); the most one can add (dense + lexical) stays below what a person's text can
+#: add, so a person's text counts above a generated one
 GENERATED_THRESHOLDS = (0.8, 0.85, 0.9, 0.95)
-GENERATED_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+GENERATED_DENSE = (0.0, 0.25, 0.5, 1.0, 2.0)
+GENERATED_LEXICAL = (0.0, 0.1, 0.2, 0.4, 0.8)
 
 
 def generated_grid(person) -> list[tuple[float, float, float]]:  # type: ignore[no-untyped-def]
     """(threshold, dense, lexical) for a generated kind: none at all first, then every
-    threshold with dense and lexical weights up to a person's."""
-    dense = [d for d in GENERATED_WEIGHTS if d <= person.dense_person]
-    lexical = [x for x in (0.0, 0.05, 0.1) if x <= person.lexical_person]
+    threshold and pair of weights whose sum is below a person's."""
+    most = person.dense_person + person.lexical_person
     grid = [(person.threshold, 0.0, 0.0)]
-    for threshold, d, x in itertools.product(GENERATED_THRESHOLDS, dense, lexical):
-        if d or x:
+    for threshold, d, x in itertools.product(
+        GENERATED_THRESHOLDS, GENERATED_DENSE, GENERATED_LEXICAL
+    ):
+        if (d or x) and d + x < most:
             grid.append((threshold, d, x))
     return grid
 
@@ -438,8 +441,8 @@ def write_weights(weights, table: dict, seconds: float) -> None:  # type: ignore
                 "point; automatic captions: best R@1 of Flickr8k val's plain setting (generated "
                 "descriptions only), at or above the embedding; tags: best breed search on "
                 "Stanford Dogs val (mean of en and zh precision@10 / min(10, R)) among those "
-                "keeping that plain setting at or above the embedding; generated weights at "
-                "most a person's",
+                "keeping that plain setting at or above the embedding; a generated kind's dense + "
+                "lexical weight below a person's",
                 "val": table["chosen"],
                 "auto_caption_val": table["auto_caption"],
                 "tag_val": table["tag"],

@@ -30,9 +30,9 @@ def test_packaged_weights_were_chosen_on_val_with_person_above_generated():
     shipped = json.loads(WEIGHTS_FILE.read_text())
     assert "--select" in shipped["chosen_by"] and "val" in shipped["chosen_by"]
     w = HybridWeights.packaged()
-    for kind in ("tag", "auto_caption"):
-        assert getattr(w, f"dense_{kind}") <= w.dense_person
-        assert getattr(w, f"lexical_{kind}") <= w.lexical_person
+    for kind in ("tag", "auto_caption"):  # what a generated text can add stays below
+        most = getattr(w, f"dense_{kind}") + getattr(w, f"lexical_{kind}")
+        assert most == 0 or most < w.dense_person + w.lexical_person
     assert all(0 <= t < 1 for t in w.thresholds()) and w.candidates >= 10
 
 

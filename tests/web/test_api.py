@@ -524,3 +524,18 @@ def test_a_wrong_method_names_every_method_of_the_path(client: TestClient) -> No
     assert answer.status_code == 405 and answer.json()["detail"] == "Method Not Allowed"
     assert answer.headers["allow"] == "DELETE, POST"
     assert client.request("PUT", "/api/stats").headers["allow"] == "GET"
+
+
+def test_index_without_tags(writable: tuple[TestClient, Collection, Path]) -> None:
+    """`"tags": false` is `crossmodal index --no-tags`: the new photos get no automatic tags."""
+    c, _, base = writable
+    from tests.index.helpers import make_photos
+
+    make_photos(base / "untagged", 6)
+    before = c.get("/api/stats").json()["tags"]
+    body = {"folder": str(base / "untagged"), "tags": False}
+    report = c.post("/api/index", json=body, headers=AUTH)
+    assert report.status_code == 200, report.text
+    assert report.json()["added"] == 6 and report.json()["described"] == 0
+    assert c.get("/api/stats").json()["tags"] == before
+    assert_rejected(c.post("/api/index", json=body | {"tags": "maybe"}, headers=AUTH), 422)

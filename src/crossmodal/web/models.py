@@ -133,6 +133,10 @@ class IndexRequest(BaseModel):
         min_length=1, pattern=NOT_BLANK, description="a folder on the server, indexed recursively"
     )
     captions: str | None = Field(None, description="captions.tsv / captions.json on the server")
+    tags: bool = Field(True, description="automatic tags for the new photos (`--no-tags`: false)")
+    auto_captions: bool = Field(
+        False, description="an automatic caption for each new photo too (slow; `--auto-captions`)"
+    )
 
 
 class AnnotationRequest(BaseModel):

@@ -536,7 +536,7 @@ write_router = APIRouter(
 @write_router.post("/index")
 def index_folder(service: Service, body: IndexRequest) -> dict[str, Any]:
     """Index a folder on the server (incremental: new, changed, moved, deleted files)."""
-    return service.index_folder(body.folder, body.captions)
+    return service.index_folder(body.folder, body.captions, body.tags, body.auto_captions)
 
 
 @write_router.post(

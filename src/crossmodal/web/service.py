@@ -385,13 +385,19 @@ class WebService(AnnotationMethods):
         return out
 
     # ---- write --------------------------------------------------------------------------------
-    def index_folder(self, folder: str, captions: str | None) -> dict[str, Any]:
+    def index_folder(
+        self, folder: str, captions: str | None, tags: bool = True, auto_captions: bool = False
+    ) -> dict[str, Any]:
+        """`crossmodal index FOLDER [--captions F] [--no-tags] [--auto-captions]`."""
+        from crossmodal.models.tagger import TagSettings
+
         if not folder.strip():
             raise Rejected(422, "give the folder to index (a path on the server)")
         if captions is not None and not Path(captions).expanduser().is_file():
             raise Rejected(400, f"no captions file at {captions}")
+        describe = TagSettings(captions=True) if auto_captions else tags
         with self._write() as writer:
-            report = writer.index(folder, captions=captions, show_progress=False)
+            report = writer.index(folder, captions=captions, show_progress=False, describe=describe)
         out = report.to_dict()
         out["root"] = shown(report.root)
         out["failed"] = [f.message for f in report.failed]
