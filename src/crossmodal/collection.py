@@ -389,8 +389,6 @@ class Collection(DescriptionMethods, AutoDescribeMethods):
                 # the model is loaded only when there is something to embed: a run that finds
                 # nothing new (a nightly cron job) takes a second, not a model load
                 if plan.embed:
-                    if not getattr(self.catalog, "KEEPS_DESCRIPTIONS", True):
-                        describe = False  # PostgreSQL: no description columns yet
                     with index_describing(self.catalog, self.stores, self.model, describe) as on:
                         embed_files(
                             self.catalog, self.stores, self.model, root_id, plan.embed,

@@ -26,9 +26,15 @@ from crossmodal.cli import app
 from crossmodal.errors import CollectionError
 from crossmodal.index import pg_store
 from crossmodal.index.catalog import Catalog
+from crossmodal.index.facts import FACT_COLUMNS, facts_of, rows_without_facts
+from crossmodal.index.filters import allowed_ids
+from crossmodal.index.hybrid import HybridWeights, hybrid_hits
 from crossmodal.index.pg_catalog import PgCatalog
+from crossmodal.index.pg_schema import PG_SCHEMA_VERSION
 from crossmodal.models import load_model
 from crossmodal.models.base import Encoder
+from crossmodal.search_filter import parse_filter
+from tests.index.exif_helpers import SHOTS, write_library
 from tests.index.helpers import make_photos, one_torch_thread, tiny_model_dir
 
 runner = CliRunner()
@@ -105,19 +111,35 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _pair(photos: Path, tiny: Encoder, db: str, tmp_path: Path) -> tuple[Collection, Collection]:
-    """The same photos and captions indexed into a folder and into the database."""
+    """The same photos and captions indexed into a folder and into the database, with the
+    automatic tags of the (tiny) model's classifier."""
     embedded = Collection.open(tmp_path / "col", model=tiny, create=True)
     in_pg = Collection.open(model=tiny, create=True, db=db)
-    for col in (embedded, in_pg):  # no tags: PostgreSQL keeps no descriptions yet
+    for col in (embedded, in_pg):
         report = col.index(
-            photos / "photos",
-            captions=photos / "captions.tsv",
-            batch_size=5,
-            show_progress=False,
-            describe=False,
+            photos / "photos", captions=photos / "captions.tsv", batch_size=5, show_progress=False
         )
         assert report.added == 12 and report.captions == 5 and not report.failed
+        assert report.described > 0
     return embedded, in_pg
+
+
+def _descriptions(col: Collection) -> list[tuple[Any, ...]]:
+    rows = col.catalog.descriptions_of([int(i) for i in col.catalog.ids("images")])
+    return sorted(
+        (r["id"], r["image_id"], r["kind"], r["text"], r["source"], r["by_person"], r["lang"],
+         r["confidence"])
+        for found in rows.values() for r in found
+    )  # fmt: skip
+
+
+def _query_vector(col: Collection, text: str) -> np.ndarray:
+    return np.asarray(col.model.encode_texts([text])[0], np.float32)
+
+
+def _hybrid(col: Collection, text: str, weights: HybridWeights, k: int = 10) -> list[Any]:
+    vector = _query_vector(col, text)
+    return hybrid_hits(col.catalog, col.stores, col.dim, vector, text, k, weights=weights)
 
 
 def _same_hits(a: list[Any], b: list[Any]) -> None:
@@ -127,24 +149,35 @@ def _same_hits(a: list[Any], b: list[Any]) -> None:
     assert np.allclose([h.score for h in a], [h.score for h in b], atol=1e-4)
 
 
+#: hybrid search by the text-text cosine alone: PostgreSQL's must equal SQLite's exactly
+#: (the lexical scores differ by design: ts_rank_cd is not BM25)
+DENSE_ONLY = HybridWeights(dense_person=2.0, dense_tag=1.0, threshold=0.5)
+LEXICAL_ONLY = HybridWeights(lexical_person=1.0, lexical_tag=0.5)
+
+
 def _four_ways(embedded: Collection, in_pg: Collection, photos: Path) -> None:
-    # PostgreSQL collections keep no descriptions yet: compare with embedding-only ranking
+    """Every search whose answer must not depend on the store: embedding-only t2i, t2t and
+    i2t (tags hidden from both), i2i, by id, mixed queries and dense-only hybrid t2i."""
     image = photos / "photos" / "d1" / "p004.jpg"
-    for mode in ("t2i", "t2t"):
-        _same_hits(
-            embedded.search("a red striped card", k=10, mode=mode, descriptions=False),
-            in_pg.search("a red striped card", k=10, mode=mode),
-        )
+    for text in ("a red striped card", "green"):
+        for mode, plain in (("t2i", {"descriptions": False}), ("t2t", {})):
+            _same_hits(
+                embedded.search(text, k=10, mode=mode, **plain),
+                in_pg.search(text, k=10, mode=mode, **plain),
+            )
+        _same_hits(_hybrid(embedded, text, DENSE_ONLY), _hybrid(in_pg, text, DENSE_ONLY))
     for mode in ("i2i", "i2t"):
         found = embedded.search(image=image, k=10, mode=mode)
         assert found
         _same_hits(found, in_pg.search(image=image, k=10, mode=mode))
+    assert not [h for h in in_pg.search(image=image, k=50, mode="i2t") if h.text_kind == "tag"]
     # ids agree (the same photos were indexed in the same order), so by-id searches compare
     _same_hits(embedded.search_by_id(3, k=10), in_pg.search_by_id(3, k=10))
     _same_hits(embedded.search_by_id(3, mode="i2t"), in_pg.search_by_id(3, mode="i2t"))
     mixed = [(1.0, "a red card"), (1.0, str(image)), (-0.5, "green")]
     _same_hits(
-        embedded.search(query=mixed, k=10, descriptions=False), in_pg.search(query=mixed, k=10)
+        embedded.search(query=mixed, k=10, descriptions=False),
+        in_pg.search(query=mixed, k=10, descriptions=False),
     )
 
 
@@ -155,6 +188,10 @@ def test_same_results_as_the_embedded_store(
     assert len(embedded.search("card", k=10)) == 10  # the comparison covers a full top 10
     _four_ways(embedded, in_pg, photos)
     assert in_pg.get(5).captions == embedded.get(5).captions == ["a green striped card"]
+    # the same tags (kind, source, language, confidence) and captions, under the same ids
+    assert _descriptions(in_pg) == _descriptions(embedded)
+    assert in_pg.catalog.count_texts() == embedded.catalog.count_texts()
+    assert in_pg.catalog.count_generated() == embedded.catalog.count_generated() > 0
     stats = in_pg.stats()
     assert (stats["images"], stats["captions"], stats["store"]) == (12, 5, "pgvector-hnsw")
     assert stats["stores"]["images"]["rows"] == 12 and stats["disk_bytes"] > 0
@@ -197,9 +234,51 @@ def test_changes_remove_annotate_and_reindex(
     assert probe() > before  # a web server's page cache sees the commits
     probe.close()
     _four_ways(embedded, in_pg, photos)
+    _annotations_found_by_hybrid_search(embedded, in_pg, photos)
     report = in_pg.index(photos / "photos", show_progress=False)
     assert (report.added, report.unchanged) == (2, 10)  # the removed files came back
     assert len(in_pg) == 12
+
+
+#: query characters FTS5 or tsquery would parse as operators: searched for or dropped
+ODD_QUERIES = ['"', "*", "NEAR", "-", ":", "&", "|", "!", "(", 'a"b* NEAR(c -d) e:f & g | !h (']
+
+
+def _annotations_found_by_hybrid_search(
+    embedded: Collection, in_pg: Collection, photos: Path
+) -> None:
+    """A person's text lifts its photo on PostgreSQL as on SQLite, by meaning and by words
+    (English and Chinese); odd query characters never raise; removing it drops it."""
+    for col in (embedded, in_pg):
+        col.annotate(6, "Max at grandma's farm")
+        col.annotate(4, "一只金毛寻回犬在草地上")
+    for weights in (HybridWeights.packaged(), LEXICAL_ONLY):
+        for text, image_id in (("Max at the farm", 6), ("金毛寻回犬", 4)):
+            assert [h.id for h in _hybrid(in_pg, text, weights, k=1)] == [image_id]
+            assert [h.id for h in _hybrid(embedded, text, weights, k=1)] == [image_id]
+    assert in_pg.search("Max at the farm", k=1)[0].id == 6  # the default search
+    words = {
+        m["how"]: m["words"] for m in _hybrid(in_pg, "Max at the farm", LEXICAL_ONLY)[0].matched
+    }
+    assert words == {"words": ["max", "farm"]}
+    lexical = [(m.text_id, m.words) for m in in_pg.catalog.lexical_matches("金毛寻回犬", 5)]
+    assert lexical == [
+        (m.text_id, m.words) for m in embedded.catalog.lexical_matches("金毛寻回犬", 5)
+    ]
+    assert lexical[0][1] == ["金毛寻回犬"]
+    _same_hits(
+        _hybrid(embedded, "Max at the farm", DENSE_ONLY),
+        _hybrid(in_pg, "Max at the farm", DENSE_ONLY),
+    )
+    for text in ODD_QUERIES:
+        assert in_pg.catalog.lexical_matches(text, 10) == []
+        in_pg.search(text, k=3)  # no psycopg error
+    assert in_pg.search("NEAR farm", k=1)[0].id == 6
+    for col in (embedded, in_pg):
+        assert col.remove_annotations(6, text="Max at grandma's farm") == 1
+        assert col.catalog.descriptions_of([6], "annotation") == {}
+    assert in_pg.catalog.lexical_matches("Max at the farm", 5) == []
+    assert _descriptions(in_pg) == _descriptions(embedded)
 
 
 def test_two_index_processes_at_once_both_land(
@@ -283,6 +362,12 @@ def test_cli_index_search_stats(photos: Path, db: str) -> None:
     found = runner.invoke(app, ["search", "a red striped card", "--mode", "t2t", *args])
     assert found.exit_code == 0, found.output
     assert found.stdout.splitlines()[0].split("\t")[1] in ("a red striped card",)
+    # a person's text, by the photo's path, found by plain search (hybrid on PostgreSQL)
+    farm = photos / "photos" / "d2" / "p008.jpg"
+    noted = runner.invoke(app, ["annotate", str(farm), "Max at grandma's farm", *args])
+    assert noted.exit_code == 0 and "annotated image" in noted.stdout, noted.output
+    found = runner.invoke(app, ["search", "Max at the farm", "-k", "1", *args])
+    assert found.exit_code == 0 and found.stdout.split("\t")[1].strip() == str(farm)
     stats = runner.invoke(app, ["stats", *args])
     assert stats.exit_code == 0 and "images: 12" in stats.stdout
     assert "images index: pgvector-hnsw, 12 rows" in stats.stdout
@@ -322,7 +407,7 @@ def test_a_catalogue_feature_not_in_postgresql_refuses(
 
 def test_schema_versions(db: str) -> None:
     catalog = PgCatalog(db)
-    assert catalog.schema_version() == 1 and catalog.count("images") == 0
+    assert catalog.schema_version() == PG_SCHEMA_VERSION and catalog.count("images") == 0
     catalog.set_meta("schema_version", "99")
     catalog.close()
     with pytest.raises(CollectionError, match="newer crossmodal"):
@@ -343,10 +428,90 @@ def test_web_app_over_the_database(photos: Path, tiny: Encoder, db: str, tmp_pat
     with TestClient(app, base_url="http://127.0.0.1") as client:
         stats = client.get("/api/stats").json()
         assert stats["images"] == 12 and stats["store"] == "pgvector-hnsw"
-        first = client.get("/api/search", params={"q": "a red card", "k": 5}).json()
+        plain = {"q": "a red card", "k": 5, "descriptions": "false"}  # the embedding alone
+        first = client.get("/api/search", params=plain).json()
         expected = embedded.search("a red card", k=5, descriptions=False)
         assert [r["id"] for r in first["results"]] == [h.id for h in expected]
         with Collection.open(db=db) as other:  # another writer, another connection
             other.remove_ids([first["results"][0]["id"]])
-        again = client.get("/api/search", params={"q": "a red card", "k": 5}).json()
+        again = client.get("/api/search", params=plain).json()
         assert again["results"][0]["id"] == first["results"][1]["id"]
+
+
+#: every filter, alone and combined (test_filters.py checks what each lets through)
+FILTERS = [
+    {"after": "2024"}, {"before": "2023-12-31"}, {"after": "2024-01-01", "before": "2024-05"},
+    {"camera": "pixel"}, {"camera": "nikon z"}, {"gps": True}, {"gps": False},
+    {"within": "35,-10,60,30"}, {"folder": "b"}, {"folder": "b/c"}, {"types": "webp,png"},
+    {"min_size": "5000"}, {"max_size": "5000"}, {"camera": "google", "after": "2024"},
+    {"camera": "sony"},
+]  # fmt: skip
+
+
+def _back_to_v1(catalog: PgCatalog) -> None:
+    """The database as crossmodal wrote it at schema 1: no fact columns, texts of two
+    kinds without description columns or full-text index."""
+    with catalog.transaction():
+        for sql in (
+            "DELETE FROM texts WHERE kind NOT IN ('caption', 'annotation')",
+            "ALTER TABLE texts DROP COLUMN words, DROP COLUMN terms, DROP COLUMN source, "
+            "DROP COLUMN by_person, DROP COLUMN lang, DROP COLUMN confidence",
+            "DROP INDEX texts_kind",
+            "ALTER TABLE texts DROP CONSTRAINT texts_kind_check",
+            "ALTER TABLE texts ADD CONSTRAINT texts_kind_check "
+            "CHECK (kind IN ('caption', 'annotation'))",
+            "DROP INDEX images_taken",
+            "ALTER TABLE images " + ", ".join(f"DROP COLUMN {c}" for c in FACT_COLUMNS),
+            "UPDATE meta SET value='1' WHERE key='schema_version'",
+        ):
+            catalog._exec(sql)
+
+
+def test_v1_database_migrates_in_place_then_filters_match_the_embedded_store(
+    tiny: Encoder, db: str, tmp_path: Path
+) -> None:
+    photos = tmp_path / "photos"
+    write_library(photos)
+    captions = tmp_path / "c.tsv"
+    captions.write_text(
+        "image\tcaption\n" + "".join(f"{Path(s.relpath).name}\tphoto {s.relpath}\n" for s in SHOTS)
+    )
+    embedded = Collection.open(tmp_path / "col", model=tiny, create=True)
+    in_pg = Collection.open(model=tiny, create=True, db=db)
+    for col in (embedded, in_pg):
+        col.index(photos, captions=captions, show_progress=False, describe=False)
+        col.annotate(2, "Max at grandma's farm")
+    texts = _descriptions(in_pg)
+    in_pg.close()
+    _back_to_v1(PgCatalog(db))
+
+    in_pg = Collection.open(db=db, model=tiny)  # migrated on open: nothing lost
+    assert in_pg.catalog.schema_version() == PG_SCHEMA_VERSION
+    assert _descriptions(in_pg) == texts  # ids, kinds, sources ('captions', 'user') kept
+    assert [m.image_id for m in in_pg.catalog.lexical_matches("Max at the farm", 3)] == [2]
+    assert len(rows_without_facts(in_pg.catalog)) == len(SHOTS)
+    report = in_pg.index(photos, show_progress=False)  # the files' headers fill the facts
+    assert report.unchanged == len(SHOTS) and not rows_without_facts(in_pg.catalog)
+    ids = [int(i) for i in in_pg.catalog.ids("images")]
+    assert facts_of(in_pg.catalog, ids) == facts_of(embedded.catalog, ids)
+
+    image = photos / "b" / "c" / "tokyo.webp"
+    for kwargs in FILTERS:
+        flt = parse_filter(**kwargs)
+        for target in ("images", "texts"):
+            allowed = allowed_ids(in_pg.catalog, flt, target)
+            assert list(allowed) == list(allowed_ids(embedded.catalog, flt, target)), kwargs
+        ways: list[dict[str, Any]] = [{"text": "a photo", "mode": "t2i"},
+            {"text": "photo", "mode": "t2t"}, {"image": image, "mode": "i2i"},
+            {"image": image, "mode": "i2t"}]  # fmt: skip
+        for query in ways:
+            _same_hits(
+                embedded.search(**query, k=10, filter=flt), in_pg.search(**query, k=10, filter=flt)
+            )
+        _same_hits(
+            embedded.search("a photo", k=2, offset=2, filter=flt),
+            in_pg.search("a photo", k=2, offset=2, filter=flt),
+        )
+    assert {h.relpath for h in in_pg.search("a photo", filter=parse_filter(camera="pixel"))} == {
+        "a/paris.jpg", "b/nyc.png"
+    }  # fmt: skip

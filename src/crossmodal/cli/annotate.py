@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from crossmodal.cli.common import CollectionOpt, friendly_errors, setup_torch
+from crossmodal.cli.common import CollectionOpt, DbOpt, friendly_errors, setup_torch
 from crossmodal.errors import CollectionError, CrossmodalError
 from crossmodal.fsnames import shown
 
@@ -35,6 +35,7 @@ def annotate_command(
         ),
     ] = False,
     collection: CollectionOpt = None,
+    db: DbOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """Attach a text to a photo (found by search: text->image scores it) or remove it.
@@ -54,7 +55,7 @@ def annotate_command(
         text = check_description_text(text, "annotation")
     from crossmodal.collection import Collection
 
-    with Collection.open(collection) as col:
+    with Collection.open(collection, db=db) as col:
         image_id = _image_id(col, image)
         if remove:
             removed = col.remove_annotations(image_id, text=text)

@@ -51,8 +51,6 @@ class DescriptionMethods:
     def uses_descriptions(self, wanted: bool | None = None) -> bool:
         """Whether a t2i search scores descriptions: asked (`wanted`: None = by default) and
         the collection has some."""
-        if not getattr(self.catalog, "KEEPS_DESCRIPTIONS", True):
-            return False  # a collection in PostgreSQL: no description columns or FTS yet
         return wanted is not False and self.catalog.count("texts") > 0
 
     def annotate(self, image_id: int, text: str) -> int:

@@ -18,35 +18,34 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from crossmodal.index.catalog_sql import (
+    TEXT_COLS,
+    TEXT_INSERT_COLS,
+    NewText,
+    description_arrays,
+    description_texts,
+    insert_values,
+    person_texts,
+    shown_texts,
+    vector_blob,
+)
 from crossmodal.index.descriptions import (
     DESCRIPTION_KINDS,
     GENERATED_KINDS,
     PERSON_KINDS,
     Description,
+    fts_query,
     is_cjk,
-    search_terms,
 )
 from crossmodal.index.schema import TextRow
 
 __all__ = ["TermMatch", "TextTable", "chunks", "marked_words", "vector_blob"]
-
-#: texts shown beside a result, in this order of preference
-_SHOWN_KINDS = ("caption", "annotation", "auto_caption")
-_TEXT_COLS = "id, image_id, kind, text, created_at, source, by_person, lang, confidence"
-
-
-def vector_blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
 def chunks(items: Sequence[Any], size: int = 900) -> Iterator[Sequence[Any]]:
     # SQLite limits the number of bound parameters per statement (999 in old builds)
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _default_source(kind: str) -> str:
-    return {"caption": "captions", "annotation": "user"}.get(kind, kind)
 
 
 class TextTable:
@@ -69,36 +68,24 @@ class TextTable:
     ) -> list[int]:
         """Texts a person wrote (captions from a file, annotations), taken as they are."""
         assert kind in PERSON_KINDS
-        rows = [
-            (image_id, kind, text, source or _default_source(kind), 1, None, None, vec)
-            for text, vec in zip(texts, vectors, strict=True)
-        ]
-        return self._insert(rows)
+        return self._insert(person_texts(image_id, kind, texts, vectors, source))
 
     def add_descriptions(
         self, image_id: int, descriptions: Sequence[Description], vectors: np.ndarray
     ) -> list[int]:
         """Checked descriptions (any kind) with their text vectors; returns their ids."""
-        rows = [
-            (image_id, d.kind, d.text, d.source, int(bool(d.by_person)), d.lang, d.confidence, v)
-            for d, v in zip(descriptions, vectors, strict=True)
-        ]
-        return self._insert(rows)
+        return self._insert(description_texts(image_id, descriptions, vectors))
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> list[int]:
+    def _insert(self, rows: list[NewText]) -> list[int]:
         ids: list[int] = []
         now = time.time()
         with self.transaction():
-            for image_id, kind, text, source, by_person, lang, confidence, vec in rows:
-                assert kind in DESCRIPTION_KINDS
+            for row in rows:
+                assert row.kind in DESCRIPTION_KINDS
                 cur = self._con.execute(
-                    "INSERT INTO texts(image_id, kind, text, created_at, vector, source, "
-                    "by_person, lang, confidence, terms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        image_id, kind, text, now, vector_blob(vec), source, by_person, lang,
-                        None if confidence is None else float(confidence), search_terms(text),
-                    ),
-                )  # fmt: skip
+                    f"INSERT INTO texts({TEXT_INSERT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    insert_values(row, now),
+                )
                 ids.append(int(cur.lastrowid))  # type: ignore[arg-type]  # set after an INSERT
         return ids
 
@@ -141,7 +128,7 @@ class TextTable:
         with self._lock:
             for chunk in chunks(list(image_ids)):
                 marks = ",".join("?" * len(chunk))
-                sql = f"SELECT {_TEXT_COLS} FROM texts WHERE image_id IN ({marks})"
+                sql = f"SELECT {TEXT_COLS} FROM texts WHERE image_id IN ({marks})"
                 args: tuple[Any, ...] = tuple(chunk)
                 if kind is not None:
                     sql += " AND kind=?"
@@ -165,12 +152,7 @@ class TextTable:
                 )
                 for image_id, kind, text in self._con.execute(sql, tuple(chunk)):
                     firsts.setdefault(image_id, {})[kind] = text
-        out: dict[int, str] = {}
-        for image_id, kinds in firsts.items():
-            shown = next((kinds[k] for k in _SHOWN_KINDS if k in kinds), None)
-            if shown is not None:
-                out[image_id] = shown
-        return out
+        return shown_texts(firsts)
 
     def get_texts(self, ids: Sequence[int]) -> dict[int, TextRow]:
         out: dict[int, TextRow] = {}
@@ -178,7 +160,7 @@ class TextTable:
             for chunk in chunks(list(ids)):
                 marks = ",".join("?" * len(chunk))
                 for r in self._con.execute(
-                    f"SELECT {_TEXT_COLS} FROM texts WHERE id IN ({marks})", tuple(chunk)
+                    f"SELECT {TEXT_COLS} FROM texts WHERE id IN ({marks})", tuple(chunk)
                 ):
                     out[r["id"]] = TextRow(**dict(r))  # type: ignore[typeddict-item]  # sqlite3.Row keys are the columns
         return out
@@ -198,29 +180,22 @@ class TextTable:
         self, image_ids: Sequence[int], dim: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(text ids, their image ids, their kinds, vectors) of these images' texts."""
-        text_ids: list[int] = []
-        owners: list[int] = []
-        kinds: list[str] = []
-        blobs: list[bytes] = []
+        rows: list[tuple[int, int, str, bytes]] = []
         with self._lock:
             for chunk in chunks(list(image_ids)):
                 marks = ",".join("?" * len(chunk))
-                for row_id, image_id, kind, blob in self._con.execute(
+                rows += self._con.execute(
                     "SELECT id, image_id, kind, vector FROM texts "
                     f"WHERE image_id IN ({marks}) ORDER BY id",
                     tuple(chunk),
-                ):
-                    text_ids.append(row_id)
-                    owners.append(image_id)
-                    kinds.append(kind)
-                    blobs.append(blob)
-        vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, dim)
-        return (
-            np.array(text_ids, np.int64),
-            np.array(owners, np.int64),
-            np.array(kinds, object),
-            vectors,
-        )
+                ).fetchall()
+        return description_arrays(rows, dim)
+
+    def lexical_matches(self, text: str, limit: int) -> list[TermMatch]:
+        """The texts whose words match a search text's (FTS5 over `terms`), best first;
+        PostgreSQL's catalogue answers the same call with its full-text search."""
+        expression = fts_query(text)
+        return self.match_terms(expression, limit) if expression else []
 
     def match_terms(self, expression: str, limit: int) -> list[TermMatch]:
         """The texts matching an FTS5 expression (descriptions.fts_query), best first, each

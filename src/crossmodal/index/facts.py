@@ -24,6 +24,7 @@ from PIL import ExifTags, Image
 from tqdm.auto import tqdm
 
 from crossmodal.index.catalog import MAX_ID, Catalog
+from crossmodal.index.catalog_sql import dialect_of, execute_many, fetch_dicts
 from crossmodal.search_filter import normalise_type
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "file_facts",
     "fill_missing_facts",
     "header_facts",
-    "keeps_facts",
     "normalise_type",
     "rows_without_facts",
     "set_facts",
@@ -193,47 +193,37 @@ def file_facts(path: Path, mtime_ns: int) -> PhotoFacts | None:
         return None
 
 
-def keeps_facts(catalog: Catalog) -> bool:
-    """False for a catalogue without the fact columns (a collection in PostgreSQL, for now:
-    index/pg_schema.py has not gained them)."""
-    return bool(getattr(catalog, "KEEPS_FACTS", True))
-
-
 def set_facts(catalog: Catalog, facts: Sequence[tuple[int, PhotoFacts]]) -> None:
-    """(image id, facts) pairs -> the fact columns of those rows (one transaction)."""
-    if not keeps_facts(catalog):
-        return
-    assigns = ", ".join(f"{name}=?" for name in FACT_COLUMNS)
-    with catalog.transaction() as con:
-        con.executemany(
-            f"UPDATE images SET {assigns} WHERE id=?", [(*f.row(), i) for i, f in facts]
-        )
+    """(image id, facts) pairs -> the fact columns of those rows (one transaction); the same
+    SQL on either catalogue (catalog_sql.py)."""
+    mark = dialect_of(catalog).mark
+    assigns = ", ".join(f"{name}={mark}" for name in FACT_COLUMNS)
+    execute_many(
+        catalog,
+        f"UPDATE images SET {assigns} WHERE id={mark}",
+        [(*f.row(), i) for i, f in facts],
+    )
 
 
 def rows_without_facts(catalog: Catalog) -> list[dict[str, Any]]:
     """id, root_id, relpath, mtime_ns of the rows indexed before facts were kept."""
-    if not keeps_facts(catalog):
-        return []
-    with catalog.snapshot() as con:
-        sql = "SELECT id, root_id, relpath, mtime_ns FROM images WHERE taken_source IS NULL"
-        return [dict(r) for r in con.execute(sql + " ORDER BY id")]
+    sql = "SELECT id, root_id, relpath, mtime_ns FROM images WHERE taken_source IS NULL"
+    return fetch_dicts(catalog, sql + " ORDER BY id")
 
 
 def facts_of(catalog: Catalog, image_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """image id -> its fact columns and `size`, for showing them."""
     ids = [int(i) for i in image_ids if -MAX_ID <= int(i) <= MAX_ID]
+    dialect = dialect_of(catalog)
     out: dict[int, dict[str, Any]] = {}
-    if not keeps_facts(catalog):
-        return {i: {} for i in ids}
-    with catalog.snapshot() as con:
-        for start in range(0, len(ids), 900):  # SQLite's limit of bound parameters
-            chunk = ids[start : start + 900]
-            sql = (
-                f"SELECT id, size, {', '.join(FACT_COLUMNS)} FROM images "
-                f"WHERE id IN ({','.join('?' * len(chunk))})"
-            )
-            for r in con.execute(sql, chunk):
-                out[r["id"]] = {k: r[k] for k in ("size", *FACT_COLUMNS)}
+    for start in range(0, len(ids), 900):  # SQLite's limit of bound parameters
+        chunk = ids[start : start + 900]
+        sql = (
+            f"SELECT id, size, {', '.join(FACT_COLUMNS)} FROM images "
+            f"WHERE id IN ({dialect.marks(len(chunk))})"
+        )
+        for r in fetch_dicts(catalog, sql, chunk):
+            out[int(r["id"])] = {k: r[k] for k in ("size", *FACT_COLUMNS)}
     return out
 
 

@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 import faiss
 import numpy as np
 
-from crossmodal.errors import CollectionError
 from crossmodal.index import store as store_module
 from crossmodal.index.catalog import Catalog, fs_bytes
+from crossmodal.index.catalog_sql import SQLITE, Dialect, dialect_of, fetch_values
 from crossmodal.index.catalog_texts import HIDDEN_FROM_TEXT_SEARCH
-from crossmodal.index.facts import keeps_facts
 from crossmodal.index.results import SearchHit, hits_of
 from crossmodal.index.store import as_ids, as_vectors, top_k_of
 from crossmodal.search_filter import SearchFilter
@@ -41,21 +40,26 @@ __all__ = [
 DIRECT_SHARE = 0.02
 
 
-def filter_sql(flt: SearchFilter, roots: dict[int, str]) -> tuple[str, list[Any]]:
-    """(condition on `images` aliased `i`, its arguments); "1" when the filter is empty."""
+def filter_sql(
+    flt: SearchFilter, roots: dict[int, str], dialect: Dialect = SQLITE
+) -> tuple[str, list[Any]]:
+    """(condition on `images` aliased `i`, its arguments) in SQLite's SQL or PostgreSQL's
+    (`dialect`: the same rules, their placeholders and functions); true when it is empty."""
+    m = dialect.mark
     where: list[str] = []
     args: list[Any] = []
     if flt.taken_from is not None:
-        where.append("i.taken >= ?")
+        where.append(f"i.taken >= {m}")
         args.append(flt.taken_from)
     if flt.taken_until is not None:
-        where.append("i.taken < ?")
+        where.append(f"i.taken < {m}")
         args.append(flt.taken_until)
     if flt.camera:
         # SQLite's lower() folds ASCII only: Python folds the term, SQL the (ASCII) names
         where.append(
-            "instr(lower(coalesce(i.camera_make, '') || ' ' || coalesce(i.camera_model, '')), ?)"
-            " > 0"
+            dialect.contains(
+                "lower(coalesce(i.camera_make, '') || ' ' || coalesce(i.camera_model, ''))"
+            )
         )
         args.append(flt.camera.lower())
     if flt.gps is True or flt.within is not None:
@@ -64,54 +68,54 @@ def filter_sql(flt: SearchFilter, roots: dict[int, str]) -> tuple[str, list[Any]
         where.append("(i.gps_lat IS NULL OR i.gps_lon IS NULL)")
     if flt.within is not None:
         south, west, north, east = flt.within
-        where.append("i.gps_lat BETWEEN ? AND ? AND i.gps_lon BETWEEN ? AND ?")
+        where.append(f"i.gps_lat BETWEEN {m} AND {m} AND i.gps_lon BETWEEN {m} AND {m}")
         args += [south, north, west, east]
     if flt.types:
-        where.append(f"i.file_type IN ({','.join('?' * len(flt.types))})")
+        where.append(f"i.file_type IN ({dialect.marks(len(flt.types))})")
         args += list(flt.types)
     if flt.min_size is not None:
-        where.append("i.size >= ?")
+        where.append(f"i.size >= {m}")
         args.append(flt.min_size)
     if flt.max_size is not None:
-        where.append("i.size <= ?")
+        where.append(f"i.size <= {m}")
         args.append(flt.max_size)
     if flt.folder is not None:
-        sql, more = _folder_sql(flt.folder, roots)
+        sql, more = _folder_sql(flt.folder, roots, dialect)
         where.append(sql)
         args += more
-    return (" AND ".join(where) or "1"), args
+    return (" AND ".join(where) or dialect.true), args
 
 
-def _under(prefix: str) -> tuple[str, list[Any]]:
+def _under(prefix: str, dialect: Dialect) -> tuple[str, list[Any]]:
     """Rows whose relpath starts with `prefix/` (compared as bytes, like `_under_root`)."""
     head = fs_bytes(prefix.rstrip("/") + "/")
-    return "substr(CAST(i.relpath AS BLOB), 1, ?) = ?", [len(head), head]
+    return dialect.bytes_prefix("i.relpath"), [len(head), head]
 
 
-def _folder_sql(folder: str, roots: dict[int, str]) -> tuple[str, list[Any]]:
+def _folder_sql(folder: str, roots: dict[int, str], dialect: Dialect) -> tuple[str, list[Any]]:
     """Photos under `folder`: absolute (compared as given, never through links, like
     `Collection.remove`), or relative to every indexed folder."""
     if not os.path.isabs(folder):
-        return _under(folder)
+        return _under(folder, dialect)
     target = Path(folder)
     parts: list[str] = []
     args: list[Any] = []
     for root_id, root in roots.items():
         top = Path(root)
         if target == top or top.is_relative_to(target):
-            parts.append("i.root_id = ?")
+            parts.append(f"i.root_id = {dialect.mark}")
             args.append(root_id)
         elif target.is_relative_to(top):
-            sql, more = _under(target.relative_to(top).as_posix())
-            parts.append(f"(i.root_id = ? AND {sql})")
+            sql, more = _under(target.relative_to(top).as_posix(), dialect)
+            parts.append(f"(i.root_id = {dialect.mark} AND {sql})")
             args += [root_id, *more]
-    return ("(" + " OR ".join(parts) + ")") if parts else "0", args
+    return ("(" + " OR ".join(parts) + ")") if parts else dialect.false, args
 
 
 def allowed_ids(catalog: Catalog, flt: SearchFilter, target: str) -> np.ndarray:
     """Ids of the rows of `target` ("images" or "texts") that pass, ascending (texts: those
     a text search shows, so no tags)."""
-    where, args = filter_sql(flt, catalog.roots())
+    where, args = filter_sql(flt, catalog.roots(), dialect_of(catalog))
     if target == "images":
         sql = f"SELECT i.id FROM images i WHERE {where}"
     else:
@@ -120,8 +124,7 @@ def allowed_ids(catalog: Catalog, flt: SearchFilter, target: str) -> np.ndarray:
             "SELECT t.id FROM texts t JOIN images i ON i.id = t.image_id "
             f"WHERE t.kind NOT IN ({hidden}) AND {where}"
         )
-    with catalog.snapshot() as con:
-        found = [r[0] for r in con.execute(sql, args)]
+    found = fetch_values(catalog, sql, args)
     return np.array(sorted(found), np.int64)
 
 
@@ -137,11 +140,6 @@ def filtered_search(
     or empty), per query; the query rows carry the hubness column when the store has one."""
     if flt is None or flt.empty:
         return store.search(queries, k)  # type: ignore[no-any-return]
-    if not keeps_facts(catalog):
-        raise CollectionError(
-            "search filters are not available for a collection in PostgreSQL yet; use a "
-            "collection folder (--collection) for them / PostgreSQL 集合暂不支持筛选"
-        )
     allowed = allowed_ids(catalog, flt, target)
     if not len(allowed):
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)

@@ -7,7 +7,8 @@ image's descriptions (captions, annotations, tags, automatic captions; descripti
 
 for `who` = written by a person, or generated, each image's best description of each. The
 dense part is the text tower's text-text cosine (the vectors t2t search already keeps); the
-lexical part is SQLite FTS5's BM25 over the description words. The threshold `t` keeps
+lexical part is SQLite FTS5's BM25 over the description words (PostgreSQL's full-text rank
+`ts_rank_cd` in a collection kept there: pg_texts.py). The threshold `t` keeps
 loosely related descriptions from lifting an image: an annotated photo must not push an
 unannotated one that the embedding ranks first out of its place.
 
@@ -30,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crossmodal.index.descriptions import fts_query
 from crossmodal.index.query import LRU
 from crossmodal.index.results import SearchHit, hits_of
 from crossmodal.models.hubness import query_columns
@@ -154,8 +154,7 @@ def candidates(
         _, near = texts.search(same, depth)
         found = catalog.get_texts([int(i) for i in near[0] if i >= 0])
         owners.update(row["image_id"] for row in found.values())
-    expression = fts_query(text)
-    matches = catalog.match_terms(expression, depth) if expression else []
+    matches = catalog.lexical_matches(text, depth)
     owners.update(m.image_id for m in matches)
 
     missing = [i for i in owners if i not in embedding]

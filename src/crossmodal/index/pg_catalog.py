@@ -20,7 +20,7 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +28,7 @@ import numpy as np
 
 from crossmodal.errors import CollectionError
 from crossmodal.index.catalog import Catalog, fs_bytes, vector_blob
+from crossmodal.index.catalog_sql import POSTGRES
 from crossmodal.index.pg_connection import (
     ChangeProbe,
     DatabasePath,
@@ -37,12 +38,14 @@ from crossmodal.index.pg_connection import (
     vector_text,
 )
 from crossmodal.index.pg_schema import PG_MIGRATIONS, PG_SCHEMA_VERSION
-from crossmodal.index.schema import TEXT_KINDS, FailureRow, ImageRow, TextRow
+from crossmodal.index.pg_texts import PgTextTable, valid_ids
+from crossmodal.index.schema import FailureRow, ImageRow
 
 __all__ = ["PgCatalog"]
 
 #: advisory lock keys (per database and schema): schema set-up, writer, embedding column
 SCHEMA_LOCK = "crossmodal:schema"
+_PATH_COLUMNS = frozenset(("relpath", "path", "reason"))
 _IMAGE_COLS = "id, root_id, relpath, hash, size, mtime_ns, width, height, indexed_at"
 Embedder = Callable[[str, np.ndarray], np.ndarray]
 
@@ -70,13 +73,12 @@ def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-class PgCatalog:
-    """One connection to a PostgreSQL database; thread-safe like `Catalog` (one lock)."""
+class PgCatalog(PgTextTable):
+    """One connection to a PostgreSQL database; thread-safe like `Catalog` (one lock). The
+    methods of its texts are in pg_texts.py."""
 
-    #: no photo-fact columns yet (index/facts.py): facts are not stored, filters refuse
-    KEEPS_FACTS = False
-    #: nor description columns / FTS (index/schema.py v3): no tags, t2i by the embedding alone
-    KEEPS_DESCRIPTIONS = False
+    #: the dialect of the SQL that facts.py and filters.py share with SQLite (catalog_sql.py)
+    SQL_DIALECT = POSTGRES
 
     def __init__(self, url: str, connect_timeout: float = 10) -> None:
         self.url = url
@@ -122,6 +124,27 @@ class PgCatalog:
     def _one(self, sql: str, args: Sequence[Any] | None = None) -> Any:
         row = self._exec(sql, args).fetchone()
         return None if row is None else row[0]
+
+    def fetch_dicts(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of SQL shared with SQLite (catalog_sql.py) as dicts, in one snapshot; paths
+        (bytea here) decoded as SQLite's catalogue decodes them."""
+        with self.snapshot():
+            rows = self._dicts(sql, args)
+        for row in rows:
+            for name in _PATH_COLUMNS.intersection(row):
+                if row[name] is not None:
+                    row[name] = _path(row[name])
+        return rows
+
+    def fetch_values(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """The first column of the rows of SQL shared with SQLite, in one snapshot."""
+        with self.snapshot():
+            return [r[0] for r in self._exec(sql, args).fetchall()]
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """`sql` once per row of arguments, in one transaction."""
+        with self.transaction(), self._lock, self._con.cursor() as cur:
+            cur.executemany(sql, list(rows))
 
     def advisory_xact_lock(self, name: str) -> None:
         """Inside a transaction: wait for the lock `name` of this database and schema."""
@@ -290,15 +313,34 @@ class PgCatalog:
 
     def get_images(self, ids: Sequence[int]) -> dict[int, ImageRow]:
         rows = self._dicts(
-            f"SELECT {_IMAGE_COLS} FROM images WHERE id = ANY(%s)", (_valid_ids(ids),)
+            f"SELECT {_IMAGE_COLS} FROM images WHERE id = ANY(%s)", (valid_ids(ids),)
         )
         return {int(r["id"]): _image_row(r) for r in rows}
 
     def image_vector(self, image_id: int) -> np.ndarray | None:
-        if not _valid_ids([image_id]):
+        if not valid_ids([image_id]):
             return None
         blob = self._one("SELECT vector FROM images WHERE id=%s", (int(image_id),))
         return None if blob is None else np.frombuffer(bytes(blob), dtype=np.float32).copy()
+
+    def image_at(self, root_id: int, relpath: str) -> ImageRow | None:
+        rows = self._dicts(
+            f"SELECT {_IMAGE_COLS} FROM images WHERE root_id=%s AND relpath=%s",
+            (root_id, fs_bytes(relpath)),
+        )
+        return _image_row(rows[0]) if rows else None
+
+    def image_vectors(self, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids found, their vectors) of these images, in the order of `ids`."""
+        found = {
+            int(i): bytes(blob)
+            for i, blob in self._exec(
+                "SELECT id, vector FROM images WHERE id = ANY(%s)", (valid_ids(ids),)
+            ).fetchall()
+        }
+        order = [int(i) for i in ids if int(i) in found]
+        blob = b"".join(found[i] for i in order)
+        return np.array(order, np.int64), np.frombuffer(blob, np.float32).reshape(-1, dim)
 
     def _embedding(self, table: str, vector: np.ndarray) -> str | None:
         embed = self.embedders.get(table)
@@ -360,7 +402,7 @@ class PgCatalog:
 
     def delete_images(self, ids: Sequence[int]) -> list[int]:
         """Delete images and their texts; returns the ids of the texts that went with them."""
-        wanted = _valid_ids(ids)
+        wanted = valid_ids(ids)
         with self.transaction():
             text_ids = [
                 int(r[0])
@@ -373,10 +415,6 @@ class PgCatalog:
     def count(self, table: str) -> int:
         assert table in ("images", "texts", "failures", "roots")
         return int(self._one(f"SELECT count(*) FROM {table}"))
-
-    def count_generated(self) -> int:
-        """Tags are not kept in PostgreSQL yet (KEEPS_DESCRIPTIONS): no text is hidden."""
-        return 0
 
     def ids(self, table: str) -> np.ndarray:
         assert table in ("images", "texts")
@@ -410,65 +448,6 @@ class PgCatalog:
         for i, (blob,) in enumerate(rows):
             out[i] = np.frombuffer(bytes(blob), dtype=np.float32)
         return out
-
-    # ---- texts ------------------------------------------------------------------------------
-    def add_texts(
-        self, image_id: int, kind: str, texts: Sequence[str], vectors: np.ndarray
-    ) -> list[int]:
-        assert kind in TEXT_KINDS
-        now = time.time()
-        sql = (
-            "INSERT INTO texts(image_id, kind, text, created_at, vector, embedding) "
-            "VALUES (%s, %s, %s, %s, %s, %s::vector) RETURNING id"
-        )
-        ids: list[int] = []
-        with self.transaction():
-            for text, vec in zip(texts, vectors, strict=True):
-                embedding = self._embedding("texts", vec)
-                args = (image_id, kind, text, now, vector_blob(vec), embedding)
-                ids.append(int(self._one(sql, args)))
-        return ids
-
-    def delete_texts(self, image_id: int, kind: str) -> list[int]:
-        rows = self._exec(
-            "DELETE FROM texts WHERE image_id=%s AND kind=%s RETURNING id", (image_id, kind)
-        ).fetchall()
-        return sorted(int(r[0]) for r in rows)
-
-    def texts_of(self, image_ids: Sequence[int], kind: str | None = None) -> dict[int, list[str]]:
-        sql = "SELECT image_id, text FROM texts WHERE image_id = ANY(%s)"
-        args: tuple[Any, ...] = (_valid_ids(image_ids),)
-        if kind is not None:
-            sql += " AND kind=%s"
-            args += (kind,)
-        out: dict[int, list[str]] = {}
-        for image_id, text in self._exec(sql + " ORDER BY id", args).fetchall():
-            out.setdefault(int(image_id), []).append(text)
-        return out
-
-    def first_texts(self, image_ids: Sequence[int]) -> dict[int, str]:
-        """image id -> its first caption, else its first annotation (see `Catalog`)."""
-        firsts: dict[int, dict[str, str]] = {}
-        for image_id, kind, text in self._exec(
-            "SELECT image_id, kind, text FROM texts WHERE id IN (SELECT MIN(id) FROM texts "
-            "WHERE image_id = ANY(%s) GROUP BY image_id, kind)",
-            (_valid_ids(image_ids),),
-        ).fetchall():
-            firsts.setdefault(int(image_id), {})[kind] = text
-        return {i: kinds.get("caption", kinds.get("annotation", "")) for i, kinds in firsts.items()}
-
-    def get_texts(self, ids: Sequence[int]) -> dict[int, TextRow]:
-        rows = self._dicts(
-            # captions and annotations only, all written by people (no description columns yet)
-            "SELECT id, image_id, kind, text, created_at, kind AS source, 1 AS by_person, "
-            "NULL AS lang, NULL AS confidence FROM texts WHERE id = ANY(%s)",
-            (_valid_ids(ids),),
-        )
-        return {int(r["id"]): TextRow(**r) for r in rows}  # type: ignore[typeddict-item]  # the columns of TextRow
-
-    def count_texts(self) -> dict[str, int]:
-        found = dict(self._exec("SELECT kind, count(*) FROM texts GROUP BY kind").fetchall())
-        return {kind: int(found.get(kind, 0)) for kind in TEXT_KINDS}
 
     # ---- failures ---------------------------------------------------------------------------
     def failures_under(self, root_id: int, prefix: str = "") -> dict[str, FailureRow]:
@@ -511,17 +490,11 @@ class PgCatalog:
 
 
 # every public method turns a lost connection into one line
-for _name, _method in list(vars(PgCatalog).items()):
+for _name, _method in [*vars(PgTextTable).items(), *vars(PgCatalog).items()]:
     if callable(_method) and not _name.startswith("_") and _name not in (
         "transaction", "snapshot", "close",
     ):  # fmt: skip
         setattr(PgCatalog, _name, _translating(_method))
-
-
-def _valid_ids(ids: Sequence[int]) -> list[int]:
-    """The ids a row can have (a bigint): larger ones name no row."""
-    limit = 2**63 - 1
-    return [int(i) for i in ids if -limit <= int(i) <= limit]
 
 
 def _under_root(select: str, root_id: int, prefix: str) -> tuple[str, tuple[Any, ...]]:

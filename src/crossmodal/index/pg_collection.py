@@ -2,7 +2,8 @@
 
 `PgCollection` is the `Collection` facade over a `PgCatalog` (catalogue and vectors in the
 database), a `PgStoreCache` (search by pgvector) and a `PgWriterLock` (an advisory lock):
-indexing, searching four ways, annotations and removal are `Collection`'s own code, unchanged.
+indexing, searching four ways, annotations, automatic tags, hybrid search, filters and
+removal are `Collection`'s own code, unchanged.
 What differs is only what a folder did: there are no files to create, save or delete, the
 writer lock is held in the database, and `stats` reports the database's size.
 """

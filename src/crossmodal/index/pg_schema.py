@@ -13,6 +13,12 @@ its HNSW index, by `pg_store.PgStoreCache`: its width depends on the model's hub
 
 `change_count` is bumped by a statement trigger on every table: a web server's page cache
 asks it whether anyone committed anything since (SQLite's `PRAGMA data_version`).
+
+Versions 2 and 3 follow schema.py's: the photo-fact columns the search filters read, then
+the description columns of `texts` and their full-text index. Where SQLite keeps an FTS5
+table, PostgreSQL keeps a generated `tsvector` column (`words`, English stemming like FTS5's
+porter tokenizer) under a GIN index, made from the same `terms` text (descriptions.py splits
+Chinese into bigrams for both), so both stores index the same words.
 """
 
 from __future__ import annotations
@@ -20,10 +26,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["PG_MIGRATIONS", "PG_SCHEMA_VERSION", "TABLES_WITH_CHANGES"]
+from crossmodal.index.descriptions import search_terms
+
+__all__ = ["PG_MIGRATIONS", "PG_SCHEMA_VERSION", "TABLES_WITH_CHANGES", "TS_CONFIG"]
 
 #: Bump with every schema change, and append the migration that gets there to PG_MIGRATIONS.
-PG_SCHEMA_VERSION = 1
+PG_SCHEMA_VERSION = 3
+
+#: the text-search configuration of `texts.words` and of the queries matched against it
+#: (English stemming and stop words; CJK bigrams pass through it unchanged)
+TS_CONFIG = "'english'::regconfig"
 
 TABLES_WITH_CHANGES = ("meta", "roots", "images", "texts", "failures")
 
@@ -82,11 +94,15 @@ CREATE FUNCTION crossmodal_count_change() RETURNS trigger LANGUAGE plpgsql AS
 """
 
 
-def _to_v1(cur: Any) -> None:
-    for statement in _V1.split(";\n"):
+def _run_script(cur: Any, script: str) -> None:
+    for statement in script.split(";\n"):
         lines = [ln for ln in statement.splitlines() if not ln.strip().startswith("--")]
         if "".join(lines).strip():
             cur.execute("\n".join(lines))
+
+
+def _to_v1(cur: Any) -> None:
+    _run_script(cur, _V1)
     for table in TABLES_WITH_CHANGES:
         cur.execute(
             f"CREATE TRIGGER {table}_changes AFTER INSERT OR UPDATE OR DELETE ON {table} "
@@ -94,6 +110,61 @@ def _to_v1(cur: Any) -> None:
         )
 
 
+def _add_photo_facts(cur: Any) -> None:
+    """The columns of schema.py's `_add_photo_facts` (what they hold is described there):
+    NULL in rows indexed before this version until the next index run fills them."""
+    _run_script(
+        cur,
+        """
+        ALTER TABLE images
+            ADD COLUMN taken text,
+            ADD COLUMN taken_offset text,
+            ADD COLUMN taken_source text
+                CHECK (taken_source IS NULL OR taken_source IN ('exif', 'file')),
+            ADD COLUMN camera_make text,
+            ADD COLUMN camera_model text,
+            ADD COLUMN gps_lat double precision,
+            ADD COLUMN gps_lon double precision,
+            ADD COLUMN file_type text;
+        CREATE INDEX images_taken ON images(taken);
+        """,
+    )
+
+
+def _add_descriptions(cur: Any) -> None:
+    """The description columns of schema.py's `_add_descriptions` (described there), and the
+    full-text index: `words`, generated from `terms`, so no writer can leave it behind.
+    Rows of v1 were captions and annotations, all written by people; ids are kept."""
+    _run_script(
+        cur,
+        """
+        ALTER TABLE texts DROP CONSTRAINT texts_kind_check;
+        ALTER TABLE texts ADD CONSTRAINT texts_kind_check
+            CHECK (kind IN ('caption', 'annotation', 'tag', 'auto_caption'));
+        ALTER TABLE texts
+            ADD COLUMN source text NOT NULL DEFAULT '',
+            ADD COLUMN by_person smallint NOT NULL DEFAULT 1 CHECK (by_person IN (0, 1)),
+            ADD COLUMN lang text,
+            ADD COLUMN confidence double precision,
+            ADD COLUMN terms text NOT NULL DEFAULT '';
+        UPDATE texts SET source = CASE kind WHEN 'caption' THEN 'captions' ELSE 'user' END;
+        CREATE INDEX texts_kind ON texts(kind, image_id)
+        """,
+    )
+    rows = cur.execute("SELECT id, text FROM texts").fetchall()
+    cur.executemany(
+        "UPDATE texts SET terms=%s WHERE id=%s", [(search_terms(t), i) for i, t in rows]
+    )
+    _run_script(
+        cur,
+        f"""
+        ALTER TABLE texts ADD COLUMN words tsvector
+            GENERATED ALWAYS AS (to_tsvector({TS_CONFIG}, terms)) STORED;
+        CREATE INDEX texts_words ON texts USING gin (words)
+        """,
+    )
+
+
 #: PG_MIGRATIONS[i] takes a database from schema version i to i + 1 (0 = no tables yet).
-PG_MIGRATIONS: list[Callable[[Any], None]] = [_to_v1]
+PG_MIGRATIONS: list[Callable[[Any], None]] = [_to_v1, _add_photo_facts, _add_descriptions]
 assert len(PG_MIGRATIONS) == PG_SCHEMA_VERSION

@@ -35,7 +35,7 @@ import numpy as np
 from crossmodal.errors import CollectionBusy, CollectionError
 from crossmodal.index.pg_catalog import PgCatalog
 from crossmodal.index.pg_connection import connect, vector_text
-from crossmodal.index.store import VectorStore, as_vectors
+from crossmodal.index.store import VectorStore, as_ids, as_vectors
 from crossmodal.index.writer import TABLES, StoreCache, WriterLock
 from crossmodal.models.hubness import HubnessCorrection
 
@@ -96,23 +96,38 @@ class PgVectorStore(VectorStore):
         return self.rows <= EXACT_ROWS or k > MAX_EF_SEARCH
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._search(queries, k, None)
+
+    def search_subset(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The exact top k among the `allowed` ids (a filtered search): a scan of those rows
+        alone, which is what the embedded exact store answers."""
+        wanted = [int(i) for i in as_ids(allowed)]
+        return self._search(queries, min(int(k), len(wanted)), wanted)
+
+    def _search(
+        self, queries: np.ndarray, k: int, allowed: list[int] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         q = as_vectors(queries, self.dim)
         k = int(k)
         found: list[list[tuple[float, int]]] = []
         if k > 0 and len(q):
             # one snapshot for every query of the batch; the settings last for it alone
             with self.catalog.snapshot():
-                if self.exact_for(k):
+                if allowed is not None or self.exact_for(k):
                     self.catalog._exec("SET LOCAL enable_indexscan = off")
                 else:
                     ef = min(MAX_EF_SEARCH, max(EF_SEARCH, 2 * k))
                     self.catalog._exec(f"SET LOCAL hnsw.ef_search = {ef}")
+                subset = "" if allowed is None else "AND id = ANY(%s) "
                 sql = (
                     f"SELECT id, embedding <#> %s::vector AS distance FROM {self.table} "
-                    "WHERE embedding IS NOT NULL ORDER BY distance LIMIT %s"
+                    f"WHERE embedding IS NOT NULL {subset}ORDER BY distance LIMIT %s"
                 )
                 for query in q:
-                    rows = self.catalog._exec(sql, (vector_text(query), k)).fetchall()
+                    args = (vector_text(query), *(() if allowed is None else (allowed,)), k)
+                    rows = self.catalog._exec(sql, args).fetchall()
                     found.append([(-float(d), int(i)) for i, d in rows])
         width = max((len(f) for f in found), default=0)
         scores = np.full((len(q), width), -np.inf, np.float32)
