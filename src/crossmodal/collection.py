@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from crossmodal.data import read_captions_file
 from crossmodal.defaults import DEFAULT_MODEL, default_collection_path, normalise_model_name
 from crossmodal.errors import CollectionEmpty, CollectionError, CrossmodalError
 from crossmodal.index.ann import ALL_KINDS, parse_memory
@@ -52,6 +51,7 @@ from crossmodal.index.ingest import (
     apply_moves,
     embed_files,
     forget_images,
+    read_caption_map,
     sync_captions,
 )
 from crossmodal.index.query import MODES, QueryEncoder, QueryItem, direction, query_terms
@@ -363,7 +363,7 @@ class Collection(DescriptionMethods, AutoDescribeMethods):
         except CollectionError:
             self._discard_if_new()
             raise
-        caption_map = read_captions_file(captions) if captions is not None else None
+        caption_map = read_caption_map(captions)
         only_set = {str(o).strip() for o in only if str(o).strip()} if only is not None else None
         report = IndexReport(root=str(folder))
         with self._writing():

@@ -187,3 +187,24 @@ def test_annotate_checks_and_remove_annotations(tmp_path: Path, tiny: Encoder):
     assert col.catalog.texts_of([image_id])[image_id] == ["farm"]  # generated texts stay
     assert col.search(text="birthday", mode="t2t", k=5) == []
     col.close()
+
+
+def test_captions_name_the_file_they_came_from(tmp_path: Path, tiny: Encoder) -> None:
+    """A caption's source is its captions file's name, on first indexing and when the file
+    later changes what it says about an indexed photo."""
+    make_photos(tmp_path / "photos", 2)
+    first = tmp_path / "flickr-captions.tsv"
+    first.write_text("image\tcaption\np000.jpg\ta red card\n")
+    col = Collection.open(tmp_path / "col", model=tiny, create=True)
+    col.index(tmp_path / "photos", captions=first, show_progress=False, describe=False)
+    rows = col.catalog.descriptions_of(col.catalog.ids("images").tolist(), "caption")
+    assert [(r["text"], r["source"]) for rs in rows.values() for r in rs] == [
+        ("a red card", "flickr-captions.tsv")
+    ]
+    second = tmp_path / "mine.json"
+    second.write_text('[{"image": "p000.jpg", "captions": ["a card, red"]}]')
+    col.index(tmp_path / "photos", captions=second, show_progress=False, describe=False)
+    rows = col.catalog.descriptions_of(col.catalog.ids("images").tolist(), "caption")
+    assert [(r["text"], r["source"]) for rs in rows.values() for r in rs] == [
+        ("a card, red", "mine.json")
+    ]

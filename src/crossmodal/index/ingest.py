@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from crossmodal.data import read_captions_file
 from crossmodal.index.catalog import Catalog
 from crossmodal.index.descriptions import Description
 from crossmodal.index.facts import facts_or_file_time, set_facts
@@ -26,11 +28,13 @@ from crossmodal.models.base import Encoder
 DescribeHook = Callable[[list[int], np.ndarray, list[int]], int]
 
 __all__ = [
+    "CaptionMap",
     "add_annotation",
     "apply_moves",
     "describe_images",
     "embed_files",
     "forget_images",
+    "read_caption_map",
     "remove_texts",
     "sync_captions",
 ]
@@ -107,7 +111,8 @@ def embed_files(
                 for n, found in texts:
                     vecs = text_vecs[start : start + len(found)]
                     start += len(found)
-                    _replace_captions(catalog, owner[n], found, vecs, changes)
+                    source = getattr(caption_map, "source", None)
+                    _replace_captions(catalog, owner[n], found, vecs, changes, source)
                     report.captions += len(found)
                 if ok:
                     catalog.clear_failures(root_id, [jobs[x.index].relpath for x in ok])
@@ -160,11 +165,33 @@ def _commit_images(
     return owner
 
 
+class CaptionMap(dict[str, list[str]]):
+    """Captions by image file name, and the captions file they came from (each caption's
+    source in the catalogue)."""
+
+    source: str | None = None
+
+
+def read_caption_map(path: str | Path | None) -> CaptionMap | None:
+    """The captions of a captions file (see `crossmodal.data.read_captions_file`), or None."""
+    if path is None:
+        return None
+    found = CaptionMap(read_captions_file(path))
+    found.source = Path(path).name
+    return found
+
+
 def _replace_captions(
-    catalog: Catalog, image_id: int, texts: list[str], vecs: np.ndarray, changes: VectorChanges
+    catalog: Catalog,
+    image_id: int,
+    texts: list[str],
+    vecs: np.ndarray,
+    changes: VectorChanges,
+    source: str | None,
 ) -> None:
     changes.removed["texts"] += catalog.delete_texts(image_id, "caption")
-    for text_id, vec in zip(catalog.add_texts(image_id, "caption", texts, vecs), vecs, strict=True):
+    added = catalog.add_texts(image_id, "caption", texts, vecs, source)
+    for text_id, vec in zip(added, vecs, strict=True):
         changes.add("texts", text_id, vec)
 
 
@@ -221,9 +248,9 @@ def sync_captions(
         with catalog.transaction():
             offset = 0
             for image_id, found in chunk:
-                _replace_captions(
-                    catalog, image_id, found, vectors[offset : offset + len(found)], changes
-                )
+                vecs = vectors[offset : offset + len(found)]
+                source = getattr(caption_map, "source", None)
+                _replace_captions(catalog, image_id, found, vecs, changes, source)
                 offset += len(found)
                 report.captions += len(found)
             changes.bump(catalog)
