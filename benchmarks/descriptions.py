@@ -185,7 +185,12 @@ def search_ranks(col, queries, truth, vectors, descriptions: bool) -> np.ndarray
     for start in range(0, len(queries), 64):
         stop = min(len(queries), start + 64)
         pages = col.search_vectors(
-            vectors[start:stop], 5, "images", True, 0, queries[start:stop], descriptions
+            vectors[start:stop],
+            5,
+            "images",
+            cross_modal=True,
+            texts=queries[start:stop],
+            descriptions=descriptions,
         )
         for n, hits in enumerate(pages, start):
             found = [h.rank for h in hits if h.id == truth[n]]
