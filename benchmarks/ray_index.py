@@ -132,13 +132,17 @@ def run(image_count: int, worker_counts: list[int], root: Path, write: bool) -> 
         result = _index_once(root / "images", names, 32, workers, timings)
         print(result, flush=True)
         runs.append(result)
-    load = (
-        f"load average {load_before:.1f} when it started, {os.getloadavg()[0]:.1f} when it "
-        "ended (the machine was shared with other agents' jobs: every figure is slower than "
-        "on an idle machine, and each extra process of a run takes a share of the cores from "
-        "those jobs, which flatters the runs with more processes; compare on an idle machine "
-        "before drawing a conclusion from the ratios)"
-    )
+    load_after = os.getloadavg()[0]
+    load = f"load average {load_before:.1f} when it started, {load_after:.1f} when it ended"
+    if max(load_before, load_after) > 2.5:  # more than the run itself puts on 2 cores
+        load += (
+            " (the machine was shared with other jobs: every figure is slower than on an idle "
+            "machine, and each extra process of a run takes a share of the cores from those "
+            "jobs, which flatters the runs with more processes; compare on an idle machine "
+            "before drawing a conclusion from the ratios)"
+        )
+    else:
+        load += " (no other work on the machine: the run's own processes make that load)"
     print(machine)
     print(load)
     command = "python benchmarks/scale.py --ray" + (
