@@ -487,7 +487,10 @@ def test_v1_database_migrates_in_place_then_filters_match_the_embedded_store(
 
     in_pg = Collection.open(db=db, model=tiny)  # migrated on open: nothing lost
     assert in_pg.catalog.schema_version() == PG_SCHEMA_VERSION
-    assert _descriptions(in_pg) == texts  # ids, kinds, sources ('captions', 'user') kept
+    # ids, kinds and texts kept; v1 kept no source, so a caption's is "captions" (its file's
+    # name is not known any more) and an annotation's "user"
+    migrated = [(*t[:4], "captions" if t[2] == "caption" else t[4], *t[5:]) for t in texts]
+    assert _descriptions(in_pg) == migrated and {t[4] for t in migrated} == {"captions", "user"}
     assert [m.image_id for m in in_pg.catalog.lexical_matches("Max at the farm", 3)] == [2]
     assert len(rows_without_facts(in_pg.catalog)) == len(SHOTS)
     report = in_pg.index(photos, show_progress=False)  # the files' headers fill the facts
