@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from crossmodal.index.descriptions import Description, search_terms
+from crossmodal.index.descriptions import PERSON_KINDS, Description, search_terms
 
 __all__ = [
     "POSTGRES",
@@ -27,6 +27,7 @@ __all__ = [
     "TEXT_INSERT_COLS",
     "Dialect",
     "NewText",
+    "TextAdding",
     "description_arrays",
     "description_texts",
     "dialect_of",
@@ -200,3 +201,28 @@ def description_arrays(
         np.array(kinds, object),
         vectors,
     )
+
+
+class TextAdding:
+    """How both catalogues add texts: rows built here, written by the store's `_insert`."""
+
+    def _insert(self, rows: list[NewText]) -> list[int]:
+        raise NotImplementedError  # TextTable's (SQLite), PgTextTable's (PostgreSQL)
+
+    def add_texts(
+        self,
+        image_id: int,
+        kind: str,
+        texts: Sequence[str],
+        vectors: np.ndarray,
+        source: str | None = None,
+    ) -> list[int]:
+        """Texts a person wrote (captions from a file, annotations), taken as they are."""
+        assert kind in PERSON_KINDS
+        return self._insert(person_texts(image_id, kind, texts, vectors, source))
+
+    def add_descriptions(
+        self, image_id: int, descriptions: Sequence[Description], vectors: np.ndarray
+    ) -> list[int]:
+        """Checked descriptions (any kind) with their text vectors; returns their ids."""
+        return self._insert(description_texts(image_id, descriptions, vectors))

@@ -22,18 +22,15 @@ from crossmodal.index.catalog_sql import (
     TEXT_COLS,
     TEXT_INSERT_COLS,
     NewText,
+    TextAdding,
     description_arrays,
-    description_texts,
     insert_values,
-    person_texts,
     shown_texts,
     vector_blob,
 )
 from crossmodal.index.descriptions import (
     DESCRIPTION_KINDS,
     GENERATED_KINDS,
-    PERSON_KINDS,
-    Description,
     fts_query,
     is_cjk,
 )
@@ -48,7 +45,7 @@ def chunks(items: Sequence[Any], size: int = 900) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-class TextTable:
+class TextTable(TextAdding):
     """The text methods of `Catalog` (which provides the connection, lock and transactions)."""
 
     _con: sqlite3.Connection
@@ -58,24 +55,6 @@ class TextTable:
         raise NotImplementedError  # Catalog's
 
     # ---- writing ----------------------------------------------------------------------------
-    def add_texts(
-        self,
-        image_id: int,
-        kind: str,
-        texts: Sequence[str],
-        vectors: np.ndarray,
-        source: str | None = None,
-    ) -> list[int]:
-        """Texts a person wrote (captions from a file, annotations), taken as they are."""
-        assert kind in PERSON_KINDS
-        return self._insert(person_texts(image_id, kind, texts, vectors, source))
-
-    def add_descriptions(
-        self, image_id: int, descriptions: Sequence[Description], vectors: np.ndarray
-    ) -> list[int]:
-        """Checked descriptions (any kind) with their text vectors; returns their ids."""
-        return self._insert(description_texts(image_id, descriptions, vectors))
-
     def _insert(self, rows: list[NewText]) -> list[int]:
         ids: list[int] = []
         now = time.time()

@@ -29,18 +29,15 @@ from crossmodal.index.catalog_sql import (
     TEXT_COLS,
     TEXT_INSERT_COLS,
     NewText,
+    TextAdding,
     description_arrays,
-    description_texts,
     insert_values,
-    person_texts,
     shown_texts,
 )
 from crossmodal.index.catalog_texts import HIDDEN_FROM_TEXT_SEARCH, TermMatch, marked_words
 from crossmodal.index.descriptions import (
     DESCRIPTION_KINDS,
-    PERSON_KINDS,
     STOPWORDS,
-    Description,
     search_terms,
 )
 from crossmodal.index.pg_schema import TS_CONFIG
@@ -67,7 +64,7 @@ def valid_ids(ids: Sequence[int]) -> list[int]:
     return [int(i) for i in ids if -limit <= int(i) <= limit]
 
 
-class PgTextTable:
+class PgTextTable(TextAdding):
     """The text methods of `PgCatalog`."""
 
     _lock: threading.RLock
@@ -88,24 +85,6 @@ class PgTextTable:
         raise NotImplementedError  # PgCatalog's
 
     # ---- writing ----------------------------------------------------------------------------
-    def add_texts(
-        self,
-        image_id: int,
-        kind: str,
-        texts: Sequence[str],
-        vectors: np.ndarray,
-        source: str | None = None,
-    ) -> list[int]:
-        """Texts a person wrote (captions from a file, annotations), taken as they are."""
-        assert kind in PERSON_KINDS
-        return self._insert(person_texts(image_id, kind, texts, vectors, source))
-
-    def add_descriptions(
-        self, image_id: int, descriptions: Sequence[Description], vectors: np.ndarray
-    ) -> list[int]:
-        """Checked descriptions (any kind) with their text vectors; returns their ids."""
-        return self._insert(description_texts(image_id, descriptions, vectors))
-
     def _insert(self, rows: list[NewText]) -> list[int]:
         sql = (
             f"INSERT INTO texts({TEXT_INSERT_COLS}, embedding) "
