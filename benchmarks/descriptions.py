@@ -279,12 +279,12 @@ def features(col, queries, truth, vectors, depth: int = 100):  # type: ignore[no
 
 
 def fused(feats, w) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """`hybrid.fuse` over the padded arrays (the same arithmetic as `hybrid.contributions`)."""
+    """`hybrid.fuse` over the padded arrays (the same `hybrid.weighted` arithmetic)."""
+    from crossmodal.index.hybrid import weighted
+
     emb, dense, lexical, _ = feats
-    thresholds = w.thresholds()
-    span = np.maximum(1e-6, 1.0 - thresholds)
-    added = (np.clip(dense - thresholds, 0.0, None) / span * w.dense_weights()).sum(axis=2)
-    return emb + added + (lexical * w.lexical_weights()).sum(axis=2)
+    dense_part, lexical_part = weighted(dense, lexical, w)
+    return emb + dense_part.sum(axis=2) + lexical_part.sum(axis=2)
 
 
 def ranks_of(score: np.ndarray, target: np.ndarray) -> np.ndarray:

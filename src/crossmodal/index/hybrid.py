@@ -232,11 +232,18 @@ def _lexical_features(out: Candidates, matches: list[Any], position: dict[int, i
 def contributions(c: Candidates, w: HybridWeights) -> tuple[np.ndarray, np.ndarray]:
     """(dense, lexical) parts of each candidate's score, each (n, 3): one column per kind of
     description (PERSON, TAG, AUTO_CAPTION)."""
+    return weighted(c.dense, c.lexical, w)
+
+
+def weighted(
+    dense: np.ndarray, lexical: np.ndarray, w: HybridWeights
+) -> tuple[np.ndarray, np.ndarray]:
+    """What the best cosines and lexical scores (any leading shape, last axis the columns)
+    add to the embedding score under `w`, column by column."""
     thresholds = w.thresholds()
     span = np.maximum(1e-6, 1.0 - thresholds)
-    dense = np.clip(c.dense - thresholds, 0.0, None) / span * w.dense_weights()
-    lexical = c.lexical * w.lexical_weights()
-    return dense, lexical
+    added = np.clip(dense - thresholds, 0.0, None) / span * w.dense_weights()
+    return added, lexical * w.lexical_weights()
 
 
 def fuse(c: Candidates, w: HybridWeights) -> np.ndarray:
