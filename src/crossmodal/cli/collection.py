@@ -208,7 +208,7 @@ def index_command(
             retry_failed=retry_failed,
             ray=ray,
             ray_workers=ray_workers,
-            describe=TagSettings(captions=True) if auto_captions else tags,
+            describe=TagSettings.for_index(tags, auto_captions),
         )
         if describe:
             _describe_and_print(col, quiet, auto_captions)

@@ -80,6 +80,12 @@ class TagSettings:
     captions: bool = False
     caption_beam: int = 3
 
+    @classmethod
+    def for_index(cls, tags: bool, auto_captions: bool) -> bool | TagSettings:
+        """`Collection.index`'s `describe` for `--tags/--no-tags` and `--auto-captions` (the
+        CLI's and the web API's options): automatic captions bring tags with them."""
+        return cls(captions=True) if auto_captions else tags
+
 
 @lru_cache(maxsize=1)
 def class_names() -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -30,7 +30,6 @@ from crossmodal.collection import Collection, SearchHit
 from crossmodal.data import load_image
 from crossmodal.errors import CollectionError, ImageLoadError
 from crossmodal.fsnames import shown
-from crossmodal.index.catalog_texts import HIDDEN_FROM_TEXT_SEARCH
 from crossmodal.index.filters import allowed_ids
 from crossmodal.index.query import LRU, direction
 from crossmodal.search_filter import SearchFilter
@@ -395,7 +394,7 @@ class WebService(AnnotationMethods):
             raise Rejected(422, "give the folder to index (a path on the server)")
         if captions is not None and not Path(captions).expanduser().is_file():
             raise Rejected(400, f"no captions file at {captions}")
-        describe = TagSettings(captions=True) if auto_captions else tags
+        describe = TagSettings.for_index(tags, auto_captions)
         with self._write() as writer:
             report = writer.index(folder, captions=captions, show_progress=False, describe=describe)
         out = report.to_dict()
@@ -534,10 +533,8 @@ class WebService(AnnotationMethods):
     def _count(self, table: str, flt: SearchFilter | None = None) -> int:
         """Rows of `table` a search can rank (those passing the filter, when there is one)."""
         if flt is None or flt.empty:
-            if table == "texts":  # tags are not shown by text searches
-                counts = self.collection.catalog.count_texts()
-                return sum(n for kind, n in counts.items() if kind not in HIDDEN_FROM_TEXT_SEARCH)
-            return self.collection.catalog.count(table)
+            hidden = self.collection.catalog.count_generated() if table == "texts" else 0
+            return self.collection.catalog.count(table) - hidden  # text searches show no tags
         return len(allowed_ids(self.collection.catalog, flt, table))
 
     def _passes(self, image_id: int, flt: SearchFilter | None) -> int:
