@@ -72,7 +72,7 @@ def embed_files(
     model: Encoder,
     root_id: int,
     jobs: list[FileJob],
-    caption_map: dict[str, list[str]] | None,
+    caption_map: CaptionMap | None,
     batch_size: int,
     show_progress: bool,
     report: IndexReport,
@@ -89,7 +89,7 @@ def embed_files(
     bar = tqdm(total=len(jobs), desc="indexing", unit="img", disable=not show_progress)
 
     def captions_of(index: int) -> list[str]:
-        return (caption_map or {}).get(jobs[index].path.name, [])
+        return caption_map.get(jobs[index].path.name, []) if caption_map is not None else []
 
     try:
         batches = batches_of(
@@ -111,7 +111,7 @@ def embed_files(
                 for n, found in texts:
                     vecs = text_vecs[start : start + len(found)]
                     start += len(found)
-                    source = getattr(caption_map, "source", None)
+                    source = caption_map.source if caption_map is not None else None
                     _replace_captions(catalog, owner[n], found, vecs, changes, source)
                     report.captions += len(found)
                 if ok:
@@ -221,7 +221,7 @@ def sync_captions(
     stores: StoreCache,
     model: Callable[[], Encoder],
     rows_of_folder: dict[str, int],
-    caption_map: dict[str, list[str]],
+    caption_map: CaptionMap,
     batch_size: int,
     report: IndexReport,
     show_progress: bool,
@@ -249,8 +249,7 @@ def sync_captions(
             offset = 0
             for image_id, found in chunk:
                 vecs = vectors[offset : offset + len(found)]
-                source = getattr(caption_map, "source", None)
-                _replace_captions(catalog, image_id, found, vecs, changes, source)
+                _replace_captions(catalog, image_id, found, vecs, changes, caption_map.source)
                 offset += len(found)
                 report.captions += len(found)
             changes.bump(catalog)
